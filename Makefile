@@ -1,0 +1,40 @@
+# Two entry points for a fresh machine: `make run` (the whole pipeline on params/default.yaml)
+# and `make test`. Both create .venv once; the stamp file makes a second call skip the install.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PARAMS ?= params/default.yaml
+ARGS   ?=
+
+.PHONY: run test smoke lab list bench clean-venv
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (workbench)" >/dev/null
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m workbench run -f $(PARAMS) $(ARGS)
+
+smoke: $(STAMP)
+	$(PY) -m workbench run -f params/smoke.yaml $(ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(ARGS)
+
+list: $(STAMP)
+	$(PY) -m workbench list
+
+lab: $(STAMP)
+	$(PY) -m pip install --quiet jupyterlab
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir .
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean-venv:
+	rm -rf $(VENV)
