@@ -1,0 +1,1 @@
+"""FAKE hailo_platform.pyhailort (tests only)."""
