@@ -127,7 +127,7 @@ class Params(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> "Params":
-        if self.val_fraction + self.conformal_fraction + self.test_fraction >= 0.9:
+        if self.val_fraction + self.conformal_fraction + self.test_fraction > 0.9 + 1e-9:
             raise ValueError("val_fraction + conformal_fraction + test_fraction must leave at least "
                              "10% of subjects for training")
         if self.dataset in ("hapt", "uci_har", "npz") and not self.data_dir:

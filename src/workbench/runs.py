@@ -49,14 +49,32 @@ ARTIFACTS = {
     "npu_int8_onnx": ("05", "npu_int8.onnx"),
     "quant_comparison": ("05", "quant_comparison.csv"),
     "quant_sensitivity": ("05", "quant_sensitivity.csv"),
+    "quant_layer_sqnr": ("05", "quant_layer_sqnr.csv"),
+    "quant_summary": ("05", "quant_summary.json"),
+    "quant_16bit_alls": ("05", "quant_16bit_layers.alls"),   # suggested a16_w16 lines, HN names guessed
     "model_alls": ("06", "model.alls"),
     "compile_sh": ("06", "compile.sh"),
     "har": ("06", "model.har"),
     "hef": ("06", "model.hef"),
     "dfc_log": ("06", "dfc.log"),
+    "compile_result": ("06", "compile_result.json"),          # DFC run facts (only when the DFC ran)
+    "hef_provenance": ("06", "hef_provenance.json"),          # written by `workbench hailo import-hef`
+    "emulator_fp_optimized": ("06", "emulator_fp_optimized_test.npy"),   # DFC SDK_FP_OPTIMIZED, (N, D)
+    "emulator_quantized": ("06", "emulator_quantized_test.npy"),         # DFC SDK_QUANTIZED, (N, D)
+    "emulator_indices": ("06", "emulator_test_indices.npy"),             # windows.npz rows of both
     "backend_table": ("07", "backends.csv"),
     "latency_table": ("07", "latency.csv"),
+    "latency_targets": ("07", "latency_targets.csv"),
+    "per_subject_table": ("07", "per_subject.csv"),
+    "device_cli": ("07", "hailortcli.json"),            # parsed hailortcli run / benchmark (device only)
+    "predictions_torch-fp32": ("07", "predictions_torch-fp32.npz"),   # logits, levels, y, subject, index
+    "predictions_ort-fp32": ("07", "predictions_ort-fp32.npz"),
+    "predictions_ort-int8-emulated": ("07", "predictions_ort-int8-emulated.npz"),
+    "predictions_hailo-emulator": ("07", "predictions_hailo-emulator.npz"),
+    "predictions_hailo8-device": ("07", "predictions_hailo8-device.npz"),
     "reliability": ("08", "reliability.json"),
+    "reliability_card": ("08", "report_card.csv"),          # pass/fail per backend and target
+    "reliability_summary": ("08", "summary.csv"),           # T, ECE before/after, coverage per backend
 }
 
 DEFAULT_OUTPUTS = Path("outputs")
