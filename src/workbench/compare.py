@@ -78,6 +78,23 @@ def reliability_of(run: Run) -> Optional[dict]:
     return json.loads(p.read_text()) if p.exists() else None
 
 
+def reliability_curves(runs: Sequence[Run]) -> pd.DataFrame:
+    """Per run, backend and before/after temperature scaling: the equal-width reliability bins on the
+    test subjects (confidence, accuracy, count), from stage 08's reliability.json."""
+    rows = []
+    for r in runs:
+        rel = reliability_of(r)
+        for backend, res in ((rel or {}).get("backends") or {}).items():
+            for when, key in (("before", "test_before_scaling"), ("after", "test_after_scaling")):
+                bins = ((res.get(key) or {}).get("ece") or {}).get("bins") or {}
+                for conf, acc, count in zip(bins.get("confidence", []), bins.get("accuracy", []),
+                                            bins.get("count", [])):
+                    if count:
+                        rows.append({"run": r.run_id, "backend": backend, "when": when,
+                                     "confidence": conf, "accuracy": acc, "count": count})
+    return pd.DataFrame(rows, columns=["run", "backend", "when", "confidence", "accuracy", "count"])
+
+
 def compare_runs(refs: Sequence[str | Path], root: Optional[Path] = None, notebook: bool = True,
                  out_dir: Optional[Path] = None) -> Path:
     runs = open_runs(refs, root)

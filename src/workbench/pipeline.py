@@ -128,8 +128,11 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = "08"
 
     from workbench.report import write_index
 
-    env_before = os.environ.get("WORKBENCH_HEADLESS")
-    os.environ["WORKBENCH_HEADLESS"] = "1"
+    # Headless kernels inherit this environment: progress bars update every 20 s, not per step, so the
+    # rendered notebooks keep a readable trace instead of hundreds of stderr lines.
+    env_keys = {"WORKBENCH_HEADLESS": "1", "TQDM_MININTERVAL": "20"}
+    env_before = {k: os.environ.get(k) for k in env_keys}
+    os.environ.update(env_keys)
     try:
         for s in stages:
             _run_stage(run, s, notebooks[s], params, manifest, progress, log)
@@ -137,10 +140,11 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = "08"
         _safe_index(run, log)
         raise
     finally:
-        if env_before is None:
-            os.environ.pop("WORKBENCH_HEADLESS", None)
-        else:
-            os.environ["WORKBENCH_HEADLESS"] = env_before
+        for k, v in env_before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
     manifest["status"] = "succeeded"
     manifest["finished"] = _now()
     run.write_json("manifest.json", manifest)

@@ -10,23 +10,26 @@ import numpy as np
 def example_windows(X: np.ndarray, y: np.ndarray, label_names: Sequence[str],
                     channel_names: Sequence[str], site: int = 0, sample_rate_hz: float = 50.0,
                     title: str = "") -> plt.Figure:
-    """One random-but-fixed window per class: the first window of each class, all channels of a site."""
+    """The first window of each class (rows), one column per sensor (channels grouped by 3: x, y, z),
+    so a magnetometer's offset does not flatten the accelerometer."""
     k = len(label_names)
-    fig, axes = plt.subplots(k, 1, figsize=(10, 1.6 * k), sharex=True, squeeze=False)
+    groups = [list(range(i, min(i + 3, X.shape[1]))) for i in range(0, X.shape[1], 3)]
+    fig, axes = plt.subplots(k, len(groups), figsize=(3.6 * len(groups) + 1, 1.5 * k), sharex=True,
+                             squeeze=False)
     t = np.arange(X.shape[-1]) / sample_rate_hz
     for c in range(k):
-        ax = axes[c, 0]
         idx = np.flatnonzero(y == c)
-        if len(idx) == 0:
-            ax.text(0.5, 0.5, "no windows", transform=ax.transAxes, ha="center")
-        else:
-            w = X[idx[0], :, site, :]
-            for ch in range(w.shape[0]):
-                ax.plot(t, w[ch], lw=0.8, label=channel_names[ch] if c == 0 else None)
-        ax.set_ylabel(label_names[c], rotation=0, ha="right", va="center")
-    axes[-1, 0].set_xlabel("time [s]")
-    if k:
-        fig.legend(loc="upper right", ncol=min(9, X.shape[1]), fontsize=7)
+        for g, chans in enumerate(groups):
+            ax = axes[c, g]
+            if len(idx):
+                for ch in chans:
+                    ax.plot(t, X[idx[0], ch, site, :], lw=0.8, label=channel_names[ch])
+            if c == 0:
+                ax.set_title(" / ".join(channel_names[ch] for ch in chans), fontsize=8)
+            if g == 0:
+                ax.set_ylabel(label_names[c], rotation=0, ha="right", va="center")
+    for ax in axes[-1]:
+        ax.set_xlabel("time [s]")
     fig.suptitle(title or "first window of each class")
     fig.tight_layout()
     return fig

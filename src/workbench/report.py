@@ -71,17 +71,25 @@ def _image_tag(path: Path) -> str:
             f'<figcaption>{_esc(path.parent.name)}/{_esc(path.name)}</figcaption></figure>')
 
 
+HEADLINE_FIGURES = ("*/headline_*.png", "08_reliability/reliability_diagrams.png")
+
+
 def headline_figures(run: Run) -> list[Path]:
-    """Figures a stage marks for the index by naming them ``headline_*.png``."""
-    return sorted((run.path / "artifacts").glob("*/headline_*.png"))
+    """Figures a stage marks for the index (``headline_*.png``) plus the reliability diagrams."""
+    found: list[Path] = []
+    for pattern in HEADLINE_FIGURES:
+        found += sorted((run.path / "artifacts").glob(pattern))
+    return found
 
 
 def report_card_rows(run: Run) -> list[dict]:
-    p = run.path / "artifacts" / STAGE_NAMES["08"] / "report_card.json"
+    """Stage 08's report card (report_card.csv): one row per backend and check."""
+    import csv
+    p = run.path / "artifacts" / STAGE_NAMES["08"] / "report_card.csv"
     if not p.exists():
         return []
-    data = json.loads(p.read_text())
-    return data.get("rows", data) if isinstance(data, dict) else data
+    with p.open(newline="") as f:
+        return list(csv.DictReader(f))
 
 
 def write_index(run: Run) -> Path:
@@ -115,11 +123,17 @@ def write_index(run: Run) -> Path:
     # report card
     card = report_card_rows(run)
     if card:
+        def num(v: str) -> str:
+            try:
+                return f"{float(v):.4g}"
+            except (TypeError, ValueError):
+                return _esc(v)
         rows = [[_esc(r.get("backend")), _esc(r.get("check")), _esc(r.get("target")),
-                 f"<td class='num'>{_fmt(r.get('value'))}</td>", _fmt(r.get("interval")),
-                 _badge("passed" if r.get("passed") else "fail")] for r in card]
-        parts.append("<h2>Report card</h2>"
-                     + _table(["backend", "check", "target", "measured", "interval (95%)", ""], rows))
+                 f"<td class='num'>{num(r.get('measured'))}</td>",
+                 f"[{num(r.get('low'))}, {num(r.get('high'))}] {_esc(r.get('interval'))}",
+                 _badge("passed" if str(r.get("pass")) == "True" else "fail")] for r in card]
+        parts.append("<h2>Report card (stage 08, test subjects)</h2>"
+                     + _table(["backend", "check", "target", "measured", "interval", ""], rows))
 
     # metrics
     if metrics:
