@@ -55,8 +55,9 @@ def metrics_table(runs: Sequence[Run]) -> pd.DataFrame:
     if not records:
         return pd.DataFrame()
     df = pd.DataFrame(records)
-    return df.pivot_table(index=["stage", "metric", "backend"], columns="run", values="value",
-                          aggfunc="first")
+    table = df.pivot_table(index=["stage", "metric", "backend"], columns="run", values="value",
+                           aggfunc="first")
+    return table[[r.run_id for r in runs if r.run_id in table.columns]]  # the order the user gave
 
 
 def stage_table_across(runs: Sequence[Run], artifact: str) -> pd.DataFrame:
