@@ -34,7 +34,8 @@ lab: $(STAMP)
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir .
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/bench_inference.py
+	$(PY) benchmarks/bench_pipeline.py
 
 clean-venv:
 	rm -rf $(VENV)
