@@ -49,25 +49,39 @@ def _last(pattern: str, text: str, flags: int = re.MULTILINE) -> Optional[re.Mat
     return hits[-1] if hits else None
 
 
+def _extract(text: str, fields: list[tuple[str, str, bool]], out: dict[str, Any]) -> dict[str, Any]:
+    """Fill `out` from (key, regex, is_power) rows; the last match wins, missing fields stay None.
+    Power patterns capture (value, unit) and are converted to watts."""
+    for key, pattern, is_power in fields:
+        m = _last(pattern, text)
+        if m:
+            out[key] = _power_in_watts(float(m.group(1)), m.group(2)) if is_power else float(m.group(1))
+    return out
+
+
+_RUN_FIELDS = [
+    ("fps", rf"^\s*FPS:\s*{_NUM}", False),
+    ("hw_latency_ms", rf"^\s*HW Latency:\s*{_NUM}\s*ms", False),
+    ("overall_latency_ms", rf"^\s*Overall Latency:\s*{_NUM}\s*ms", False),
+] + [(key, rf"^\s*{word} power consumption:\s*{_NUM}\s*([A-Za-z]+)", True)
+     for key, word in (("power_min_w", "Minimum"), ("power_avg_w", "Average"), ("power_max_w", "Maximum"))]
+
+_BENCHMARK_FIELDS = [
+    ("fps_hw_only", rf"^\s*FPS\s*\(hw_only\)\s*=\s*{_NUM}", False),
+    ("fps", rf"^\s*(?:FPS\s*)?\(streaming\)\s*=\s*{_NUM}", False),
+    ("hw_latency_ms", rf"^\s*Latency\s*\(hw\)\s*=\s*{_NUM}\s*ms", False),
+    ("overall_latency_ms", rf"^\s*(?:Latency\s*)?\(overall\)\s*=\s*{_NUM}\s*ms", False),
+    ("power_avg_w", rf"Power in streaming mode \(average\)\s*=\s*{_NUM}\s*([A-Za-z]+)", True),
+    ("power_max_w", rf"^\s*\(max\)\s*=\s*{_NUM}\s*([A-Za-z]+)", True),
+]
+
+
 def parse_run_output(text: str) -> dict[str, Any]:
     """Parse ``hailortcli run --measure-latency --measure-overall-latency [--measure-power]``.
     Keys: fps, hw_latency_ms, overall_latency_ms, power_avg_w, power_max_w, power_min_w, backend."""
     out: dict[str, Any] = {"fps": None, "hw_latency_ms": None, "overall_latency_ms": None,
                            "power_avg_w": None, "power_min_w": None, "power_max_w": None, "backend": BACKEND}
-    m = _last(rf"^\s*FPS:\s*{_NUM}", text)
-    if m:
-        out["fps"] = float(m.group(1))
-    m = _last(rf"^\s*HW Latency:\s*{_NUM}\s*ms", text)
-    if m:
-        out["hw_latency_ms"] = float(m.group(1))
-    m = _last(rf"^\s*Overall Latency:\s*{_NUM}\s*ms", text)
-    if m:
-        out["overall_latency_ms"] = float(m.group(1))
-    for key, word in (("power_min_w", "Minimum"), ("power_avg_w", "Average"), ("power_max_w", "Maximum")):
-        m = _last(rf"^\s*{word} power consumption:\s*{_NUM}\s*([A-Za-z]+)", text)
-        if m:
-            out[key] = _power_in_watts(float(m.group(1)), m.group(2))
-    return out
+    return _extract(text, _RUN_FIELDS, out)
 
 
 def parse_benchmark_output(text: str) -> dict[str, Any]:
@@ -76,25 +90,7 @@ def parse_benchmark_output(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {"fps_hw_only": None, "fps": None, "hw_latency_ms": None, "overall_latency_ms": None,
                            "power_avg_w": None, "power_max_w": None, "backend": BACKEND}
     summary = text.split("Summary", 1)[1] if "Summary" in text else text
-    m = _last(rf"^\s*FPS\s*\(hw_only\)\s*=\s*{_NUM}", summary)
-    if m:
-        out["fps_hw_only"] = float(m.group(1))
-    m = _last(rf"^\s*(?:FPS\s*)?\(streaming\)\s*=\s*{_NUM}", summary)
-    if m:
-        out["fps"] = float(m.group(1))
-    m = _last(rf"^\s*Latency\s*\(hw\)\s*=\s*{_NUM}\s*ms", summary)
-    if m:
-        out["hw_latency_ms"] = float(m.group(1))
-    m = _last(rf"^\s*(?:Latency\s*)?\(overall\)\s*=\s*{_NUM}\s*ms", summary)
-    if m:
-        out["overall_latency_ms"] = float(m.group(1))
-    m = _last(rf"Power in streaming mode \(average\)\s*=\s*{_NUM}\s*([A-Za-z]+)", summary)
-    if m:
-        out["power_avg_w"] = _power_in_watts(float(m.group(1)), m.group(2))
-    m = _last(rf"^\s*\(max\)\s*=\s*{_NUM}\s*([A-Za-z]+)", summary)
-    if m:
-        out["power_max_w"] = _power_in_watts(float(m.group(1)), m.group(2))
-    return out
+    return _extract(summary, _BENCHMARK_FIELDS, out)
 
 
 def _run(cmd: list[str], timeout: float) -> str:
