@@ -2,18 +2,16 @@
 
 Skips (with the reason) where Chromium is not installed; .ci/run installs it.
 """
-import json
-import shutil
 import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from workbench.report import write_index
+from workbench.report import CHROMIUM_FLAGS, find_chromium, write_index
 from workbench.runs import Run, Stage
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+CHROMIUM = find_chromium()
 
 
 def _png_size(data: bytes) -> tuple[int, int]:
@@ -43,9 +41,7 @@ def small_run(tmp_path) -> Run:
 def test_index_renders_in_headless_chromium(small_run, tmp_path):
     index = write_index(small_run)
     shot, dom = tmp_path / "index.png", tmp_path / "dom.html"
-    flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"]
+    flags = [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,1600"]
     subprocess.run([CHROMIUM, *flags, f"--screenshot={shot}", index.as_uri()], check=True,
                    capture_output=True, timeout=120)
     rendered = subprocess.run([CHROMIUM, *flags, "--dump-dom", index.as_uri()], check=True,

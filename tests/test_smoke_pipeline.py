@@ -91,3 +91,15 @@ def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capsys):
     cmp_dir = Path(out.strip().split("comparison written: ")[1]).parent
     assert "quant_calib_strategy" in (cmp_dir / "params_diff.csv").read_text()
     assert (cmp_dir / "09_compare_runs.html").exists()
+
+
+@pytest.mark.skipif(__import__("workbench.report", fromlist=["find_chromium"]).find_chromium() is None,
+                    reason="chromium not installed (apt-get install chromium)")
+def test_index_renders_in_headless_chromium(smoke_run, tmp_path):
+    from workbench.report import screenshot_index
+    r = screenshot_index(smoke_run, tmp_path / "index.png")
+    assert r["images_in_page"] >= 2 and r["images_decoded"] == r["images_in_page"]
+    assert r["has_report_card"]
+    assert len(r["metric_names_shown"]) == r["metric_names_total"]
+    assert {"torch-fp32", "ort-fp32", "ort-int8-emulated"} <= set(r["backends_shown"])
+    assert (tmp_path / "index.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

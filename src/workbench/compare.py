@@ -64,9 +64,8 @@ def stage_table_across(runs: Sequence[Run], artifact: str) -> pd.DataFrame:
     """Concatenate one CSV artifact (e.g. quant_comparison) over runs, with a `run` column."""
     frames = []
     for r in runs:
-        try:
-            path = r.artifact(artifact)
-        except Exception:
+        path = r.artifact(artifact, must_exist=False)
+        if not path.exists():  # that run did not reach the stage; the table lists the runs that did
             continue
         df = pd.read_csv(path)
         df.insert(0, "run", r.run_id)

@@ -6,7 +6,7 @@ import base64
 import html
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 from workbench.runs import STAGE_NAMES, Run
 
@@ -168,3 +168,50 @@ def write_index(run: Run) -> Path:
     target = run.path / "html" / "index.html"
     target.write_text("\n".join(parts), encoding="utf-8")
     return target
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def find_chromium() -> Optional[str]:
+    import shutil
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def screenshot_index(run: Run, png: Path, width: int = 1200, height: int = 2400) -> dict[str, Any]:
+    """Open the run's index from disk in headless Chromium, save a screenshot and report what rendered:
+    which metric names and backends appear in the DOM, and how many embedded images decoded."""
+    import subprocess
+    import tempfile
+    chromium = find_chromium()
+    if chromium is None:
+        raise RuntimeError("headless Chromium not found: apt-get install chromium")
+    index = (run.path / "html" / "index.html").resolve()
+    if not index.exists():
+        raise FileNotFoundError(f"{index} does not exist: run the pipeline first")
+    with tempfile.TemporaryDirectory() as profile:
+        flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]
+        subprocess.run([chromium, *flags, f"--screenshot={png}", index.as_uri()], check=True,
+                       capture_output=True, timeout=120)
+        # count images that decoded (naturalWidth > 0) by letting the page write it into its title
+        probe = ("<script>window.onload=()=>{document.title='decoded:'+[...document.images]"
+                 ".filter(i=>i.naturalWidth>0).length}</script>")
+        probed = index.with_name("_probe_index.html")
+        probed.write_text(index.read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
+                          encoding="utf-8")
+        try:
+            dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom",
+                                  probed.as_uri()], check=True, capture_output=True, text=True,
+                                 timeout=120).stdout
+        finally:
+            probed.unlink(missing_ok=True)
+    import re
+    m = re.search(r"<title>decoded:(\d+)</title>", dom)
+    metrics = run.metrics()
+    return {"png": str(png), "images_in_page": dom.count("<img"),
+            "images_decoded": int(m.group(1)) if m else 0,
+            "backends_shown": sorted({mm["backend"] for mm in metrics if mm["backend"] in dom}),
+            "metric_names_shown": sorted({mm["name"] for mm in metrics if mm["name"] in dom}),
+            "metric_names_total": len({mm["name"] for mm in metrics}),
+            "has_report_card": "Report card" in dom}
