@@ -1,0 +1,57 @@
+"""Stage-01 logic: artifacts written for later stages, and loading that cannot leak test subjects."""
+import numpy as np
+import pytest
+
+from workbench.config import load_params
+from workbench.data import DataError, WindowSet
+from workbench.runs import Run, Stage
+from workbench import stage01
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    params = load_params([], {"synthetic_subjects": 8, "synthetic_windows_per_class": 2, "epochs": 1,
+                              "encoder_channels": [4], "head_hidden": 0, "seed": 3})
+    data = stage01.prepare_data(params)
+    model, config, hist = stage01.fit_model(params, data, progress=False)
+    stage = Stage(Run.create("t", tmp_path_factory.mktemp("out")), "01")
+    stage01.save_artifacts(stage, model, config, data, hist, {"test_accuracy": 0.5}, params)
+    return params, data, stage
+
+
+def test_windows_npz_carries_the_split(trained):
+    _, data, stage = trained
+    ws, split = WindowSet.load(stage.artifact("windows"))
+    assert np.array_equal(ws.X, data.windows.X)
+    for name in stage01.SPLIT_NAMES:
+        subjects = set(ws.subject[split == name].tolist())
+        assert subjects == set(data.splits.subjects[name])
+    assert set(split.tolist()) == set(stage01.SPLIT_NAMES)
+
+
+def test_loading_reuses_checkpoint_split_and_normaliser(trained):
+    params, data, stage = trained
+    meta = stage01.peek_checkpoint(str(stage.artifact("checkpoint")))
+    # another seed would draw other subjects; the checkpoint's split must win
+    other = load_params([], {**params.model_dump(), "seed": 11, "mode": "load",
+                             "checkpoint_path": str(stage.artifact("checkpoint"))})
+    reloaded = stage01.prepare_data(other, checkpoint_meta=meta)
+    for name in stage01.SPLIT_NAMES:
+        assert np.array_equal(reloaded.splits.indices(name), data.splits.indices(name))
+    assert np.allclose(reloaded.normalizer.mean, data.normalizer.mean)
+    model, _, _ = stage01.load_model(other, reloaded)
+    a = stage01.evaluate_split(model, reloaded, "test")
+    assert a["backend"] == "torch-fp32" and a["n"] == len(data.splits.test)
+
+
+def test_unknown_subjects_for_a_checkpoint_split_are_an_error():
+    with pytest.raises(DataError, match=r"subjects \[9\] are not in the checkpoint's recorded split"):
+        stage01.splits_from_subjects(np.array([1, 2, 9]), {"train": [1], "val": [2], "conformal": [],
+                                                           "test": []})
+
+
+def test_window_mismatch_is_named(trained):
+    params, data, _ = trained
+    bad = load_params([], {**params.model_dump(), "window": 50})
+    with pytest.raises(DataError, match="set window: 100"):
+        stage01.model_config_for(bad, data)
