@@ -58,6 +58,9 @@ class Params(BaseModel):
     learning_rate: float = Field(3.0e-3, gt=0)
     weight_decay: float = Field(1.0e-4, ge=0)
     patience: int = Field(6, ge=1, description="early stopping: epochs without validation gain")
+    augment_rotation_deg: float = Field(0.0, ge=0, le=180,
+                                        description="training: random 3-D rotation of each site's xyz triplets")
+    augment_scale: float = Field(0.0, ge=0, lt=1, description="training: random gain U[1-s, 1+s] per sensor")
     max_train_seconds: Optional[float] = Field(None, gt=0, description="stop training after this long")
 
     # ---- 02 export ---------------------------------------------------------------------------

@@ -101,14 +101,17 @@ def fit_model(params: Params, data: PreparedData, progress: bool = True):
     """Build the model from params and the data's shape, train it, return (model, config, history)."""
     import torch
 
-    from workbench.model import FSQClassifier, train_model
+    from workbench.model import Augmenter, FSQClassifier, train_model
     config = model_config_for(params, data)
+    augmenter = Augmenter(data.normalizer.mean, data.normalizer.std, rotation_deg=params.augment_rotation_deg,
+                          scale=params.augment_scale)
     torch.manual_seed(params.seed)
     model = FSQClassifier(config)
     history = train_model(model, data.arrays("train"), data.arrays("val"), epochs=params.epochs,
                           batch_size=params.batch_size, learning_rate=params.learning_rate,
                           weight_decay=params.weight_decay, patience=params.patience, seed=params.seed,
-                          device=params.device, max_seconds=params.max_train_seconds, progress=progress)
+                          device=params.device, max_seconds=params.max_train_seconds, progress=progress,
+                          augment=augmenter if augmenter.enabled else None)
     return model, config, history
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import copy
 import math
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -61,13 +61,15 @@ def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: in
 def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
                 *, epochs: int, batch_size: int, learning_rate: float, weight_decay: float, patience: int,
                 seed: int, device: str = "cpu", max_seconds: Optional[float] = None,
-                progress: bool = True) -> dict[str, Any]:
+                progress: bool = True,
+                augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None) -> dict[str, Any]:
     """Train in place and return a JSON-ready history.
 
     Early stopping watches validation accuracy (ties go to the lower validation loss); the weights of
     the best epoch are restored at the end. ``max_seconds`` stops after the epoch that crosses it.
     The model's initial weights are the caller's business (seed before building it); this function
-    seeds dropout and the shuffling.
+    seeds dropout and the shuffling. ``augment(batch, generator)`` (e.g. an ``Augmenter``) transforms
+    each training batch; it draws from its own seeded CPU generator so shuffling is unchanged by it.
     """
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise ValueError(f"epochs, batch_size and patience must be >= 1 (got {epochs}, {batch_size}, {patience})")
@@ -82,6 +84,7 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     dev = resolve_device(device)
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
+    aug_gen = torch.Generator().manual_seed(seed + 1)
     model.to(dev)
     Xtr_t, ytr_t = torch.from_numpy(Xtr).to(dev), torch.from_numpy(ytr).to(dev)
     Xva_t, yva_t = torch.from_numpy(Xva).to(dev), torch.from_numpy(yva).to(dev)
@@ -118,6 +121,8 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
         for step in range(steps_per_epoch):
             idx = perm[step * batch_size:(step + 1) * batch_size]
             xb, yb = Xtr_t[idx], ytr_t[idx]
+            if augment is not None:
+                xb = augment(xb, aug_gen)
             logits = model(xb)
             loss = loss_fn(logits, yb)
             opt.zero_grad(set_to_none=True)
