@@ -30,7 +30,7 @@ list: $(STAMP)
 	$(PY) -m workbench list
 
 lab: $(STAMP)
-	$(PY) -m pip install --quiet jupyterlab
+	$(PY) -m pip install --quiet jupyterlab==4.6.6
 	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir .
 
 bench: $(STAMP)

@@ -168,3 +168,24 @@ def test_load_dataset_dispatch(tmp_path):
     assert load_dataset(Params(dataset="npz", data_dir=str(tmp_path / "d.npz"), window=10)).n_windows == 12
     with pytest.raises(DataError, match="set sample_rate_hz: 50"):
         load_dataset(Params(dataset="hapt", data_dir=str(tmp_path), sample_rate_hz=100.0))
+
+
+def test_preflight_rejects_before_any_run(tmp_path, hapt_dir):
+    from workbench.config import load_params
+    from workbench.data.preflight import preflight
+    with pytest.raises(DataError, match="data_dir does not exist"):
+        preflight(load_params([], {"dataset": "hapt", "data_dir": str(tmp_path / "nope")}))
+    with pytest.raises(DataError, match=r"window=5000 is longer than every segment"):
+        preflight(load_params([], {"dataset": "hapt", "data_dir": str(hapt_dir), "window": 5000}))
+    with pytest.raises(DataError, match=r"activity ids \[13\]"):
+        preflight(load_params([], {"dataset": "hapt", "data_dir": str(hapt_dir), "label_set": [1, 13]}))
+    preflight(load_params([], {"dataset": "hapt", "data_dir": str(hapt_dir)}))  # the real data fits
+
+
+def test_preflight_npz_window(tmp_path):
+    from workbench.config import load_params
+    from workbench.data.preflight import preflight
+    f = tmp_path / "d.npz"
+    np.savez(f, X=np.zeros((2, 3, 1, 64), np.float32), y=np.zeros(2, int), subject=np.arange(2))
+    with pytest.raises(DataError, match="set window: 64"):
+        preflight(load_params([], {"dataset": "npz", "data_dir": str(f), "window": 100}))

@@ -32,6 +32,8 @@ def test_every_stage_ran(smoke_run):
     # without the DFC, stage 06 must say so instead of pretending to compile
     assert statuses.pop("06_compile_hailo") == "bundle-only"
     assert set(statuses.values()) == {"succeeded"}, statuses
+    assert man["stages"]["07_evaluate_on_device"]["backends"] == ["ort-fp32", "ort-int8-emulated", "torch-fp32"]
+    assert man["stages"]["06_compile_hailo"]["stage_status"]["hef"] is None
 
 
 def test_every_notebook_executed_and_rendered(smoke_run):

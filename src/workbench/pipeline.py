@@ -104,6 +104,9 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = "08"
         raise RunError(f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of a parent run: "
                        f"add --parent RUN (see `python -m workbench list`)")
     notebooks = {s: notebook_for(s, notebooks_dir) for s in stages}  # fail before creating anything
+    if "01" in stages:
+        from workbench.data.preflight import preflight
+        preflight(params)
 
     run = Run.create(params.run_label, root)
     if parent_run is not None:
@@ -203,6 +206,7 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
         raise StageFailed(run, name, entry["error"]["summary"]) from (
             None if _is_papermill_error(error) else error)
     entry["status"] = (entry.get("stage_status") or {}).get("status", "succeeded")
+    entry["backends"] = sorted({m["backend"] for m in run.metrics() if m["stage"] == name})
     run.write_json("manifest.json", manifest)
     entry["html"] = _render(out_nb, run)
     run.write_json("manifest.json", manifest)
