@@ -13,9 +13,8 @@ import numpy as np
 
 from workbench.config import Params
 from workbench.data import Normalizer, Splits, WindowSet, load_dataset, split_by_subject
+from workbench.data.splits import SPLIT_NAMES
 from workbench.data.windowset import DataError
-
-SPLIT_NAMES = ("train", "val", "conformal", "test")
 
 
 @dataclass
