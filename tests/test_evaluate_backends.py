@@ -314,7 +314,17 @@ def test_emulator_refuses_indices_that_are_not_test_windows(tmp_path):
     _emulator_files(ctx, np.array([0, 1, 2]), np.zeros((3, D)))   # positions, not windows.npz indices
     b = HailoEmulator(ctx)
     with pytest.raises(RuntimeError, match=r"not test windows of windows\.npz \(e\.g\. \[0, 1\]\)"):
-        b.covers(np.array([2, 7, 9]))
+        b.verify_windows(np.array([2, 7, 9]))
+
+
+def test_emulator_on_other_splits_covers_nothing_without_raising(tmp_path):
+    # stage 08 asks about validation / conformal windows: the answer is "none", not an error
+    ctx = _ctx(tmp_path)
+    _emulator_files(ctx, np.array([5, 6]), np.zeros((2, D)))
+    b = HailoEmulator(ctx)
+    assert b.replays_stored_outputs and not TorchFP32.replays_stored_outputs
+    np.testing.assert_array_equal(b.covers(np.array([0, 1, 2])), [False, False, False])
+    b.verify_windows(np.array([5, 6, 8]))  # stored indices are test windows: fine
 
 
 def test_emulator_sanity_check_against_fp32(tmp_path):

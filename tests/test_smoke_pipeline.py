@@ -105,3 +105,22 @@ def test_index_renders_in_headless_chromium(smoke_run, tmp_path):
     assert len(r["metric_names_shown"]) == r["metric_names_total"]
     assert {"torch-fp32", "ort-fp32", "ort-int8-emulated"} <= set(r["backends_shown"])
     assert (tmp_path / "index.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_hailo_stages_with_fake_dfc_and_hailort(smoke_run, monkeypatch):
+    """Stages 06-08 where hailo_sdk_client and hailo_platform import (the fakes from tests/fakes, which
+    compute real outputs with ONNX Runtime): a HEF is compiled, stage 07 adds the emulator and device
+    backends, stage 08 analyses the device and lists the emulator as replay-only instead of crashing."""
+    import os
+    fakes = Path(__file__).resolve().parent / "fakes"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fakes), os.environ.get("PYTHONPATH")])))
+    params = load_params([ROOT / "params" / "smoke.yaml"], {"run_label": "with-fakes"})
+    run = run_pipeline(params, from_stage="06", parent=smoke_run.run_id, root=smoke_run.path.parent,
+                       progress=False, log=lambda *_: None)
+    stages = run.manifest()["stages"]
+    assert stages["06_compile_hailo"]["status"] == "compiled"
+    assert run.artifact("hef").read_bytes()[:4] == b"\x01HEF"
+    assert set(stages["07_evaluate_on_device"]["backends"]) >= {"hailo-emulator", "hailo8-device"}
+    sources = {s["backend"]: s for s in json.loads(run.artifact("reliability").read_text())["sources"]}
+    assert sources["hailo8-device"]["used"] and not sources["hailo-emulator"]["used"]
+    assert "replays stored test-window outputs" in sources["hailo-emulator"]["reason"]

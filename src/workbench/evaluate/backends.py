@@ -170,9 +170,15 @@ class Backend(ABC):
         """(levels (N, D), logits (N, K)); always via the shared host post-processor."""
         return self.host(self.npu_output(x, index))
 
+    #: True for backends that replay outputs stored for the test windows (they cannot run on new windows).
+    replays_stored_outputs = False
+
     def covers(self, index: np.ndarray) -> np.ndarray:
         """Boolean mask: which of these windows this backend can evaluate (all, except replays)."""
         return np.ones(len(index), dtype=bool)
+
+    def verify_windows(self, test_index: np.ndarray) -> None:
+        """Raise when the backend's stored data does not belong to these test windows (replays only)."""
 
     def info(self) -> dict[str, Any]:
         """Details for the backend table (hardware, output bits, files used)."""
@@ -332,18 +338,24 @@ class HailoEmulator(Backend):
                                f"file has {self.index.shape[0]}; re-run stage 06")
         self.row_of = {int(i): r for r, i in enumerate(self.index)}
 
+    replays_stored_outputs = True
+
     def covers(self, index: np.ndarray) -> np.ndarray:
-        """Which of the test windows ``index`` stage 06 emulated. Every stored index must be one of
-        them: anything else means the index file holds other numbers (e.g. positions within the test
-        split instead of windows.npz indices), and replaying would pair outputs with the wrong labels."""
+        """Which of the windows ``index`` stage 06 emulated (only test windows ever are)."""
         self.open()
-        wanted = {int(i) for i in index}
+        return np.array([int(i) in self.row_of for i in index], dtype=bool)
+
+    def verify_windows(self, test_index: np.ndarray) -> None:
+        """Every stored index must be one of the test windows: anything else means the index file holds
+        other numbers (e.g. positions within the test split instead of windows.npz indices), and
+        replaying would pair outputs with the wrong labels."""
+        self.open()
+        wanted = {int(i) for i in test_index}
         foreign = [int(i) for i in self.index if int(i) not in wanted]
         if foreign:
             raise RuntimeError(f"{EMULATOR_INDEX_FILE} holds {len(foreign)} indices that are not test windows "
                                f"of windows.npz (e.g. {foreign[:5]}); stage 06 must store windows.npz indices "
                                f"of the emulated test windows. Re-run stage 06")
-        return np.array([int(i) in self.row_of for i in index], dtype=bool)
 
     def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
         if index is None or len(index) != x.shape[0]:
@@ -539,6 +551,7 @@ def evaluate_backend(backend: Backend, data: EvalData, batch_size: int = 256) ->
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     backend.open()
+    backend.verify_windows(data.index)
     mask = backend.covers(data.index)
     if not mask.any():
         raise BackendUnavailable(f"{backend.name} covers none of the {len(data.index)} test windows")

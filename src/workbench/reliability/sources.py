@@ -52,7 +52,7 @@ def collect_split_logits(stage: Any, backends: Optional[Sequence[str]] = None,
         why = None
         if not ok:
             why = f"not available: {reason}"
-        elif not all(backend.covers(d.index).all() for d in data.values()):
+        elif backend.replays_stored_outputs:
             why = ("cannot run on the validation/conformal windows (it replays stored test-window outputs "
                    "only), so it cannot be temperature-scaled or conformally calibrated on its own logits")
         elif backends is None and not pred_path.is_file():
