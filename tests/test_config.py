@@ -87,3 +87,11 @@ def test_override_values_keep_their_type(raw, value):
 def test_stage_subset_only_declared_names():
     p = Params()
     assert p.stage_subset(["epochs", "not_a_param"]) == {"epochs": 30}
+
+
+def test_even_kernel_rejected_and_home_expanded():
+    import os
+    with pytest.raises(ParamError, match="kernel_time must be odd"):
+        load_params([], {"kernel_time": 4})
+    p = load_params([], {"dataset": "hapt", "data_dir": "~/hapt"})
+    assert p.data_dir == os.path.expanduser("~/hapt") and not p.data_dir.startswith("~")

@@ -102,7 +102,7 @@ def test_head_variants_and_size():
 
 
 def test_export_graph_is_hailo_friendly_and_ends_in_the_fsq_chain(tmp_path):
-    onnx = pytest.importorskip("onnx")
+    import onnx
     m = FSQClassifier(_cfg(encoder_channels=[8, 16])).eval()
     path = tmp_path / "m.onnx"
     torch.onnx.export(m, (torch.randn(1, 9, 2, 100),), str(path), input_names=["imu"],

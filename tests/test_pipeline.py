@@ -122,3 +122,24 @@ def test_list_shows_runs(tmp_path, notebooks, capsys):
     assert main(["list", "--outputs", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "succeeded" in out and "test_accuracy[torch-fp32]=0.8" in out
+
+
+def test_from_refuses_a_parent_stage_that_failed(tmp_path, notebooks):
+    class P(Params):
+        fail: bool = True
+    kw = dict(root=tmp_path / "out", notebooks_dir=notebooks, progress=False, log=lambda *_: None)
+    with pytest.raises(StageFailed) as e:
+        run_pipeline(P(), to_stage="02", **kw)
+    failed = e.value.run
+    # the stand-in for stage 03 does not exist: the refusal must come first, from the parent's manifest
+    with pytest.raises(RunError, match="status 'failed'"):
+        from workbench.runs import copy_stage_artifacts
+        copy_stage_artifacts(failed, Run.create("child", tmp_path / "out"), ["01", "02"])
+
+
+def test_interactive_notebook_never_writes_into_a_finished_stage(tmp_path, notebooks, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_OUTPUTS", str(tmp_path / "out"))
+    run_pipeline(Params(), to_stage="02", root=tmp_path / "out", notebooks_dir=notebooks, progress=False,
+                 log=lambda *_: None)
+    with pytest.raises(RunError, match="already has stage 02_export_onnx"):
+        open_stage("", "02")

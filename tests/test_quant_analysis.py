@@ -69,7 +69,7 @@ def test_margin_histogram_counts_flips_per_bin():
 
 
 def test_levels_to_indices_matches_the_model_fsq():
-    torch = pytest.importorskip("torch")
+    import torch
     from workbench.model.fsq import FSQ
     levels = [8, 6, 5, 5, 4]
     fsq = FSQ(levels)

@@ -219,7 +219,7 @@ def test_recommend_claims_on_constructed_table():
 
 def test_smoke_model_export_split_quantize(tmp_path):
     """The real path: FSQClassifier (smoke size) -> export -> split -> INT8 -> HostPostprocessor."""
-    torch = pytest.importorskip("torch")
+    import torch
     from workbench.graph.export import export_onnx
     from workbench.graph.host import HostPostprocessor
     from workbench.graph.split import split_model

@@ -55,3 +55,19 @@ def test_window_mismatch_is_named(trained):
     bad = load_params([], {**params.model_dump(), "window": 50})
     with pytest.raises(DataError, match="set window: 100"):
         stage01.model_config_for(bad, data)
+
+
+def test_normaliser_comes_from_training_windows_only(trained):
+    from workbench.data import Normalizer
+    _, data, _ = trained
+    ws = data.windows
+    assert np.allclose(data.normalizer.mean, Normalizer.fit(ws.X[data.splits.train]).mean)
+    assert not np.allclose(data.normalizer.mean, Normalizer.fit(ws.X).mean)
+
+
+def test_checkpoint_without_recorded_split_is_refused(trained):
+    params, _, stage = trained
+    meta = stage01.peek_checkpoint(str(stage.artifact("checkpoint")))
+    meta["provenance"].pop("split_subjects")
+    with pytest.raises(DataError, match="records no subject split"):
+        stage01.prepare_data(params, checkpoint_meta=meta)

@@ -121,6 +121,20 @@ class Params(BaseModel):
             raise ValueError(f"every FSQ level count must be >= 2 (got {bad}); e.g. [8, 6, 5, 5, 4]")
         return v
 
+    @field_validator("kernel_time")
+    @classmethod
+    def _odd_kernel(cls, v: int) -> int:
+        if v % 2 == 0:
+            raise ValueError(f"kernel_time must be odd so 'same' padding keeps the time axis aligned "
+                             f"(got {v}); use {v + 1}")
+        return v
+
+    @field_validator("data_dir", "checkpoint_path", "hef_path")
+    @classmethod
+    def _expand_home(cls, v: Optional[str]) -> Optional[str]:
+        import os
+        return os.path.expanduser(v) if v else v
+
     @field_validator("encoder_channels", "quant_compare_sizes")
     @classmethod
     def _positive_list(cls, v: list[int]) -> list[int]:

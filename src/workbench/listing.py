@@ -7,7 +7,7 @@ from typing import Optional
 from workbench.runs import Run, outputs_root
 
 # Metric names shown in the list, in order; each appears once per backend that reported it.
-HEADLINE = ("test_accuracy", "accuracy", "ece_after_ts", "code_flip_rate", "p95_ms")
+HEADLINE = ("test_accuracy", "accuracy", "ece_after_ts", "code_flip_rate", "latency_e2e_p95")
 
 
 def runs_under(root: Optional[Path] = None) -> list[Run]:

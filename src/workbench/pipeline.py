@@ -139,7 +139,10 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = "08"
     try:
         for s in stages:
             _run_stage(run, s, notebooks[s], params, manifest, progress, log)
-    except BaseException:
+    except BaseException as exc:
+        if manifest.get("status") != "failed":  # raised outside a notebook (render, I/O, Ctrl-C)
+            manifest.update(status="failed", finished=_now(), error=_describe_error(exc))
+            run.write_json("manifest.json", manifest)
         _safe_index(run, log)
         raise
     finally:

@@ -264,12 +264,24 @@ def open_stage(run_dir: Optional[str], stage: str, create_if_missing: bool = Fal
     if not candidates:
         raise RunError(f"no run under {root}/ has stage {prev}; set run_dir in the parameters cell "
                        f"or run `python -m workbench run --to {key}` first")
-    return Stage(Run(candidates[-1]), key)
+    newest = Run(candidates[-1])
+    ran = STAGE_NAMES[key] in newest.manifest().get("stages", {})
+    if ran or any((newest.path / "artifacts" / STAGE_NAMES[key]).glob("*")):
+        raise RunError(f"the newest run {newest.run_id} already has stage {STAGE_NAMES[key]}; runs are "
+                       f"never overwritten. Rerun it as a child run (python -m workbench run --from {key} "
+                       f"--parent {newest.run_id}) or set run_dir to a run without this stage")
+    return Stage(newest, key)
 
 
 def copy_stage_artifacts(parent: Run, child: Run, stages: list[str]) -> None:
     """For ``--from``: bring the parent's artifacts of earlier stages into the new run."""
+    recorded = parent.manifest().get("stages", {})
     for s in stages:
+        name = STAGE_NAMES[stage_key(s)]
+        status = (recorded.get(name) or {}).get("status")
+        if status is not None and status not in ("succeeded", "bundle-only", "compiled"):
+            raise RunError(f"parent run {parent.run_id} has stage {name} with status '{status}'; "
+                           f"rerun from that stage (--from {stage_key(s)}) instead of reusing it")
         src = parent.path / "artifacts" / STAGE_NAMES[stage_key(s)]
         if not src.is_dir():
             raise RunError(f"parent run {parent.run_id} has no artifacts for stage "

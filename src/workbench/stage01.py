@@ -49,6 +49,10 @@ def prepare_data(params: Params, checkpoint_meta: Optional[dict] = None) -> Prep
     """
     ws = load_dataset(params)
     stored = (checkpoint_meta or {}).get("provenance", {}).get("split_subjects")
+    if checkpoint_meta is not None and not (stored and checkpoint_meta.get("normalizer")):
+        raise DataError("the checkpoint records no subject split or no normaliser, so its training "
+                        "subjects cannot be kept out of validation and test; load a checkpoint.pt "
+                        "written by stage 01, or train (mode: train)")
     if stored:
         splits = splits_from_subjects(ws.subject, stored)
     else:
@@ -130,7 +134,7 @@ def evaluate_split(model, data: PreparedData, split: str) -> dict[str, Any]:
     """torch-fp32 predictions, accuracy, confusion matrix and FSQ codes on one split."""
     import torch
     X, y = data.arrays(split)
-    model.eval()
+    model.cpu().eval()  # train_model may leave it on CUDA; evaluation and export run on the CPU
     with torch.no_grad():
         parts = model.forward_parts(torch.from_numpy(X))
     logits = parts["logits"].numpy()

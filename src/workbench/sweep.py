@@ -67,7 +67,7 @@ def _label(var: dict[str, Any]) -> str:
 def _overrides_args(values: dict[str, Any]) -> list[str]:
     args: list[str] = []
     for k, v in values.items():
-        args += ["-p", k, json.dumps(v) if not isinstance(v, str) else v]
+        args += ["-p", k, json.dumps(v)]  # JSON is YAML: "05" stays a string, [8, 5] a list
     return args
 
 

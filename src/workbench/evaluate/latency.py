@@ -157,8 +157,12 @@ def target_table(stats: Sequence[LatencyStats], target_core_ms: float, target_e2
             add("core inference", target_core_ms, hw, "hailo8-device", "Hailo-8 NPU", f"HW latency ({src})")
         overall = _first(ml, "overall_latency_ms")
         if overall is not None:
-            add("end-to-end p95", target_e2e_p95_ms, overall, "hailo8-device", "Hailo-8 NPU",
-                "overall latency (hailortcli, mean, no host post-processing)")
+            # a mean is not a p95: shown for reference, never judged against the p95 target
+            rows.append({"target": "overall latency (reference, not the p95 target)",
+                         "limit_ms": target_e2e_p95_ms, "measured_ms": overall, "passed": None,
+                         "backend": "hailo8-device", "hardware": "Hailo-8 NPU",
+                         "statistic": "mean (hailortcli run --measure-overall-latency)",
+                         "note": "no host post-processing; judge the p95 target on the end-to-end row"})
     return pd.DataFrame(rows, columns=["target", "limit_ms", "measured_ms", "passed", "backend",
                                        "hardware", "statistic", "note"])
 

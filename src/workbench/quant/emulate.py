@@ -165,9 +165,14 @@ def quantize_npu(fp32_model: str | Path, out_path: str | Path, calib_nchw: np.nd
     reader = ArrayCalibrationReader(calib_nchw, in_name, batch_size)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
+    # ORT's quantizer logs through the root logger (pre-processing hints, opset bumps) on every call:
+    # collect those records instead of printing them, and return them, so nothing is lost.
     root = logging.getLogger()
-    old_level = root.level
-    root.setLevel(logging.ERROR)  # ORT warns about pre-processing and opset bumps on every call
+    old_level, old_handlers = root.level, root.handlers[:]
+    collected: list[str] = []
+    handler = logging.Handler(logging.WARNING)
+    handler.emit = lambda record: collected.append(record.getMessage())  # type: ignore[method-assign]
+    root.handlers, root.level = [handler], logging.WARNING
     try:
         quantize_static(
             str(fp32_model), str(out_path), reader,
@@ -180,9 +185,10 @@ def quantize_npu(fp32_model: str | Path, out_path: str | Path, calib_nchw: np.nd
             extra_options=extra,
             calibration_cache_path=str(calibration_cache) if calibration_cache else None)
     finally:
-        root.setLevel(old_level)
+        root.handlers, root.level = old_handlers, old_level
     return {
         "backend": BACKEND_INT8, "source_model": str(fp32_model), "model": str(out_path),
+        "ort_warnings": sorted(set(collected)),
         "quant_format": "QDQ", "weights": "int8 symmetric, per-channel" if per_channel else "int8 symmetric",
         "activations": "uint8 asymmetric, per-tensor", "calibrate_method": calibrate_method,
         "output_tensor": out_name, "output_bits": 16 if output_16bit else 8,
