@@ -216,26 +216,10 @@ def load_params(files: list[str | Path] = (), overrides: dict[str, Any] | None =
     if overrides:
         merged.update(overrides)
         origins.append("-p " + " ".join(overrides))
-    _reject_yaml_string_numbers(merged)
     try:
         return Params(**merged)
     except ValidationError as err:
         raise ParamError(_format_validation_error(err, ", ".join(origins) or "defaults")) from None
-
-
-def _reject_yaml_string_numbers(values: dict[str, Any]) -> None:
-    # YAML 1.1 reads `1e-4` as a string; pydantic would coerce it silently in lax mode for floats, but
-    # point at it anyway when a float field got a string that only looks numeric.
-    for name, value in values.items():
-        field = Params.model_fields.get(name)
-        if field is None or not isinstance(value, str):
-            continue
-        if field.annotation in (float, Optional[float]):
-            try:
-                float(value)
-            except ValueError:
-                continue
-            values[name] = float(value)
 
 
 def dump_params(params: Params, path: Path) -> None:

@@ -166,7 +166,6 @@ def load_hapt(data_dir: str | Path, window: int = 100, hop: int = 50,
 
     remap = {a: i for i, a in enumerate(label_set)}
     xs, ys, ss = [], [], []
-    lengths: dict[int, int] = {}
     for exp in sorted(set(labels[:, 0].tolist())):
         if exp not in by_exp:
             raise DataError(f"{raw / 'labels.txt'}: experiment {exp} has labels but no "
@@ -178,7 +177,6 @@ def load_hapt(data_dir: str | Path, window: int = 100, hop: int = 50,
         if len(acc) != len(gyro):
             raise DataError(f"{acc_f.name} has {len(acc)} rows but {gyro_f.name} has {len(gyro)}; a pair "
                             f"must have one row per sample in both")
-        lengths[exp] = len(acc)
         all_segs = labels[labels[:, 0] == exp]
         _check_segments(raw, exp, user, all_segs, len(acc), labels)
         if len(segs) == 0:

@@ -299,10 +299,7 @@ def _normalise(X: np.ndarray, normalizer: Any) -> np.ndarray:
     if hasattr(normalizer, "apply"):
         return normalizer.apply(X)
     if isinstance(normalizer, dict) and "mean" in normalizer and "std" in normalizer:
-        try:
-            from workbench.data import Normalizer  # type: ignore[attr-defined]
-        except ImportError:
-            from workbench.data.normalize import Normalizer  # type: ignore[no-redef]
+        from workbench.data import Normalizer
         return Normalizer.from_dict(normalizer).apply(X)
     raise ExportError(f"cannot normalise with {type(normalizer).__name__}: expected the checkpoint's "
                       f"normalizer dict (mean, std) or a Normalizer")

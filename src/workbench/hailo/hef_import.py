@@ -78,7 +78,7 @@ def hef_provenance(hef_path: Union[str, Path]) -> dict[str, Any]:
     check_hef_file(p)
     info: dict[str, Any] = {"path": str(p.resolve()), "size_bytes": p.stat().st_size, "sha256": sha256_of(p),
                             "modified": _dt.datetime.fromtimestamp(p.stat().st_mtime).isoformat(timespec="seconds")}
-    rec: Optional[Path] = p.parent / PROVENANCE_FILE
-    if rec is not None and rec.is_file():
+    rec = p.parent / PROVENANCE_FILE
+    if rec.is_file():
         info["imported"] = json.loads(rec.read_text())
     return info

@@ -144,7 +144,8 @@ def _normalise(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
                                 f"{X.shape}; use the Normalizer saved with the checkpoint")
     if np.any(std <= 0):
         raise CalibSetError("normaliser std has non-positive entries; refit the Normalizer on training data")
-    return ((X.astype(np.float32) - mean) / std).astype(np.float32)
+    from workbench.data import Normalizer
+    return Normalizer(mean=mean, std=std).apply(X)
 
 
 def build_calibset(X: np.ndarray, y: np.ndarray, subject: np.ndarray, split: np.ndarray,
