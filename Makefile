@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 PARAMS ?= params/default.yaml
 ARGS   ?=
 
-.PHONY: run test smoke lab list bench clean-venv
+.PHONY: run test test-fast lint smoke lab list bench clean-venv
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ smoke: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(ARGS)
+
+# Everything not marked slow (no papermill pipeline runs): under a minute here.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(ARGS)
+
+# ruff (lint), mypy (types, lenient: see pyproject.toml) and the import-layering contracts.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 list: $(STAMP)
 	$(PY) -m workbench list

@@ -112,7 +112,8 @@ def run(iterations: int, warmup: int, batch: int, cut: str) -> dict:
         rows.append({"path": name, "backend": backend, "batch": 1, "p50_us": float(np.percentile(t, 50)),
                      "p95_us": float(np.percentile(t, 95)), "mean_us": float(t.mean()), "iterations": iterations})
 
-    big = np.ascontiguousarray(np.resize(mid, (batch, mid.shape[1])) + rng.normal(size=(batch, mid.shape[1])).astype(np.float32))
+    noise = rng.normal(size=(batch, mid.shape[1])).astype(np.float32)
+    big = np.ascontiguousarray(np.resize(mid, (batch, mid.shape[1])) + noise)
     reps = max(5, int(2e6 // batch))
     t = _time_calls(lambda: post(big), reps, 3)
     per_s = batch / (np.median(t) / 1e6)

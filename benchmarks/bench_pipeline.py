@@ -28,7 +28,8 @@ def training_throughput(epochs: int = 3) -> dict:
     import torch
 
     from workbench.config import load_params
-    from workbench.stage01 import fit_model, prepare_data
+    from workbench.data.prepare import prepare_data
+    from workbench.model.fit import fit_model
     params = load_params([ROOT / "params" / "default.yaml"], {"epochs": epochs, "patience": epochs})
     data = prepare_data(params)
     model, _, hist = fit_model(params, data, progress=False)

@@ -4,8 +4,8 @@ import argparse
 import json
 from pathlib import Path
 
-from workbench.report import screenshot_index
 from workbench.runs import Run
+from workbench.runs.index_page import screenshot_index
 
 ap = argparse.ArgumentParser(description=__doc__)
 ap.add_argument("run")

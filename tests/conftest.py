@@ -1,8 +1,10 @@
-"""Shared fixtures: where the real HAPT recordings are (tests using them skip when absent)."""
+"""Shared fixtures: the real HAPT recordings (tests using them skip when absent), the fake Hailo
+packages, one thread for torch. Helpers that are not fixtures live in tests/support/."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -26,3 +28,24 @@ def _single_thread_torch():
     except ImportError:  # pragma: no cover
         pass
     yield
+
+
+@pytest.fixture
+def hailo_fakes() -> Iterator[object]:
+    """The fake hailo_sdk_client / hailo_platform (tests/fakes) importable for one test; yields the
+    shared fake core (``.CALLS``, ``.calls(name)``, ``.reset()``)."""
+    from support.hailo import installed_fakes
+    with installed_fakes() as core:
+        yield core
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory):
+    """One papermill run of every stage on params/smoke.yaml, shared by every test that reads a finished
+    run (the slowest fixture of the suite, paid once). Tests never write into it: reruns are child runs
+    under the same outputs folder."""
+    from workbench.config import load_params
+    from workbench.runs.pipeline import run_pipeline
+    out = tmp_path_factory.mktemp("smoke-outputs")
+    params = load_params([PROJECT_ROOT / "params" / "smoke.yaml"])
+    return run_pipeline(params, root=out, progress=False, log=lambda *_: None)

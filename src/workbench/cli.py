@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 from typing import Optional, Sequence
 
-from workbench.config import ParamError, load_params, parse_override
-from workbench.runs import RunError
+from workbench.config import load_params, parse_override
+from workbench.errors import StageFailed, WorkbenchError
 
 
 def _parse_p(pairs: Optional[list[list[str]]]) -> dict:
@@ -38,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="put runs side by side (writes a comparison report)")
     c.add_argument("runs", nargs="+", metavar="RUN")
     c.add_argument("--outputs", metavar="DIR")
-    c.add_argument("--no-notebook", action="store_true", help="tables only, skip 09_compare_runs")
+    c.add_argument("--no-notebook", action="store_true", help="tables only, skip compare_runs")
 
     sw = sub.add_parser("sweep", help="run a grid of parameter variations from one stage")
     sw.add_argument("-f", "--file", required=True, metavar="SWEEP.yaml")
@@ -66,16 +66,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "run":
             return _cmd_run(args, root)
         if args.command == "list":
-            from workbench.listing import format_run_list
+            from workbench.runs.listing import format_run_list
             print(format_run_list(root))
             return 0
         if args.command == "compare":
-            from workbench.compare import compare_runs
+            from workbench.runs.compare import compare_runs
             out = compare_runs(args.runs, root=root, notebook=not args.no_notebook)
             print(f"comparison written: {out / 'index.html'}")
             return 0
         if args.command == "sweep":
-            from workbench.sweep import run_sweep
+            from workbench.runs.sweep import run_sweep
             out = run_sweep(Path(args.file), workers=args.workers, root=root)
             print(f"sweep finished: {out}")
             return 0
@@ -86,29 +86,24 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.command == "hailo":
             from workbench.hailo.hef_import import import_hef
             from workbench.runs import Run
-            dest = import_hef(Path(args.path), Run.open(args.run, root))
+            run = Run.open(args.run, root)
+            dest = import_hef(Path(args.path), run.stage_dir("06"), run.run_id)
             print(f"imported {args.path} -> {dest}")
             return 0
-    except (ParamError, RunError) as exc:
+    except StageFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except WorkbenchError as exc:  # every deliberate error carries its own fix: no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # data and HEF errors carry their own fix; print them without a traceback
-        if type(exc).__name__ in ("DataError", "HefImportError", "CompareError", "SweepError"):
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        raise
     return 1
 
 
 def _cmd_run(args, root: Optional[Path]) -> int:
-    from workbench.pipeline import StageFailed, run_pipeline
+    from workbench.runs.pipeline import run_pipeline
     params = load_params(args.file or ["params/default.yaml"], _parse_p(args.param))
-    try:
-        run_pipeline(params, from_stage=args.from_stage, to_stage=args.to_stage, parent=args.parent,
-                     root=root, progress=not args.no_progress and sys.stderr.isatty())
-    except StageFailed as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
+    run_pipeline(params, from_stage=args.from_stage, to_stage=args.to_stage, parent=args.parent,
+                 root=root, progress=not args.no_progress and sys.stderr.isatty())
     return 0
 
 

@@ -7,17 +7,18 @@ checked before anything runs, so a typo or an impossible value costs seconds, no
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Literal, Mapping, Optional, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from workbench.errors import ParamError
 
-class ParamError(ValueError):
-    """A parameter file or override that does not fit the schema; the message names key and fix."""
-
-
+# The one list of evaluation backends: every number the workbench reports names one of these (or `data`,
+# `numpy-fp32` for numbers no model backend produced).
 BackendName = Literal["torch-fp32", "ort-fp32", "ort-int8-emulated", "hailo-emulator", "hailo8-device"]
+BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
+TORCH_FP32, ORT_FP32, ORT_INT8, HAILO_EMULATOR, HAILO8_DEVICE = BACKEND_NAMES
 
 
 class Params(BaseModel):
@@ -216,10 +217,18 @@ def load_params(files: list[str | Path] = (), overrides: dict[str, Any] | None =
     if overrides:
         merged.update(overrides)
         origins.append("-p " + " ".join(overrides))
+    return validate_params(merged, ", ".join(origins) or "defaults")
+
+
+def validate_params(values: Mapping[str, Any], origin: str, only_known: bool = False) -> Params:
+    """Params from a mapping, or a ParamError naming each bad key. ``only_known`` ignores names that are
+    not parameters (a notebook namespace holds imports and variables too)."""
+    if only_known:
+        values = {k: v for k, v in values.items() if k in Params.model_fields}
     try:
-        return Params(**merged)
+        return Params(**values)
     except ValidationError as err:
-        raise ParamError(_format_validation_error(err, ", ".join(origins) or "defaults")) from None
+        raise ParamError(_format_validation_error(err, origin)) from None
 
 
 def dump_params(params: Params, path: Path) -> None:

@@ -84,7 +84,7 @@ def _summary(ws: WindowSet, rate_known: bool = True) -> list[str]:
 
 
 def _check_hapt(path: Path, window: int, hop: int) -> str:
-    from .hapt import (SAMPLE_RATE_HZ, _check_segments, expected_window_count, read_xyz, segment_table)
+    from .hapt import SAMPLE_RATE_HZ, _check_segments, expected_window_count, read_xyz, segment_table
     raw, known, labels, pairs = segment_table(path)
     by_exp = {e: (u, a, g) for e, u, a, g in pairs}
     for row_i, exp in enumerate(labels[:, 0]):

@@ -44,9 +44,6 @@ class Normalizer:
             raise DataError(f"Normalizer was fitted on (C, S) = {self.mean.shape[:2]}, got X {X.shape}")
         return ((X - self.mean) / self.std).astype(np.float32)
 
-    def invert(self, Xn: np.ndarray) -> np.ndarray:
-        return (np.asarray(Xn) * self.std + self.mean).astype(np.float32)
-
     def to_dict(self) -> dict[str, Any]:
         return {"mean": self.mean.tolist(), "std": self.std.tolist()}
 

@@ -13,13 +13,7 @@ from typing import Any, Optional, Sequence
 
 import numpy as np
 
-
-class DataError(ValueError):
-    """A data problem (missing file, bad layout, wrong shape, NaN, label out of range).
-
-    The message names the file or array, what is wrong and how to fix it.
-    """
-
+from workbench.errors import DataError
 
 _FORMAT_VERSION = 1
 
@@ -166,3 +160,44 @@ class WindowSet:
                  provenance=json.loads(str(d["provenance"])))
         split = d["split"].astype(str) if "split" in d else None
         return ws, split
+
+
+@dataclass
+class SplitWindows:
+    """The windows of one split of a run's windows.npz, normalised when a normaliser was given."""
+
+    X: np.ndarray              # (N, C, S, T) float32
+    y: np.ndarray              # (N,) int64
+    subject: np.ndarray        # (N,) int64
+    index: np.ndarray          # (N,) int64 rows of windows.npz
+    label_names: list[str] = field(default_factory=list)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+
+def load_with_split(path: str | Path) -> tuple[WindowSet, np.ndarray]:
+    """A run's windows.npz and its per-window split names; a file without them is an error, since
+    every later stage must know which windows were held out."""
+    ws, split = WindowSet.load(path)
+    if split is None:
+        raise DataError(f"{path} has no 'split' array: it was not written by stage 01 of a run; rerun "
+                        f"stage 01 so later stages know which windows are held out")
+    return ws, np.asarray(split).astype(str)
+
+
+def load_split_windows(path: str | Path, split_name: str, normalizer: Any = None,
+                       limit: Optional[int] = None) -> SplitWindows:
+    """The one loader of a single split (first ``limit`` windows, in file order so reruns see the same
+    ones), normalised with ``normalizer`` (an object with ``apply``) when given."""
+    ws, split = load_with_split(path)
+    idx = np.flatnonzero(split == split_name)
+    if idx.size == 0:
+        raise DataError(f"{path} has no '{split_name}' windows (splits present: {sorted(set(split.tolist()))})")
+    if limit is not None:
+        idx = idx[:int(limit)]
+    X = ws.X[idx] if normalizer is None else normalizer.apply(ws.X[idx])
+    return SplitWindows(X=np.ascontiguousarray(X, dtype=np.float32), y=np.asarray(ws.y[idx], dtype=np.int64),
+                        subject=np.asarray(ws.subject[idx], dtype=np.int64), index=idx.astype(np.int64),
+                        label_names=list(ws.label_names))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional, Sequence
 
@@ -21,22 +21,18 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from workbench.config import BACKEND_NAMES, HAILO8_DEVICE, HAILO_EMULATOR, ORT_FP32, ORT_INT8, TORCH_FP32
+from workbench.data.layout import nchw_to_nhwc
+from workbench.data.windowset import SplitWindows, load_split_windows
+from workbench.errors import BackendUnavailable
 from workbench.evaluate.metrics import BackendResult
 from workbench.hailo.compile import EMULATOR_FILES
-from workbench.layout import nchw_to_nhwc
-
-BACKEND_NAMES: tuple[str, ...] = ("torch-fp32", "ort-fp32", "ort-int8-emulated", "hailo-emulator",
-                                  "hailo8-device")
 
 # What stage 06 leaves behind when the DFC emulator ran (SDK_QUANTIZED / SDK_FP_OPTIMIZED on the
 # test windows, flattened to (N, D), rows in the order of the stored windows.npz indices).
 EMULATOR_QUANTIZED_FILE = EMULATOR_FILES["quantized"]
 EMULATOR_FP_FILE = EMULATOR_FILES["fp_optimized"]
 EMULATOR_INDEX_FILE = EMULATOR_FILES["indices"]
-
-
-class BackendUnavailable(RuntimeError):
-    """A backend that was asked for explicitly cannot run here; the message says why and what to do."""
 
 
 # ---- what every backend needs ---------------------------------------------------------------------
@@ -131,7 +127,7 @@ class Backend(ABC):
             self._ready = True
         return self
 
-    def _open(self) -> None:
+    def _open(self) -> None:  # noqa: B027 - most backends need no set-up
         pass
 
     def close(self) -> None:
@@ -177,7 +173,7 @@ class Backend(ABC):
         """Boolean mask: which of these windows this backend can evaluate (all, except replays)."""
         return np.ones(len(index), dtype=bool)
 
-    def verify_windows(self, test_index: np.ndarray) -> None:
+    def verify_windows(self, test_index: np.ndarray) -> None:  # noqa: B027 - only replays check
         """Raise when the backend's stored data does not belong to these test windows (replays only)."""
 
     def info(self) -> dict[str, Any]:
@@ -205,7 +201,7 @@ def _cut_key(split: dict) -> str:
 class TorchFP32(Backend):
     """The trained PyTorch model (checkpoint of stage 01), NPU part = forward_parts()[bound|projection]."""
 
-    name = "torch-fp32"
+    name = TORCH_FP32
     hardware = "CPU (PyTorch FP32)"
 
     def _availability(self) -> tuple[bool, str]:
@@ -242,13 +238,8 @@ class _OrtBackend(Backend):
         return True, f"{p.name} on onnxruntime CPUExecutionProvider"
 
     def _open(self) -> None:
-        import onnxruntime as ort
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = 1       # batch-1 windows are tiny; one thread keeps timings stable
-        so.inter_op_num_threads = 1
-        so.log_severity_level = 3
-        self.session = ort.InferenceSession(str(self._path()), sess_options=so,
-                                            providers=["CPUExecutionProvider"])
+        from workbench.graph.session import ort_session
+        self.session = ort_session(self._path())   # one thread: batch-1 windows are tiny, timings stay stable
         inp = self.session.get_inputs()[0]
         self.input_name = inp.name
         self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
@@ -277,14 +268,14 @@ class _OrtBackend(Backend):
 
 
 class OrtFP32(_OrtBackend):
-    name = "ort-fp32"
+    name = ORT_FP32
     hardware = "CPU (onnxruntime FP32)"
     path_attr = "npu_dynamic_onnx"
     produced_by = "stage 04 writes npu_dynamic.onnx"
 
 
 class OrtInt8Emulated(_OrtBackend):
-    name = "ort-int8-emulated"
+    name = ORT_INT8
     hardware = "CPU (onnxruntime INT8 QDQ emulation)"
     path_attr = "npu_int8_onnx"
     produced_by = "stage 05 writes npu_int8.onnx"
@@ -309,7 +300,7 @@ class HailoEmulator(Backend):
     the stored rows by window index; it covers exactly the windows stage 06 emulated.
     """
 
-    name = "hailo-emulator"
+    name = HAILO_EMULATOR
     hardware = "CPU (Hailo DFC emulator, SDK_QUANTIZED)"
     timing_meaningful = False
     timing_note = "latency not meaningful for the DFC emulator (a numerical simulation); not reported"
@@ -403,7 +394,7 @@ class HailoEmulator(Backend):
 class Hailo8Device(Backend):
     """A real Hailo-8 through HailoRT (workbench.hailo.runtime.HailoRTRunner), FLOAT32 in and out."""
 
-    name = "hailo8-device"
+    name = HAILO8_DEVICE
     hardware = "Hailo-8 NPU (HailoRT)"
     timing_note = "HailoRT infer() batch 1, host-side quantize/dequantize included"
 
@@ -515,35 +506,12 @@ def select_backends(ctx: EvalContext, requested: Optional[Sequence[str]] = None)
 
 
 # ---- evaluation -----------------------------------------------------------------------------------
-@dataclass
-class EvalData:
-    """Normalised test windows and what the metrics need."""
-
-    X: np.ndarray              # (N, C, S, T) float32, normalised
-    y: np.ndarray              # (N,)
-    subject: np.ndarray        # (N,)
-    index: np.ndarray          # (N,) indices into windows.npz
-    label_names: list[str] = field(default_factory=list)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.label_names)
+EvalData = SplitWindows   # the normalised test windows every backend is evaluated on
 
 
 def load_test_data(windows_npz: Path, normalizer: Any, split_name: str = "test") -> EvalData:
     """Test-split windows of stage 01, normalised with the checkpoint's normaliser."""
-    from workbench.data.windowset import WindowSet
-    ws, split = WindowSet.load(windows_npz)
-    if split is None:
-        raise ValueError(f"{windows_npz} has no split array; re-run stage 01")
-    split = np.asarray(split).astype(str)
-    idx = np.flatnonzero(split == split_name)
-    if idx.size == 0:
-        raise ValueError(f"{windows_npz} has no '{split_name}' windows (splits: {sorted(set(split))})")
-    X = np.asarray(normalizer.apply(ws.X[idx]), dtype=np.float32)
-    return EvalData(X=X, y=np.asarray(ws.y[idx], dtype=np.int64),
-                    subject=np.asarray(ws.subject[idx], dtype=np.int64), index=idx.astype(np.int64),
-                    label_names=list(ws.label_names))
+    return load_split_windows(windows_npz, split_name, normalizer)
 
 
 def evaluate_backend(backend: Backend, data: EvalData, batch_size: int = 256) -> BackendResult:

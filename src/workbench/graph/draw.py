@@ -7,7 +7,7 @@ support, with an optional highlighted cut tensor.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Optional
 
 import onnx
 
@@ -113,10 +113,3 @@ def status_by_op(compat: Any) -> dict[str, str]:
     return {str(r.op_type): str(r.status) for r in compat.itertuples()}
 
 
-def node_window(model: str | Path | onnx.ModelProto, op_types: Sequence[str] = ("Round",), radius: int = 4) -> list[int]:
-    """Indices of the nodes within ``radius`` positions of the first node of ``op_types``."""
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    hits = [i for i, n in enumerate(proto.graph.node) if n.op_type in op_types]
-    if not hits:
-        return []
-    return list(range(max(0, hits[0] - radius), min(len(proto.graph.node), hits[0] + radius + 1)))

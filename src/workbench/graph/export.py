@@ -21,19 +21,15 @@ from typing import Any, Literal, Optional, Sequence
 import numpy as np
 import onnx
 
+from workbench.config import ORT_FP32, TORCH_FP32
+from workbench.errors import ExportError, ParityError
+from workbench.graph.session import ort_session
+
 INPUT_NAME = "imu"
 OUTPUT_NAME = "logits"
-BACKEND_TORCH = "torch-fp32"
-BACKEND_ORT = "ort-fp32"
+BACKEND_TORCH = TORCH_FP32
+BACKEND_ORT = ORT_FP32
 SimplifyMethod = Literal["none", "onnxslim", "onnxsim"]
-
-
-class ExportError(RuntimeError):
-    """The exported graph is not what the Hailo path needs; the message names the problem and fix."""
-
-
-class ParityError(AssertionError):
-    """ONNX and PyTorch disagree beyond the acceptance thresholds."""
 
 
 # ---- export ---------------------------------------------------------------------------------
@@ -150,20 +146,6 @@ def simplify_onnx(src: str | Path, dst: str | Path, method: SimplifyMethod) -> P
 
 
 # ---- ONNX Runtime helpers -------------------------------------------------------------------
-def ort_session(model: str | Path | onnx.ModelProto, threads: int = 1) -> Any:
-    """A CPU InferenceSession; one intra-op thread is fastest for models this small."""
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = int(threads)
-    opts.inter_op_num_threads = 1
-    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    data = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    return ort.InferenceSession(data, sess_options=opts, providers=["CPUExecutionProvider"])
-
-
 def with_extra_outputs(proto: onnx.ModelProto, tensor_names: Sequence[str]) -> onnx.ModelProto:
     """A copy of ``proto`` that also outputs the named intermediate tensors (for parity probes)."""
     out = copy.deepcopy(proto)
@@ -275,24 +257,13 @@ def check_parity(model: Any, onnx_path: str | Path, x: np.ndarray, cosine_min: f
 # ---- stage-01 inputs ------------------------------------------------------------------------
 def heldout_windows(windows_path: str | Path, normalizer: Any, n: Optional[int] = None,
                     split_name: str = "test") -> tuple[np.ndarray, np.ndarray]:
-    """Normalised held-out windows (X float32, y) from stage 01's windows.npz.
+    """Normalised held-out windows (X float32, y) from stage 01's windows.npz: the first ``n`` of
+    ``split_name`` (all when n is None), so reruns see the same windows. ``normalizer`` is the
+    checkpoint's normaliser (a dict with mean/std or a Normalizer)."""
+    from workbench.data.windowset import load_split_windows
 
-    ``normalizer`` is the checkpoint's normaliser (a dict with mean/std or a Normalizer); the first
-    ``n`` windows of ``split_name`` are used (all when n is None), so reruns see the same windows.
-    """
-    from workbench.data.windowset import WindowSet
-
-    ws, split = WindowSet.load(windows_path)
-    if split is None:
-        raise ExportError(f"{windows_path} has no 'split' array: parity needs held-out windows; rerun stage 01")
-    idx = np.flatnonzero(split == split_name)
-    if idx.size == 0:
-        raise ExportError(f"{windows_path} has no '{split_name}' windows (splits present: "
-                          f"{sorted(set(split.tolist()))})")
-    if n is not None:
-        idx = idx[:int(n)]
-    X = _normalise(ws.X[idx], normalizer)
-    return np.ascontiguousarray(X, dtype=np.float32), ws.y[idx]
+    data = load_split_windows(windows_path, split_name, limit=n)
+    return np.ascontiguousarray(_normalise(data.X, normalizer), dtype=np.float32), data.y
 
 
 def _normalise(X: np.ndarray, normalizer: Any) -> np.ndarray:

@@ -23,16 +23,14 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from workbench.errors import HostError
+
 # Accepted logit difference vs host.onnx, in float32 ulps of each window's largest |logit|. A dot product
 # of K terms summed in another order differs by up to ~K/2 ulps in the worst case; measured: 0 on small
 # heads, 3 on the default 64-wide head after training on HAPT. A wrong constant or op order gives >> 1e3.
 LOGIT_ROW_ULP_TOL = 16
 
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
-
-
-class HostError(ValueError):
-    """Bad NPU output or inconsistent host files; the message names the problem and the fix."""
 
 
 def _matmul_step(w: np.ndarray, c: Optional[np.ndarray]) -> Callable[[np.ndarray, np.ndarray], None]:
@@ -218,3 +216,28 @@ def compare_with_host_onnx(post: HostPostprocessor, levels_ref: np.ndarray, logi
             "logits_max_row_ulp": float(row_ulp.max()),
             "logits_max_abs_diff": float(np.abs(logits.astype(np.float64) - logits_ref).max()),
             "backend": "numpy-host (vs ort-fp32 host.onnx)"}
+
+
+def measure_host_speed(post: "HostPostprocessor", npu_out: np.ndarray, calls: int = 2000, warmup: int = 200,
+                       batch: int = 8192, batch_repeats: int = 20) -> tuple[dict[str, float], np.ndarray]:
+    """Batch-1 call times (p50/p95 in µs) and batched throughput of the numpy host post-processor on
+    this CPU (backend ``numpy-fp32``). Returns the summary and the per-call seconds for a histogram."""
+    import time
+
+    one = np.ascontiguousarray(npu_out[:1])
+    for _ in range(warmup):
+        post(one)
+    seconds = np.empty(calls)
+    for i in range(calls):
+        t0 = time.perf_counter()
+        post(one)
+        seconds[i] = time.perf_counter() - t0
+    big = np.ascontiguousarray(np.resize(npu_out, (batch, npu_out.shape[1])))
+    post(big)
+    t0 = time.perf_counter()
+    for _ in range(batch_repeats):
+        post(big)
+    throughput = batch_repeats * batch / (time.perf_counter() - t0)
+    return ({"batch1_p50_us": float(np.median(seconds) * 1e6),
+             "batch1_p95_us": float(np.percentile(seconds, 95) * 1e6),
+             "batched_windows_per_s": float(throughput)}, seconds)

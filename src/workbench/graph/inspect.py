@@ -15,7 +15,6 @@ from typing import Any, Optional
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 
 def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
@@ -151,7 +150,3 @@ def compat_summary(compat: "Any") -> dict[str, Any]:
             "sources": load_hailo_ops()["sources"]}
 
 
-def initializer_arrays(model: str | Path | onnx.ModelProto) -> dict[str, np.ndarray]:
-    """Initializers as numpy arrays (for looking at folded Conv weights)."""
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
-    return {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}

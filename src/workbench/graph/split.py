@@ -23,16 +23,14 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
+from workbench.errors import SplitError
+
 from .export import ort_session, with_extra_outputs
 
 CutKind = Literal["after_bound", "after_projection"]
 CUT_KINDS = ("after_bound", "after_projection")
 # Elementwise ops of the FSQ bound chain walked back over for the after_projection cut.
 BOUND_CHAIN_OPS = ("Add", "Sub", "Mul", "Div", "Tanh")
-
-
-class SplitError(ValueError):
-    """The graph cannot be split as asked; the message names what was found and the fix."""
 
 
 # ---- graph helpers --------------------------------------------------------------------------

@@ -88,6 +88,7 @@ def _normalizes(script: str) -> bool:
 
 def _readme(net_name: str, hw_arch: str, split_info: dict, calib_shape: Sequence[int], alls: str) -> str:
     pairs = ", ".join(f"DFC {d} <-> HailoRT {r}" for d, r in VERSION_PAIRS)
+    calib_state = "raw (model.alls normalises)" if _normalizes(alls) else "already normalised"
     return f"""Hailo compile bundle (workbench stage 06)
 ==========================================
 net name : {net_name}
@@ -95,7 +96,7 @@ hw_arch  : {hw_arch}   (a hailo8l HEF runs on a Hailo-8, a hailo8 HEF does not r
 input    : {split_info.get('npu_input_name')} NCHW {split_info.get('npu_input_shape')} -> parsed channels-last
 end nodes: {', '.join(split_info.get('npu_end_nodes') or [])}  (the graph is cut before Round; the host
            rounds the pre-Round tensor and runs the head)
-calib set: calibset_nhwc.npy float32 {tuple(int(d) for d in calib_shape)} NHWC, {"raw (model.alls normalises)" if _normalizes(alls) else "already normalised"};
+calib set: calibset_nhwc.npy float32 {tuple(int(d) for d in calib_shape)} NHWC, {calib_state};
            model.alls sets calibset_size={script_calibset_size(alls)} so every window is used.
 
 On an x86_64 Linux machine with the Hailo Dataflow Compiler:

@@ -16,7 +16,9 @@ import subprocess
 from pathlib import Path
 from typing import Any, Optional, Union
 
-BACKEND = "hailo8-device"
+from workbench.config import HAILO8_DEVICE
+
+BACKEND = HAILO8_DEVICE
 _NUM = r"(-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)"
 
 

@@ -22,6 +22,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
+from workbench.errors import CompileError
 from workbench.hailo.alls import script_calibset_size, script_layers
 from workbench.hailo.dfc_log import parse_dfc_log
 
@@ -32,10 +33,6 @@ EMULATOR_FILES = {
     "indices": "emulator_test_indices.npy",
     "info": "emulator_info.json",
 }
-
-
-class CompileError(RuntimeError):
-    """The DFC path cannot run with these inputs; the message names the problem and the fix."""
 
 
 def dfc_available() -> tuple[bool, str]:

@@ -11,16 +11,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Union
 
-from workbench.runs import Run
+from workbench.errors import HefImportError
 
 HEF_MAGIC = bytes.fromhex("01484546")
 PROVENANCE_FILE = "hef_provenance.json"
-
-
-class HefImportError(ValueError):
-    """A HEF that cannot be imported; the message says why and what to do."""
 
 
 def sha256_of(path: Union[str, Path]) -> str:
@@ -46,15 +42,15 @@ def check_hef_file(path: Union[str, Path]) -> None:
                              f"not a HEF; pass the model.hef that `hailo compiler` wrote")
 
 
-def import_hef(hef_path: Union[str, Path], run: Run) -> Path:
-    """Copy a HEF into the run's stage-06 folder as model.hef and record where it came from."""
+def import_hef(hef_path: Union[str, Path], dest_dir: Path, run_id: str) -> Path:
+    """Copy a HEF into a run's stage-06 folder (``dest_dir``) as model.hef and record where it came from."""
     src = Path(hef_path).expanduser()
     check_hef_file(src)
-    dest_dir = run.stage_dir("06")
+    dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / "model.hef"
     if dest.exists():
-        raise HefImportError(f"run {run.run_id} already has {dest}; a run's HEF is never overwritten. "
-                             f"Start a new run from this one (python -m workbench run --parent {run.run_id} "
+        raise HefImportError(f"run {run_id} already has {dest}; a run's HEF is never overwritten. "
+                             f"Start a new run from this one (python -m workbench run --parent {run_id} "
                              f"--from 06 -p hef_path {src}) or import into another run")
     tmp = dest.with_suffix(".hef.part")
     shutil.copyfile(src, tmp)

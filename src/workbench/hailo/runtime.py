@@ -21,7 +21,9 @@ from typing import Any, Optional, Union
 
 import numpy as np
 
-BACKEND = "hailo8-device"
+from workbench.config import HAILO8_DEVICE
+
+BACKEND = HAILO8_DEVICE
 _BITS = {"UINT8": 8, "UINT16": 16}
 _NP = {"UINT8": np.uint8, "UINT16": np.uint16, "FLOAT32": np.float32}
 
@@ -38,9 +40,11 @@ def hailort_available() -> tuple[bool, str]:
     try:
         devices = list(hailo_platform.Device.scan())
     except Exception as exc:
-        return False, f"HailoRT {version} imported but Device.scan() failed: {exc} (driver loaded? try `hailortcli scan`)"
+        return False, (f"HailoRT {version} imported but Device.scan() failed: {exc} "
+                       f"(driver loaded? try `hailortcli scan`)")
     if not devices:
-        return False, f"HailoRT {version} imported but no Hailo device found (check `hailortcli scan`, dmesg | grep hailo)"
+        return False, (f"HailoRT {version} imported but no Hailo device found "
+                   f"(check `hailortcli scan`, dmesg | grep hailo)")
     return True, f"HailoRT {version}, devices: {devices}"
 
 

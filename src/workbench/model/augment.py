@@ -77,11 +77,6 @@ class Augmenter:
     def enabled(self) -> bool:
         return self.rotation_deg > 0 or self.scale > 0
 
-    def physical(self, xn: Tensor) -> Tensor:
-        """De-normalise a batch (N, C, S, T)."""
-        mean, std = self._stats(xn)
-        return xn * std + mean
-
     def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self._mean_t is None or self._mean_t.device != x.device:
             self._mean_t = torch.from_numpy(self.mean).to(x.device)

@@ -12,14 +12,12 @@ from typing import Any, Optional, Union
 import numpy as np
 import torch
 
+from workbench.errors import CheckpointError
+
 from .network import FSQClassifier, ModelConfig
 
 FORMAT = "workbench-fsq-checkpoint"
 FORMAT_VERSION = 1
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be read or does not fit the requested model; says what and the fix."""
 
 
 def _plain(value: Any, where: str) -> Any:

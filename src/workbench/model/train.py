@@ -16,7 +16,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-BACKEND = "torch-fp32"
+from workbench.config import TORCH_FP32
+
+BACKEND = TORCH_FP32
 
 
 def resolve_device(device: str) -> torch.device:

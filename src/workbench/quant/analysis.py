@@ -222,9 +222,12 @@ def per_layer_sqnr(fp32_model: str | Path, int8_model: str | Path, x_nchw: np.nd
     error up to that tensor) is the number that matters; ``qdq_sqnr_db`` is the error added by that
     tensor's own quantize/dequantize step.
     """
-    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, compute_activation_error,
-                                                         create_activation_matching,
-                                                         modify_model_output_intermediate_tensors)
+    from onnxruntime.quantization.qdq_loss_debug import (
+        collect_activations,
+        compute_activation_error,
+        create_activation_matching,
+        modify_model_output_intermediate_tensors,
+    )
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     in_name, _ = io_names(fp32_model)

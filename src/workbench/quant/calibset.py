@@ -21,7 +21,8 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from workbench.layout import nchw_to_nhwc, nhwc_to_nchw
+from workbench.data.layout import nchw_to_nhwc, nhwc_to_nchw
+from workbench.errors import CalibSetError
 
 STRATEGIES = ("random_windows", "stratified", "gaussian_noise")
 TRAIN_SPLIT = "train"
@@ -29,10 +30,6 @@ HELD_OUT_SPLITS = ("val", "conformal", "test")
 LAYOUT = "NHWC (N, S, T, C)"
 NOISE_NOTE = ("gaussian_noise: N(0, 1) in normalised input space, the predecessor's approach; for comparison "
               "only, not a real quantization calibration set")
-
-
-class CalibSetError(ValueError):
-    """A quantization calibration set cannot be built or read; the message names the fix."""
 
 
 @dataclass
@@ -221,10 +218,7 @@ def load_calibset(npy_path: str | Path) -> CalibSet:
 
 def load_windows_npz(path: str | Path) -> dict:
     """Stage 01's windows.npz as plain arrays: X (N, C, S, T) raw, y, subject, split, label_names."""
-    from workbench.data.windowset import WindowSet
-    ws, split = WindowSet.load(path)
-    if split is None:
-        raise CalibSetError(f"{path} has no split array; stage 01 must save the per-window split so the "
-                            f"quantization calibration set can be drawn from the training split only")
+    from workbench.data.windowset import load_with_split
+    ws, split = load_with_split(path)
     return {"X": ws.X, "y": ws.y, "subject": ws.subject, "split": _split_names(split),
             "label_names": list(ws.label_names)}

@@ -192,25 +192,3 @@ def recommendation_text(rec: dict) -> str:
                          for k, v in c.items() if k != "supported")
         lines.append(f"Claim '{name}': {verdict} ({nums}).")
     return "\n".join(lines)
-
-
-def plot_comparison(df: pd.DataFrame, metric: str = "code_flip_rate"):
-    """Grouped bars: ``metric`` per calibration configuration, one panel per cut, bars per output bits."""
-    import matplotlib.pyplot as plt
-    cuts = list(dict.fromkeys(df.cut))
-    fig, axes = plt.subplots(1, len(cuts), figsize=(6 * len(cuts), 4), squeeze=False, sharey=True)
-    for ax, cut in zip(axes[0], cuts):
-        sub = df[df.cut == cut].copy()
-        sub["config"] = sub.strategy + "\n" + sub.calib_size.astype(str)
-        piv = sub.pivot_table(index="config", columns="output_bits", values=metric, sort=False)
-        xs = np.arange(len(piv))
-        width = 0.8 / max(len(piv.columns), 1)
-        for i, bits in enumerate(piv.columns):
-            ax.bar(xs + i * width, piv[bits].values, width, label=f"{bits}-bit output")
-        ax.set_xticks(xs + width * (len(piv.columns) - 1) / 2)
-        ax.set_xticklabels(piv.index, fontsize=8)
-        ax.set_title(f"cut = {cut}")
-        ax.set_ylabel(f"{metric} (ort-int8-emulated vs ort-fp32)")
-        ax.legend()
-    fig.tight_layout()
-    return fig

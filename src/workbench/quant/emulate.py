@@ -23,20 +23,18 @@ from typing import Optional, Sequence
 import numpy as np
 import onnx
 import onnxruntime as ort
-from onnxruntime.quantization import (CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType,
-                                      quantize_static)
+from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-BACKEND_FP32 = "ort-fp32"
-BACKEND_INT8 = "ort-int8-emulated"
+from workbench.config import ORT_FP32, ORT_INT8
+from workbench.errors import QuantError
+
+BACKEND_FP32 = ORT_FP32
+BACKEND_INT8 = ORT_INT8
 CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
 
 # Ops that carry no float activation worth quantizing (shape plumbing) or that ORT cannot quantize.
 _NOT_QUANTIZED_OPS = {"Shape", "Constant", "ConstantOfShape", "Cast", "Gather", "Range", "NonZero",
                       "Round", "Floor", "Ceil", "ArgMax"}
-
-
-class QuantError(ValueError):
-    """A quantization-emulation problem; the message says what is wrong and how to fix it."""
 
 
 class ArrayCalibrationReader(CalibrationDataReader):
@@ -231,12 +229,9 @@ def count_qdq(model: str | Path | onnx.ModelProto) -> dict[str, int]:
 
 
 def session(model: str | Path) -> ort.InferenceSession:
-    """A CPU session with one intra-op thread (the machine is shared; results do not depend on it)."""
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = 1
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    return ort.InferenceSession(str(model), sess_options=so, providers=["CPUExecutionProvider"])
+    """A CPU session from the project's one factory (``workbench.graph.session``)."""
+    from workbench.graph.session import ort_session
+    return ort_session(model)
 
 
 def run_onnx(model: str | Path | ort.InferenceSession, x_nchw: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -85,7 +85,7 @@ def layer_sensitivity(fp32_model: str | Path, calib_nchw: np.ndarray, eval_nchw:
 
     ref_levels, _ = postprocess(run_onnx(fp32_model, eval_nchw))
 
-    def flips(**kw) -> tuple[float, float]:
+    def flips(**kw: Any) -> tuple[float, float]:
         out = workdir / "variant.onnx"
         quantize_npu(fp32_model, out, calib_nchw, calibrate_method=calibrate_method,
                      calibration_cache=cache, **kw)

@@ -6,21 +6,55 @@ All functions take plain arrays (logits or probabilities, labels, subject ids); 
 module that knows how to get those arrays out of a run directory.
 """
 from workbench.reliability.bootstrap import BootstrapCI, resample_subject_indices, subject_bootstrap, subject_groups
-from workbench.reliability.conformal import (ConformalPredictor, aps_scores, calibrate, conformal_quantile,
-                                             conformal_rank, coverage_interval, lac_scores, set_metrics)
-from workbench.reliability.metrics import (BinStats, CalibrationError, ReliabilityInputError, accuracy,
-                                           all_metrics, bin_stats, brier, classwise_ece, debiased_ece,
-                                           expected_calibration_error, log_softmax, maximum_calibration_error,
-                                           nll, nll_from_logits, softmax)
-from workbench.reliability.report import (BackendReliability, SplitLogits, analyse_backend, conformal_table,
-                                          deployment_shift, metrics_table, report_card, summary_table,
-                                          temperature_verdict)
-from workbench.reliability.temperature import (TemperatureCV, TemperatureFit, apply_temperature,
-                                               cross_validate_temperature, fit_temperature)
+from workbench.reliability.conformal import (
+    ConformalPredictor,
+    aps_scores,
+    calibrate,
+    conformal_quantile,
+    conformal_rank,
+    coverage_interval,
+    lac_scores,
+    set_metrics,
+)
+from workbench.reliability.metrics import (
+    BinStats,
+    CalibrationMetric,
+    ReliabilityInputError,
+    accuracy,
+    all_metrics,
+    bin_stats,
+    brier,
+    classwise_ece,
+    debiased_ece,
+    expected_calibration_error,
+    log_softmax,
+    maximum_calibration_error,
+    nll,
+    nll_from_logits,
+    softmax,
+)
+from workbench.reliability.report import (
+    BackendReliability,
+    SplitLogits,
+    analyse_backend,
+    conformal_table,
+    deployment_shift,
+    metrics_table,
+    report_card,
+    summary_table,
+    temperature_verdict,
+)
+from workbench.reliability.temperature import (
+    TemperatureCV,
+    TemperatureFit,
+    apply_temperature,
+    cross_validate_temperature,
+    fit_temperature,
+)
 
 __all__ = ["BootstrapCI", "resample_subject_indices", "subject_bootstrap", "subject_groups",
            "ConformalPredictor", "aps_scores", "calibrate", "conformal_quantile", "conformal_rank",
-           "coverage_interval", "lac_scores", "set_metrics", "BinStats", "CalibrationError",
+           "coverage_interval", "lac_scores", "set_metrics", "BinStats", "CalibrationMetric",
            "ReliabilityInputError", "accuracy", "all_metrics", "bin_stats", "brier", "classwise_ece",
            "debiased_ece", "expected_calibration_error", "log_softmax", "maximum_calibration_error", "nll",
            "nll_from_logits", "softmax", "BackendReliability", "SplitLogits", "analyse_backend",

@@ -1,6 +1,6 @@
 """Probability-calibration metrics on plain arrays (probabilities, labels).
 
-Every calibration figure comes back as a :class:`CalibrationError` that carries the number of bins,
+Every calibration figure comes back as a :class:`CalibrationMetric` that carries the number of bins,
 the binning scheme and the sample size with it, because an ECE without those is not comparable:
 library defaults differ (torchmetrics 15 bins, netcal 10, MAPIE 50) and small n biases ECE upward.
 
@@ -23,12 +23,10 @@ from typing import Any, Literal, Optional
 
 import numpy as np
 
+from workbench.errors import ReliabilityInputError
+
 Binning = Literal["equal_width", "equal_mass"]
 _BINNINGS = ("equal_width", "equal_mass")
-
-
-class ReliabilityInputError(ValueError):
-    """Arrays handed to a reliability function have the wrong shape, dtype or values."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -190,7 +188,7 @@ def bin_stats(conf: np.ndarray, outcome: np.ndarray, n_bins: int = 15,
 # results
 # ------------------------------------------------------------------------------------------------
 @dataclass
-class CalibrationError:
+class CalibrationMetric:
     """One calibration figure with what is needed to read it: bins, binning and n."""
 
     metric: str                     # "ece", "mce", "classwise_ece", "debiased_ece", "nll", "brier"
@@ -210,17 +208,17 @@ class CalibrationError:
         if with_bins and self.bins is not None:
             d["bins"] = self.bins.to_dict()
         if self.extra:
-            d.update(_jsonable(self.extra))
+            d.update(jsonable(self.extra))
         return d
 
 
-def _jsonable(obj: Any) -> Any:
+def jsonable(obj: Any) -> Any:
     if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
+        return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
+        return [jsonable(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
+        return jsonable(obj.tolist())
     if isinstance(obj, np.generic):
         return obj.item()
     if isinstance(obj, float) and not np.isfinite(obj):
@@ -241,12 +239,12 @@ def top_label(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                               binning: Binning = "equal_width") -> CalibrationError:
+                               binning: Binning = "equal_width") -> CalibrationMetric:
     """Top-label ECE (Guo et al. 2017): sum_m |B_m|/n * |acc(B_m) - conf(B_m)|."""
     _check_bins(n_bins, binning)
     conf, correct, _ = top_label(probs, labels)
     bins = bin_stats(conf, correct, n_bins, binning)
-    return CalibrationError("ece", _weighted_abs_gap(bins), len(conf), n_bins, binning, bins)
+    return CalibrationMetric("ece", _weighted_abs_gap(bins), len(conf), n_bins, binning, bins)
 
 
 def _weighted_abs_gap(bins: BinStats) -> float:
@@ -255,7 +253,7 @@ def _weighted_abs_gap(bins: BinStats) -> float:
 
 
 def maximum_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                              binning: Binning = "equal_width") -> CalibrationError:
+                              binning: Binning = "equal_width") -> CalibrationMetric:
     """MCE (Guo et al. 2017): the largest |acc - conf| over non-empty bins."""
     _check_bins(n_bins, binning)
     conf, correct, _ = top_label(probs, labels)
@@ -263,11 +261,11 @@ def maximum_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int
     ok = bins.count > 0
     value = float(np.max(np.abs(bins.gap[ok])))
     worst = int(np.nonzero(ok)[0][np.argmax(np.abs(bins.gap[ok]))])
-    return CalibrationError("mce", value, len(conf), n_bins, binning, bins, {"worst_bin": worst})
+    return CalibrationMetric("mce", value, len(conf), n_bins, binning, bins, {"worst_bin": worst})
 
 
 def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                  binning: Binning = "equal_width") -> CalibrationError:
+                  binning: Binning = "equal_width") -> CalibrationMetric:
     """Class-wise ECE (Kull et al. 2019; the 'marginal' CE of Kumar et al. 2019): for each class k the
     ECE of p_k against 1[y = k] over ALL windows, averaged over classes. Per-class values in extra."""
     _check_bins(n_bins, binning)
@@ -276,13 +274,13 @@ def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
     for k in range(p.shape[1]):
         bins = bin_stats(p[:, k], (y == k).astype(np.float64), n_bins, binning)
         per_class.append(_weighted_abs_gap(bins))
-    return CalibrationError("classwise_ece", float(np.mean(per_class)), len(p), n_bins, binning, None,
+    return CalibrationMetric("classwise_ece", float(np.mean(per_class)), len(p), n_bins, binning, None,
                             {"per_class": per_class})
 
 
 def debiased_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
                  binning: Binning = "equal_mass", norm: Literal["l1", "l2"] = "l1",
-                 resamples: int = 1000, seed: int = 0) -> CalibrationError:
+                 resamples: int = 1000, seed: int = 0) -> CalibrationMetric:
     """Debiased top-label calibration error (Kumar, Liang & Ma 2019, "Verified Uncertainty
     Calibration", NeurIPS, Sec. 5).
 
@@ -325,17 +323,17 @@ def debiased_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
         resampled = np.abs(draws - cf) @ w
         value = float(2 * plugin - resampled.mean())
         extra = {"norm": "l1", "plugin": plugin, "resamples": resamples, "seed": seed}
-    return CalibrationError("debiased_ece", value, len(conf), n_bins, binning, bins, extra)
+    return CalibrationMetric("debiased_ece", value, len(conf), n_bins, binning, bins, extra)
 
 
 # ------------------------------------------------------------------------------------------------
 # proper scoring rules and accuracy
 # ------------------------------------------------------------------------------------------------
-def nll(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-12) -> CalibrationError:
+def nll(probs: np.ndarray, labels: np.ndarray, eps: float = 1e-12) -> CalibrationMetric:
     """Mean negative log-likelihood of the true class (nats). Probabilities are floored at eps."""
     p, y = check_probs(probs, labels)
     value = float(-np.mean(np.log(np.maximum(p[np.arange(len(p)), y], eps))))
-    return CalibrationError("nll", value, len(p))
+    return CalibrationMetric("nll", value, len(p))
 
 
 def nll_from_logits(logits: np.ndarray, labels: np.ndarray, temperature: float = 1.0) -> float:
@@ -345,12 +343,12 @@ def nll_from_logits(logits: np.ndarray, labels: np.ndarray, temperature: float =
     return float(-np.mean(lp[np.arange(len(lp)), y]))
 
 
-def brier(probs: np.ndarray, labels: np.ndarray) -> CalibrationError:
+def brier(probs: np.ndarray, labels: np.ndarray) -> CalibrationMetric:
     """Multi-class Brier score (Brier 1950): mean over windows of sum_k (p_k - 1[y = k])^2, in [0, 2]."""
     p, y = check_probs(probs, labels)
     onehot = np.zeros_like(p)
     onehot[np.arange(len(p)), y] = 1.0
-    return CalibrationError("brier", float(np.mean(np.sum((p - onehot) ** 2, axis=1))), len(p))
+    return CalibrationMetric("brier", float(np.mean(np.sum((p - onehot) ** 2, axis=1))), len(p))
 
 
 def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
@@ -360,11 +358,11 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
 
 
 def all_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                seed: int = 0) -> dict[str, CalibrationError]:
+                seed: int = 0) -> dict[str, CalibrationMetric]:
     """Every figure this module computes, keyed by a stable name (used for tables and JSON)."""
     p, y = check_probs(probs, labels)
     return {
-        "accuracy": CalibrationError("accuracy", accuracy(p, y), len(p)),
+        "accuracy": CalibrationMetric("accuracy", accuracy(p, y), len(p)),
         "ece": expected_calibration_error(p, y, n_bins, "equal_width"),
         "ece_equal_mass": expected_calibration_error(p, y, n_bins, "equal_mass"),
         "mce": maximum_calibration_error(p, y, n_bins, "equal_width"),
@@ -376,7 +374,7 @@ def all_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
     }
 
 
-__all__ = ["Binning", "BinStats", "CalibrationError", "ReliabilityInputError", "accuracy", "all_metrics",
+__all__ = ["Binning", "BinStats", "CalibrationMetric", "ReliabilityInputError", "accuracy", "all_metrics",
            "bin_indices", "bin_stats", "brier", "check_labels", "check_probs", "classwise_ece",
            "debiased_ece", "expected_calibration_error", "log_softmax", "maximum_calibration_error", "nll",
            "nll_from_logits", "softmax", "top_label"]

@@ -6,16 +6,16 @@ from typing import Any, Mapping, Optional, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from .metrics import CalibrationError
+from .metrics import CalibrationMetric
 
 
-def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: CalibrationError,
+def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: CalibrationMetric,
                      title: str = "") -> None:
     """Per-bin accuracy bars against confidence, the gap to the diagonal shaded (red = over-confident,
     blue = under-confident), and, on ``ax_hist``, the share of windows per confidence bin."""
     b = ece.bins
     if b is None:
-        raise ValueError("this CalibrationError carries no bins; use expected_calibration_error()")
+        raise ValueError("this CalibrationMetric carries no bins; use expected_calibration_error()")
     ok = b.count > 0
     if ece.binning == "equal_width":
         left, width = b.lower, b.upper - b.lower
@@ -57,7 +57,7 @@ def _legend_handles() -> list:
                   label="gap: under-confident")]
 
 
-def reliability_grid(panels: Mapping[str, Mapping[str, CalibrationError]],
+def reliability_grid(panels: Mapping[str, Mapping[str, CalibrationMetric]],
                      suptitle: str = "") -> plt.Figure:
     """Reliability diagrams side by side: one column per backend, one row per variant (e.g.
     ``{"torch-fp32": {"before": ece, "after T": ece}, "ort-int8-emulated": {...}}``)."""

@@ -21,8 +21,18 @@ import pandas as pd
 
 from . import conformal as conf
 from .bootstrap import BootstrapCI, subject_bootstrap
-from .metrics import (CalibrationError, ReliabilityInputError, _as_2d_float, _jsonable, _weighted_abs_gap,
-                      all_metrics, bin_stats, check_labels, expected_calibration_error, softmax)
+from .metrics import (
+    CalibrationMetric,
+    ReliabilityInputError,
+    _as_2d_float,
+    _weighted_abs_gap,
+    all_metrics,
+    bin_stats,
+    check_labels,
+    expected_calibration_error,
+    jsonable,
+    softmax,
+)
 from .temperature import TemperatureCV, TemperatureFit, cross_validate_temperature, fit_temperature
 
 CONFORMAL_METHODS: tuple[tuple[str, str, bool], ...] = (
@@ -66,8 +76,8 @@ class BackendReliability:
     alpha: float
     n_bins: int
     temperature: TemperatureFit
-    test_before: dict[str, CalibrationError]
-    test_after: dict[str, CalibrationError]
+    test_before: dict[str, CalibrationMetric]
+    test_after: dict[str, CalibrationMetric]
     intervals: dict[str, BootstrapCI]
     cv: Optional[TemperatureCV]
     cv_pooled_test: dict[str, float]
@@ -79,7 +89,7 @@ class BackendReliability:
     test: Optional[SplitLogits] = field(repr=False, default=None)
 
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable({
+        return jsonable({
             "backend": self.backend, "alpha": self.alpha, "n_bins": self.n_bins, "splits": self.splits,
             "temperature": self.temperature.to_dict(), "temperature_verdict": self.verdict,
             "test_before_scaling": {k: v.to_dict() for k, v in self.test_before.items()},
@@ -169,7 +179,8 @@ def analyse_backend(val: SplitLogits, calib: SplitLogits, test: SplitLogits, alp
         pred = conf.calibrate(pc, calib.y, alpha, score=score, mondrian=mondrian, backend=backend)
         sets = pred.predict_sets(p1)
         m = conf.set_metrics(sets, y, test.subject, list(label_names) if label_names else None)
-        cov_ci = subject_bootstrap(lambda idx, c=sets[np.arange(len(y)), y]: c[idx].mean(), test.subject,
+        covered = sets[np.arange(len(y)), y]
+        cov_ci = subject_bootstrap(lambda idx, c=covered: c[idx].mean(), test.subject,
                                    n_bootstrap, seed=seed)
         entry = {"predictor": pred.to_dict(), "test": m, "coverage_bootstrap": cov_ci.to_dict(),
                  "probabilities": f"softmax(logits / T), T = {fit.temperature:.4f} from validation subjects",

@@ -18,8 +18,14 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from tqdm import tqdm
 
-from .metrics import (ReliabilityInputError, _as_2d_float, check_labels, expected_calibration_error,
-                      nll_from_logits, softmax)
+from .metrics import (
+    ReliabilityInputError,
+    _as_2d_float,
+    check_labels,
+    expected_calibration_error,
+    nll_from_logits,
+    softmax,
+)
 
 DEFAULT_T_BOUNDS = (0.05, 20.0)
 

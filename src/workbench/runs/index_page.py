@@ -1,0 +1,217 @@
+"""The run's HTML index for reviewers: one self-contained page (images embedded, no server needed)
+linking every executed notebook, with headline metrics per backend, the report card and provenance."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+from workbench.runs.store import STAGE_NAMES, Run
+
+_CSS = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;
+color:#1d2430;padding:0 1rem}
+h1{margin-bottom:.2rem} .sub{color:#5a6473;margin-top:0}
+table{border-collapse:collapse;margin:.6rem 0 1.4rem;font-size:.92rem}
+th,td{border:1px solid #d5dae1;padding:.3rem .6rem;text-align:left;vertical-align:top}
+th{background:#f2f4f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
+.badge{display:inline-block;padding:.1rem .5rem;border-radius:.6rem;font-size:.8rem;font-weight:600}
+.ok{background:#d8f3dc;color:#1b5e20}.bad{background:#fde2e1;color:#9b1c1c}.neutral{background:#e8ecf2;color:#37474f}
+.synthetic{background:#fff3cd;color:#7a5b00}
+figure{display:inline-block;margin:.4rem;max-width:48%} figure img{max-width:100%;border:1px solid #e3e7ed}
+figcaption{font-size:.8rem;color:#5a6473} details{margin:.5rem 0} pre{background:#f6f8fa;padding:.6rem;
+overflow:auto;font-size:.8rem}
+"""
+
+PASS_WORDS = {"succeeded", "passed", "bundle-only", "compiled"}
+
+
+def _esc(x: Any) -> str:
+    return html.escape("" if x is None else str(x))
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(isinstance(t, (int, float)) for t in v):
+        return f"[{_fmt(float(v[0]))}, {_fmt(float(v[1]))}]"
+    return _esc(v)
+
+
+def _badge(status: str) -> str:
+    cls = "ok" if status in PASS_WORDS else "bad" if status in ("failed", "fail") else "neutral"
+    return f'<span class="badge {cls}">{_esc(status)}</span>'
+
+
+def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in r) + "</tr>"
+                   for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def metrics_pivot(metrics: list[dict]) -> tuple[list[str], list[tuple[str, str, dict[str, Any]]]]:
+    """Rows (stage, metric) x columns (backend): the headline numbers, each under its backend."""
+    backends: list[str] = []
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for m in metrics:
+        b = m.get("backend", "?")
+        if b not in backends:
+            backends.append(b)
+        label = m["name"] + (f" [{m['unit']}]" if m.get("unit") else "")
+        rows.setdefault((m["stage"], label), {})[b] = m["value"]
+    return backends, [(s, n, v) for (s, n), v in rows.items()]
+
+
+def _image_tag(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (f'<figure><img alt="{_esc(path.name)}" src="data:image/png;base64,{data}">'
+            f'<figcaption>{_esc(path.parent.name)}/{_esc(path.name)}</figcaption></figure>')
+
+
+HEADLINE_FIGURES = ("*/headline_*.png", "08_reliability/reliability_diagrams.png")
+
+
+def headline_figures(run: Run) -> list[Path]:
+    """Figures a stage marks for the index (``headline_*.png``) plus the reliability diagrams."""
+    found: list[Path] = []
+    for pattern in HEADLINE_FIGURES:
+        found += sorted((run.path / "artifacts").glob(pattern))
+    return found
+
+
+def report_card_rows(run: Run) -> list[dict]:
+    """Stage 08's report card (report_card.csv): one row per backend and check."""
+    import csv
+    p = run.path / "artifacts" / STAGE_NAMES["08"] / "report_card.csv"
+    if not p.exists():
+        return []
+    with p.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_index(run: Run) -> Path:
+    man = run.manifest()
+    metrics = run.metrics()
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(run.run_id)}</title>"
+             f"<style>{_CSS}</style></head><body>"]
+    params = man.get("params", {})
+    dataset = params.get("dataset", "?")
+    data_badge = ('<span class="badge synthetic">synthetic data</span>' if dataset == "synthetic"
+                  else f'<span class="badge neutral">{_esc(dataset)} (real data)</span>')
+    parts.append(f"<h1>Run {_esc(run.run_id)}</h1><p class='sub'>{_badge(man.get('status', '?'))} "
+                 f"{data_badge} created {_esc(man.get('created'))}"
+                 + (f" · parent <code>{_esc(man['parent'])}</code>" if man.get("parent") else "") + "</p>")
+
+    # stages
+    rows = []
+    for name, entry in man.get("stages", {}).items():
+        links = []
+        for kind, rel in (entry.get("html") or {}).items():
+            links.append(f"<a href='../{_esc(rel)}'>{'notebook' if kind == 'full' else 'results only'}</a>")
+        err = entry.get("error", {}).get("summary", "")
+        rows.append([f"<code>{_esc(name)}</code>", _badge(entry.get("status", "?")),
+                     f"<td class='num'>{_fmt(entry.get('duration_s'))}</td>", " · ".join(links),
+                     _esc(err)])
+    for reused in man.get("reused_from_parent", []):
+        rows.append([f"<code>{_esc(reused)}</code>", _badge("reused"), "<td></td>",
+                     f"from parent {_esc(man.get('parent'))}", ""])
+    parts.append("<h2>Stages</h2>" + _table(["stage", "status", "seconds", "renders", "error"], rows))
+
+    # report card
+    card = report_card_rows(run)
+    if card:
+        def num(v: str) -> str:
+            try:
+                return f"{float(v):.4g}"
+            except (TypeError, ValueError):
+                return _esc(v)
+        rows = [[_esc(r.get("backend")), _esc(r.get("check")), _esc(r.get("target")),
+                 f"<td class='num'>{num(r.get('measured'))}</td>",
+                 f"[{num(r.get('low'))}, {num(r.get('high'))}] {_esc(r.get('interval'))}",
+                 _badge("passed" if str(r.get("pass")) == "True" else "fail")] for r in card]
+        parts.append("<h2>Report card (stage 08, test subjects)</h2>"
+                     + _table(["backend", "check", "target", "measured", "interval", ""], rows))
+
+    # metrics
+    if metrics:
+        backends, prow = metrics_pivot(metrics)
+        rows = [[f"<code>{_esc(s)}</code>", _esc(n)] + [f"<td class='num'>{_fmt(v.get(b))}</td>"
+                                                        if b in v else "<td></td>" for b in backends]
+                for s, n, v in prow]
+        parts.append("<h2>Headline metrics (column = backend that produced the number)</h2>"
+                     + _table(["stage", "metric"] + backends, rows))
+
+    figs = headline_figures(run)
+    if figs:
+        parts.append("<h2>Figures</h2>" + "".join(_image_tag(f) for f in figs))
+
+    # provenance
+    summary = run.path / "artifacts" / STAGE_NAMES["01"] / "data_summary.json"
+    prov = json.loads(summary.read_text()).get("provenance") if summary.exists() else None
+    parts.append("<h2>Provenance</h2>")
+    parts.append(_table(["", ""], [
+        ["git commit", _esc((man.get("git") or {}).get("commit")) +
+         (" (uncommitted changes)" if (man.get("git") or {}).get("dirty") else "")],
+        ["command", f"<code>{_esc(man.get('command'))}</code>"],
+        ["parent run", _esc(man.get("parent") or "none")],
+        ["versions", ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in (man.get("versions") or {}).items())],
+    ]))
+    if prov:
+        parts.append("<details open><summary>data provenance</summary><pre>"
+                     + _esc(json.dumps(prov, indent=2)) + "</pre></details>")
+    parts.append("<details><summary>resolved parameters</summary><pre>"
+                 + _esc(json.dumps(params, indent=2)) + "</pre></details>")
+    parts.append("</body></html>")
+    target = run.path / "html" / "index.html"
+    target.write_text("\n".join(parts), encoding="utf-8")
+    return target
+
+
+CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync")
+
+
+def find_chromium() -> Optional[str]:
+    import shutil
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def screenshot_index(run: Run, png: Path, width: int = 1200, height: int = 2400) -> dict[str, Any]:
+    """Open the run's index from disk in headless Chromium, save a screenshot and report what rendered:
+    which metric names and backends appear in the DOM, and how many embedded images decoded."""
+    import subprocess
+    import tempfile
+    chromium = find_chromium()
+    if chromium is None:
+        raise RuntimeError("headless Chromium not found: apt-get install chromium")
+    index = (run.path / "html" / "index.html").resolve()
+    if not index.exists():
+        raise FileNotFoundError(f"{index} does not exist: run the pipeline first")
+    with tempfile.TemporaryDirectory() as profile:
+        flags = [*CHROMIUM_FLAGS, f"--user-data-dir={profile}", f"--window-size={width},{height}"]
+        subprocess.run([chromium, *flags, f"--screenshot={png}", index.as_uri()], check=True,
+                       capture_output=True, timeout=120)
+        # count images that decoded (naturalWidth > 0) by letting the page write it into its title
+        probe = ("<script>window.onload=()=>{document.title='decoded:'+[...document.images]"
+                 ".filter(i=>i.naturalWidth>0).length}</script>")
+        probed = index.with_name("_probe_index.html")
+        probed.write_text(index.read_text(encoding="utf-8").replace("</body>", probe + "</body>"),
+                          encoding="utf-8")
+        try:
+            dom = subprocess.run([chromium, *flags, "--virtual-time-budget=5000", "--dump-dom",
+                                  probed.as_uri()], check=True, capture_output=True, text=True,
+                                 timeout=120).stdout
+        finally:
+            probed.unlink(missing_ok=True)
+    import re
+    m = re.search(r"<title>decoded:(\d+)</title>", dom)
+    metrics = run.metrics()
+    return {"png": str(png), "images_in_page": dom.count("<img"),
+            "images_decoded": int(m.group(1)) if m else 0,
+            "backends_shown": sorted({mm["backend"] for mm in metrics if mm["backend"] in dom}),
+            "metric_names_shown": sorted({mm["name"] for mm in metrics if mm["name"] in dom}),
+            "metric_names_total": len({mm["name"] for mm in metrics}),
+            "has_report_card": "Report card" in dom}

@@ -1,0 +1,82 @@
+"""Notebook 06 headless: bundle-only here; 'compiled' when the fake DFC is on the kernel's path."""
+from __future__ import annotations
+
+import json
+import os
+
+import nbformat
+import numpy as np
+import pytest
+
+from support.hailo import TINY, fakes_env, make_tiny_npu_onnx
+from workbench.data.layout import nchw_to_nhwc
+from workbench.runs import Run
+
+NB = os.path.join(os.path.dirname(__file__), "..", "notebooks", "06_compile_hailo.ipynb")
+C, S, T = TINY["C"], TINY["S"], TINY["T"]
+
+
+def _run_with_04_05(tmp_path) -> Run:
+    run = Run.create("nb06", root=tmp_path / "outputs")
+    d04, d05 = run.stage_dir("04"), run.stage_dir("05")
+    split = make_tiny_npu_onnx(d04 / "npu.onnx")
+    (d04 / "split.json").write_text(json.dumps(split))
+    calib = nchw_to_nhwc(np.random.default_rng(0).normal(size=(24, C, S, T)).astype(np.float32))
+    np.save(d05 / "calibset_nhwc.npy", calib)
+    (d05 / "calibset_nhwc.json").write_text(json.dumps({"layout": "NHWC", "shape": list(calib.shape),
+                                                        "strategy": "stratified",
+                                                        "normalisation": {"applied": True}}))
+    return run
+
+
+def _execute(run: Run, tmp_path, env=None):
+    import papermill as pm
+    out = tmp_path / "out06.ipynb"
+    old = dict(os.environ)
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        os.environ["WORKBENCH_HEADLESS"] = "1"
+        pm.execute_notebook(NB, str(out), parameters={"run_dir": str(run.path), "hailo_calib_batch_size": 8,
+                                                      "hailo_run_emulator": False},
+                            kernel_name="python3", progress_bar=False, cwd=str(tmp_path))
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    return nbformat.read(out, as_version=4)
+
+
+def _text(nb) -> str:
+    parts = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            parts.append(o.get("text", "") or json.dumps(o.get("data", {})))
+    return "\n".join(parts)
+
+
+@pytest.mark.slow
+def test_headless_bundle_only(tmp_path):
+    run = _run_with_04_05(tmp_path)
+    nb = _execute(run, tmp_path)
+    d06 = run.stage_dir("06")
+    status = json.loads((d06 / "stage_status.json").read_text())
+    assert status["status"] == "bundle-only" and status["hef"] is None and status["backend"] is None
+    for f in ("npu.onnx", "calibset_nhwc.npy", "model.alls", "split.json", "compile.sh", "README.txt"):
+        assert (d06 / f).is_file(), f
+    assert not (d06 / "model.hef").exists()
+    text = _text(nb)
+    assert text.count("Hailo Dataflow Compiler not installed: wrote the bundle for a DFC machine; "
+                      "no HEF was built") == 1
+    assert "calibset_size=24" in (d06 / "model.alls").read_text()
+
+
+@pytest.mark.slow
+def test_headless_compiled_with_fake_dfc(tmp_path):
+    run = _run_with_04_05(tmp_path)
+    _execute(run, tmp_path, env=fakes_env())
+    d06 = run.stage_dir("06")
+    status = json.loads((d06 / "stage_status.json").read_text())
+    assert status["status"] == "compiled" and status["dfc_version"] == "0.0.0+fake"
+    assert (d06 / "model.hef").read_bytes()[:4] == bytes.fromhex("01484546")
+    assert "Using dataset with 24 entries for calibration" in (d06 / "dfc.log").read_text()
