@@ -12,7 +12,7 @@ from support.hailo import TINY, fakes_env, make_tiny_npu_onnx
 from workbench.data.layout import nchw_to_nhwc
 from workbench.runs import Run
 
-NB = os.path.join(os.path.dirname(__file__), "..", "notebooks", "06_compile_hailo.ipynb")
+NB = os.path.join(os.path.dirname(__file__), "..", "..", "notebooks", "06_compile_hailo.ipynb")
 C, S, T = TINY["C"], TINY["S"], TINY["T"]
 
 
