@@ -6,6 +6,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PARAMS ?= params/default.yaml
 ARGS   ?=
+# JupyterLab is installed on first `make lab` (not every test machine needs it); same pin as environment.yml.
+JUPYTERLAB := jupyterlab==4.6.6
+# Containers usually run as root, where Jupyter refuses to start without --allow-root.
+ROOT_FLAG := $(shell [ "$$(id -u)" = 0 ] && echo --allow-root)
 
 .PHONY: run test test-fast lint smoke lab list bench clean-venv
 
@@ -39,9 +43,10 @@ lint: $(STAMP)
 list: $(STAMP)
 	$(PY) -m workbench list
 
+# `make lab ARGS="--port 8890 --ip 0.0.0.0"`: extra arguments go to `jupyter lab` (later ones win).
 lab: $(STAMP)
-	$(PY) -m pip install --quiet jupyterlab==4.6.6
-	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --notebook-dir .
+	$(PY) -c "import jupyterlab" 2>/dev/null || $(PY) -m pip install --quiet $(JUPYTERLAB)
+	$(VENV)/bin/jupyter lab --ip 127.0.0.1 --no-browser --notebook-dir . $(ROOT_FLAG) $(ARGS)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_inference.py

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 from workbench.config import load_params, parse_override
-from workbench.errors import StageFailed, WorkbenchError
+from workbench.errors import RunInterrupted, StageFailed, WorkbenchError
 
 
 def _parse_p(pairs: Optional[list[list[str]]]) -> dict:
@@ -31,6 +31,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--parent", metavar="RUN", help="run whose earlier-stage artifacts are reused")
     r.add_argument("--outputs", metavar="DIR", help="where run directories go (default outputs/)")
     r.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+
+    ch = sub.add_parser("child", help="make a child run for papermill and print its path (README)")
+    ch.add_argument("parent", metavar="RUN", help="run id, outputs/<id> or path of the parent run")
+    ch.add_argument("--stage", required=True, metavar="NN", help="the stage papermill will run")
+    ch.add_argument("--outputs", metavar="DIR")
 
     ls = sub.add_parser("list", help="show runs with their headline metrics")
     ls.add_argument("--outputs", metavar="DIR")
@@ -65,6 +70,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "run":
             return _cmd_run(args, root)
+        if args.command == "child":
+            from workbench.runs.doors import reserve_child
+            print(reserve_child(args.parent, args.stage, root).path)
+            return 0
         if args.command == "list":
             from workbench.runs.listing import format_run_list
             print(format_run_list(root))
@@ -93,6 +102,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except StageFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except RunInterrupted as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 130
     except WorkbenchError as exc:  # every deliberate error carries its own fix: no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2

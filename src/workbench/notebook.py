@@ -17,16 +17,25 @@ if TYPE_CHECKING:
 
 
 def headless() -> bool:
-    """True when the pipeline (papermill) runs the notebook, so interactive servers are skipped."""
-    return os.environ.get("WORKBENCH_HEADLESS") == "1"
+    """True when nobody watches the notebook (the pipeline, or papermill run by hand), so interactive
+    servers and live progress bars are skipped."""
+    if os.environ.get("WORKBENCH_HEADLESS") == "1":
+        return True
+    from workbench.runs.doors import current_door
+    return current_door() != "interactive"
 
 
 def stage_params(namespace: Mapping[str, Any]) -> "Params":
     """The notebook's parameters (the names its ``parameters`` cell declared, as papermill may have
     overridden them), validated against the same schema as ``workbench run``."""
-    from workbench.config import validate_params
-    return validate_params({k: v for k, v in namespace.items() if not k.startswith("_")},
-                           origin="notebook parameters", only_known=True)
+    from workbench.config import Params, validate_params
+    from workbench.runs.doors import remember_notebook_params
+    params = validate_params({k: v for k, v in namespace.items() if not k.startswith("_")},
+                             origin="notebook parameters", only_known=True)
+    # open_stage records these in the manifest of the run (or child run) the notebook writes into
+    dumped = params.model_dump()
+    remember_notebook_params({k: dumped[k] for k in namespace if k in Params.model_fields})
+    return params
 
 
 def show(fig: "matplotlib.figure.Figure", path: Optional[Path] = None, dpi: int = 100) -> Optional[Path]:

@@ -6,18 +6,31 @@ manifest records the failure, and the caller gets a `StageFailed` naming the sta
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import os
 import platform
+import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
 from workbench.config import Params, dump_params
-from workbench.errors import RunError, StageFailed
-from workbench.runs.store import STAGE_NAMES, STAGES, Run, copy_stage_artifacts, stage_key
+from workbench.errors import RunError, RunInterrupted, StageFailed
+from workbench.runs.store import (
+    STAGE_NAMES,
+    STAGES,
+    Run,
+    check_reusable,
+    copy_stage_artifacts,
+    overwrite_in_place,
+    process_identity,
+    stage_key,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 NOTEBOOK_DIR = Path(os.environ.get("WORKBENCH_NOTEBOOKS", PROJECT_ROOT / "notebooks"))
@@ -28,6 +41,8 @@ VERSIONED = ["torch", "numpy", "onnx", "onnxruntime", "onnxslim", "papermill", "
 HAILO_DISTS = ["hailo-dataflow-compiler", "hailort", "hailo_sdk_client", "hailo_platform"]
 # Parameters holding paths: made absolute before injection, since notebooks run with their own cwd.
 PATH_PARAMS = ("data_dir", "checkpoint_path", "hef_path")
+# Signals that end a run through the failure path with status 'interrupted'.
+STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 def package_versions() -> dict[str, Optional[str]]:
@@ -84,6 +99,42 @@ def select_stages(from_stage: str = "01", to_stage: str = "08") -> list[str]:
     return keys[keys.index(a): keys.index(b) + 1]
 
 
+def reused_param_differences(params: Params, parent: Run, reused: list[str],
+                              notebooks_dir: Path = NOTEBOOK_DIR) -> dict[str, tuple[Any, Any]]:
+    """Parameters a reused stage's notebook declares whose value differs from the parent's: the reused
+    artifacts were made with the parent's value, so the new run would describe a model it lacks."""
+    parent_params = parent.manifest().get("params") or parent.params() or {}
+    mine = json.loads(json.dumps(params.model_dump(), default=str))
+    theirs = json.loads(json.dumps(parent_params, default=str))
+    out: dict[str, tuple[Any, Any]] = {}
+    for s in reused:
+        for name in declared_parameters(notebook_for(s, notebooks_dir)):
+            if name in mine and name in theirs and mine[name] != theirs[name] and name not in out:
+                out[name] = (theirs[name], mine[name])
+    return out
+
+
+def _validate_parent(params: Params, parent: Optional[str], root: Optional[Path], stages: list[str],
+                     earlier: list[str], notebooks_dir: Path) -> Optional[Run]:
+    """Everything about --from/--parent that can be refused is refused here, before a directory exists."""
+    parent_run = Run.open(parent, root) if parent else None
+    if earlier and parent_run is None:
+        raise RunError(f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of a parent run: "
+                       f"add --parent RUN (run ids: python -m workbench list)")
+    if parent_run is None:
+        return None
+    check_reusable(parent_run, earlier)
+    diffs = reused_param_differences(params, parent_run, earlier, notebooks_dir)
+    if diffs:
+        listed = "; ".join(f"{k}: parent {a!r}, this run {b!r}" for k, (a, b) in diffs.items())
+        raise RunError(f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of run "
+                       f"{parent_run.run_id}, which were made with other values of parameters they use "
+                       f"({listed}). Start from the parent's parameters (-f "
+                       f"{parent_run.path / 'params.yaml'}) and override only later stages' parameters, "
+                       f"or rerun from the first stage that uses them (--from 01).")
+    return parent_run
+
+
 def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = "08",
                  parent: Optional[str] = None, root: Optional[Path] = None,
                  notebooks_dir: Path = NOTEBOOK_DIR, progress: bool = True,
@@ -91,64 +142,129 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = "08"
     """Run stages [from_stage, to_stage] into a new run directory and return it."""
     stages = select_stages(from_stage, to_stage)
     earlier = [n for n, _ in STAGES][: [n for n, _ in STAGES].index(stages[0])]
-    parent_run = Run.open(parent, root) if parent else None
-    if earlier and parent_run is None:
-        raise RunError(f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of a parent run: "
-                       f"add --parent RUN (see `python -m workbench list`)")
     notebooks = {s: notebook_for(s, notebooks_dir) for s in stages}  # fail before creating anything
+    parent_run = _validate_parent(params, parent, root, stages, earlier, notebooks_dir)
     if "01" in stages:
         from workbench.data.preflight import preflight
         preflight(params)
 
     run = Run.create(params.run_label, root)
-    if parent_run is not None:
-        copy_stage_artifacts(parent_run, run, earlier)
-    dump_params(params, run.path / "params.yaml")
-    manifest: dict[str, Any] = {
-        "run_id": run.run_id,
-        "created": _now(),
-        "status": "running",
-        "command": " ".join(sys.argv),
-        "params": params.model_dump(),
-        "parent": parent_run.run_id if parent_run else None,
-        "reused_from_parent": [STAGE_NAMES[s] for s in earlier],
-        "versions": package_versions(),
-        "git": git_commit(),
-        "host": {"machine": platform.machine(), "system": platform.system(),
-                 "cpus": os.cpu_count()},
-        "stages": {STAGE_NAMES[s]: {"status": "pending"} for s in stages},
-    }
-    run.write_json("manifest.json", manifest)
+    try:  # a setup that fails leaves nothing behind
+        if parent_run is not None:
+            copy_stage_artifacts(parent_run, run, earlier)
+        dump_params(params, run.path / "params.yaml")
+        manifest: dict[str, Any] = {
+            "run_id": run.run_id,
+            "created": _now(),
+            "status": "running",
+            "started_by": "pipeline",
+            "command": " ".join(sys.argv),
+            "params": params.model_dump(),
+            "parent": parent_run.run_id if parent_run else None,
+            "reused_from_parent": [STAGE_NAMES[s] for s in earlier],
+            "versions": package_versions(),
+            "git": git_commit(),
+            "host": {"machine": platform.machine(), "system": platform.system(),
+                     "cpus": os.cpu_count()},
+            **process_identity(),
+            "stages": {STAGE_NAMES[s]: {"status": "pending"} for s in stages},
+        }
+        run.write_json("manifest.json", manifest)
+    except BaseException as exc:
+        shutil.rmtree(run.path, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise RunError(f"cannot set up run {run.run_id}: {exc.strerror or exc}") from exc
+        raise
     log(f"run {run.run_id}: stages {stages[0]}-{stages[-1]} -> {run.path}")
 
     from workbench.runs.index_page import write_index
 
     # Headless kernels inherit this environment: progress bars update every 20 s, not per step, so the
-    # rendered notebooks keep a readable trace instead of hundreds of stderr lines.
-    env_keys = {"WORKBENCH_HEADLESS": "1", "TQDM_MININTERVAL": "20"}
+    # rendered notebooks keep a readable trace instead of hundreds of stderr lines. The run path tells
+    # open_stage that this kernel belongs to the pipeline's own run.
+    env_keys = {"WORKBENCH_HEADLESS": "1", "TQDM_MININTERVAL": "20",
+                "WORKBENCH_PIPELINE_RUN": str(run.path.resolve())}
     env_before = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
+    handlers = _install_signal_handlers()
     try:
         for s in stages:
             _run_stage(run, s, notebooks[s], params, manifest, progress, log)
+        manifest["status"] = "succeeded"
+        manifest["finished"] = _now()
+        run.write_json("manifest.json", manifest)
     except BaseException as exc:
-        if manifest.get("status") != "failed":  # raised outside a notebook (render, I/O, Ctrl-C)
-            manifest.update(status="failed", finished=_now(), error=_describe_error(exc))
-            run.write_json("manifest.json", manifest)
+        _ignore_signals()   # a second signal must not cut the failure record short
+        if manifest.get("status") not in ("failed", "interrupted"):  # outside a notebook
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            manifest.update(status=status, finished=_now(), error=_describe_error(exc),
+                            failed_stage=_current_stage(manifest))
+            for entry in manifest["stages"].values():
+                if entry.get("status") == "running":
+                    entry["status"] = status
+        _final_manifest(run, manifest, log)
         _safe_index(run, log)
+        if isinstance(exc, KeyboardInterrupt):
+            raise RunInterrupted(run.run_id, str(run.path), _current_stage(manifest),
+                                 _signal_name(exc)) from None
+        if isinstance(exc, OSError):
+            raise RunError(f"run {run.run_id} stopped: {exc.strerror or exc} "
+                           f"({getattr(exc, 'filename', '') or run.path}); free some space or make "
+                           f"the outputs folder writable, then run again") from exc
         raise
     finally:
+        _restore_signal_handlers(handlers)
         for k, v in env_before.items():
             if v is None:
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    manifest["status"] = "succeeded"
-    manifest["finished"] = _now()
-    run.write_json("manifest.json", manifest)
     write_index(run)
     log(f"run {run.run_id} succeeded: open {run.path / 'html' / 'index.html'}")
     return run
+
+
+def _final_manifest(run: Run, manifest: dict, log) -> None:
+    """Record the end of a failed run; when even that write fails (disk full) rewrite the file in place
+    so it never stays at 'running' (``workbench list`` shows a dead owner as stale anyway)."""
+    try:
+        run.write_json("manifest.json", manifest)
+    except RunError as exc:
+        if not overwrite_in_place(run.manifest_path, manifest):
+            log(f"warning: {exc}")
+
+
+def _current_stage(manifest: dict) -> str:
+    """The stage a run stopped in: the last one that started."""
+    started = [n for n, e in manifest["stages"].items() if e.get("status") != "pending"]
+    return (started or list(manifest["stages"]))[-1]
+
+
+def _signal_name(exc: BaseException) -> str:
+    return str(exc) if str(exc).startswith("SIG") else "SIGINT (Ctrl-C)"
+
+
+def _on_signal(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _install_signal_handlers() -> dict[int, Any]:
+    """SIGTERM and SIGHUP (and SIGINT) become a KeyboardInterrupt naming the signal, so every way of
+    stopping a run goes through the same failure path. Only the main thread may set handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {sig: signal.signal(sig, _on_signal) for sig in STOP_SIGNALS}
+
+
+def _ignore_signals() -> None:
+    if threading.current_thread() is threading.main_thread():
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
 
 
 def _safe_index(run: Run, log) -> None:
@@ -183,8 +299,23 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
     entry["finished"] = _now()
     status_file = run.path / "artifacts" / name / "stage_status.json"
     if status_file.exists():
-        import json
         entry["stage_status"] = json.loads(status_file.read_text())
+    if isinstance(error, KeyboardInterrupt):
+        entry["status"] = manifest["status"] = "interrupted"
+        entry["error"] = manifest["error"] = {"type": "interrupted", "signal": _signal_name(error),
+                                              "summary": f"interrupted by {_signal_name(error)}"}
+        manifest["failed_stage"] = name
+        manifest["finished"] = _now()
+        _ignore_signals()
+        _mark_unrun_cells(out_nb)
+        if out_nb.exists():
+            try:
+                entry["html"] = _render(out_nb, run)
+            except Exception as exc:
+                entry["render_error"] = str(exc)
+        _final_manifest(run, manifest, log)
+        log(f"[{s}] {name} INTERRUPTED by {_signal_name(error)} after {entry['duration_s']} s")
+        raise error
     if error is not None:
         entry["status"] = "failed"
         entry["error"] = _describe_error(error)
@@ -208,12 +339,32 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
     log(f"[{s}] {name} {entry['status']} in {entry['duration_s']} s")
 
 
+def _mark_unrun_cells(nb_path: Path) -> None:
+    """Papermill marks every pending cell 'completed' when execution stops without a cell error (an
+    interrupt): put the cells that never started back to 'pending' so the partial notebook is true."""
+    if not nb_path.exists():
+        return
+    try:
+        import nbformat
+        nb = nbformat.read(str(nb_path), as_version=4)
+        for cell in nb.cells:
+            pm_meta = cell.get("metadata", {}).get("papermill")
+            if pm_meta is not None and pm_meta.get("start_time") is None:
+                pm_meta["status"] = "pending"
+        nbformat.write(nb, str(nb_path))
+    except Exception:  # a partial notebook that cannot be fixed is still kept as it is
+        pass
+
+
 def _is_papermill_error(exc: BaseException) -> bool:
     from papermill.exceptions import PapermillExecutionError
     return isinstance(exc, PapermillExecutionError)
 
 
 def _describe_error(exc: BaseException) -> dict[str, Any]:
+    if isinstance(exc, KeyboardInterrupt):
+        return {"type": "interrupted", "signal": _signal_name(exc),
+                "summary": f"interrupted by {_signal_name(exc)}"}
     if _is_papermill_error(exc):
         ename = getattr(exc, "ename", type(exc).__name__)
         evalue = getattr(exc, "evalue", str(exc))

@@ -12,6 +12,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -82,6 +83,10 @@ ARTIFACTS = {
 }
 
 DEFAULT_OUTPUTS = Path("outputs")
+# Statuses of a stage whose artifacts a child run may reuse (``open``: an interactive stage as last saved).
+REUSABLE = ("succeeded", "bundle-only", "compiled", "open", "done")
+# How a run was started; the manifest's ``started_by``.
+DOORS = ("pipeline", "papermill", "interactive")
 
 
 def stage_key(stage: str) -> str:
@@ -93,8 +98,25 @@ def stage_key(stage: str) -> str:
     raise RunError(f"unknown stage {stage!r}; stages are " + ", ".join(STAGE_NAMES.values()))
 
 
+def project_root() -> Path:
+    """The checkout holding ``pyproject.toml`` and ``notebooks/``: found from this package's location
+    first (editable install), then from the working directory; never the kernel's cwd alone, since
+    Jupyter kernels start in ``notebooks/``. ``WORKBENCH_PROJECT_ROOT`` overrides both."""
+    env = os.environ.get("WORKBENCH_PROJECT_ROOT")
+    if env:
+        return Path(env).expanduser().resolve()
+    for start in (Path(__file__).resolve(), Path.cwd().resolve()):
+        for d in (start, *start.parents):
+            if (d / "pyproject.toml").is_file() and (d / "notebooks").is_dir():
+                return d
+    return Path.cwd().resolve()
+
+
 def outputs_root() -> Path:
-    return Path(os.environ.get("WORKBENCH_OUTPUTS", DEFAULT_OUTPUTS))
+    """Where runs live: ``WORKBENCH_OUTPUTS`` (relative to the project root) or ``<project>/outputs``."""
+    env = os.environ.get("WORKBENCH_OUTPUTS")
+    p = Path(env).expanduser() if env else DEFAULT_OUTPUTS
+    return p if p.is_absolute() else project_root() / p
 
 
 def new_run_id(label: str = "run") -> str:
@@ -117,35 +139,51 @@ class Run:
     @classmethod
     def create(cls, label: str = "run", root: Optional[Path] = None) -> "Run":
         root = Path(root) if root else outputs_root()
-        root.mkdir(parents=True, exist_ok=True)
-        for _ in range(5):
-            path = root / new_run_id(label)
-            try:
-                path.mkdir()  # exclusive: an existing run is never reused
-            except FileExistsError:
-                continue
-            for sub in ("notebooks", "html", "artifacts"):
-                (path / sub).mkdir()
-            return cls(path)
-        raise RunError(f"could not create a fresh run directory under {root}")
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            for _ in range(5):
+                path = root / new_run_id(label)
+                try:
+                    path.mkdir()  # exclusive: an existing run is never reused
+                except FileExistsError:
+                    continue
+                for sub in ("notebooks", "html", "artifacts"):
+                    (path / sub).mkdir()
+                return cls(path)
+        except OSError as exc:
+            raise RunError(f"cannot create a run directory under {root}/: {exc.strerror or exc}; make it "
+                           f"writable and free some space, or choose another folder with --outputs DIR"
+                           ) from exc
+        raise RunError(f"could not create a fresh run directory under {root}/")
 
     @classmethod
     def open(cls, ref: str | Path, root: Optional[Path] = None) -> "Run":
-        """Open by path or by run id (or a unique prefix/suffix of one) under outputs/."""
-        p = Path(ref)
-        if p.is_dir() and (p / "artifacts").is_dir():
-            return cls(p)
+        """Open a run given as an absolute path, a path relative to the working directory or to the
+        project root (``outputs/<id>``), or a run id (or a unique part of one) under the outputs
+        folder. Kernels start in ``notebooks/``, so the project root is tried, not just the cwd."""
+        text = str(ref).strip()
+        if not text:
+            raise RunError("no run given: pass a run id, outputs/<run-id> or a path "
+                           "(run ids: python -m workbench list)")
+        p = Path(text).expanduser()
         root = Path(root) if root else outputs_root()
-        hits = [d for d in root.iterdir() if d.is_dir() and (d.name == str(ref) or str(ref) in d.name)] \
-            if root.is_dir() else []
-        exact = [d for d in hits if d.name == str(ref)]
+        tried = [p] if p.is_absolute() else [Path.cwd() / p, project_root() / p, root / p]
+        for cand in tried:
+            if _is_run_dir(cand):
+                return cls(cand.resolve())
+        if p.is_absolute():
+            raise RunError(f"{p} is not a run directory (it has no manifest.json or artifacts/); "
+                           f"run ids: python -m workbench list")
+        name = p.name
+        hits = [d for d in root.iterdir() if _is_run_dir(d) and name in d.name] if root.is_dir() else []
+        exact = [d for d in hits if d.name == name]
         if exact:
-            return cls(exact[0])
+            return cls(exact[0].resolve())
         if len(hits) == 1:
-            return cls(hits[0])
+            return cls(hits[0].resolve())
         if not hits:
-            raise RunError(f"no run {ref!r} under {root}/ (see `python -m workbench list`)")
-        raise RunError(f"{ref!r} matches several runs: {', '.join(sorted(h.name for h in hits))}")
+            raise RunError(f"no run {text!r} under {root}/ (run ids: python -m workbench list)")
+        raise RunError(f"{text!r} matches several runs: {', '.join(sorted(h.name for h in hits))}")
 
     # -- paths ---------------------------------------------------------------------------------
     def stage_dir(self, stage: str) -> Path:
@@ -162,8 +200,9 @@ class Run:
         if must_exist and not path.exists():
             raise RunError(
                 f"{filename} is missing from run {self.run_id}: stage {STAGE_NAMES[stage]} has not "
-                f"produced it. Run that stage first (python -m workbench run --to {stage}) or start "
-                f"from a run that has it (--parent RUN --from <later stage>).")
+                f"produced it. Make a run that has it: python -m workbench run --to {stage} (or, from a "
+                f"run holding the stages before it: python -m workbench run --from {stage} --to {stage} "
+                f"--parent RUN -f outputs/RUN/params.yaml)")
         return path
 
     # -- json files ----------------------------------------------------------------------------
@@ -173,7 +212,10 @@ class Run:
 
     def read_json(self, name: str, default: Any = None) -> Any:
         p = self.path / name
-        return json.loads(p.read_text()) if p.exists() else default
+        try:
+            return json.loads(p.read_text()) if p.exists() else default
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RunError(f"{p} cannot be read ({exc}); the run is damaged: start a new run") from exc
 
     def write_json(self, name: str, obj: Any) -> None:
         _atomic_write_json(self.path / name, obj)
@@ -190,10 +232,73 @@ class Run:
         return yaml.safe_load(p.read_text()) if p.exists() else {}
 
 
+def _is_run_dir(p: Path) -> bool:
+    return p.is_dir() and ((p / "manifest.json").is_file() or (p / "artifacts").is_dir())
+
+
 def _atomic_write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2, default=_json_default))
-    tmp.replace(path)
+    """Write via a temporary file and rename, so a reader never sees half a file. A write failure
+    (read-only folder, disk full) removes the temporary file and becomes one RunError naming the path."""
+    text = json.dumps(obj, indent=2, default=_json_default)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise RunError(f"cannot write {path}: {exc.strerror or exc}; free some space or make the folder "
+                       f"writable, then start the run again") from exc
+
+
+def overwrite_in_place(path: Path, obj: Any) -> bool:
+    """Last resort when the atomic write failed (disk full): rewrite the existing file's bytes in place
+    with a compact JSON, which needs no new blocks when it is not longer. True when it worked."""
+    try:
+        data = json.dumps(obj, separators=(",", ":"), default=_json_default).encode()
+        with open(path, "r+b") as fh:
+            fh.write(data)
+            fh.truncate()
+        return True
+    except OSError:
+        return False
+
+
+def process_identity() -> dict[str, Any]:
+    """pid, host and process start time: enough for ``workbench list`` to tell a live run from one
+    whose process is gone (a reused pid has another start time)."""
+    return {"pid": os.getpid(), "hostname": socket.gethostname(), "pid_start": _pid_start(os.getpid())}
+
+
+def _proc_stat(pid: int) -> Optional[list[str]]:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat[stat.rindex(")") + 2:].split()
+    except (OSError, ValueError):
+        return None
+
+
+def _pid_start(pid: int) -> Optional[str]:
+    fields = _proc_stat(pid)
+    return fields[19] if fields and len(fields) > 19 else None
+
+
+def process_alive(info: dict) -> Optional[bool]:
+    """Whether the process recorded in a manifest (``pid``, ``hostname``, ``pid_start``) still runs;
+    None when it ran on another host (cannot tell from here)."""
+    pid, host = info.get("pid"), info.get("hostname")
+    if not isinstance(pid, int) or host != socket.gethostname():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    fields = _proc_stat(pid)
+    if fields and fields[0] == "Z":  # killed, not yet reaped
+        return False
+    start = info.get("pid_start")
+    return start is None or _pid_start(pid) in (None, start)
 
 
 def _json_default(o: Any) -> Any:
@@ -246,40 +351,36 @@ class Stage:
 
 
 def open_stage(run_dir: Optional[str], stage: str, create_if_missing: bool = False) -> Stage:
-    """Used by every notebook. Under papermill ``run_dir`` is injected. Interactively, an empty
-    ``run_dir`` opens a new run for stage 01 and the newest run holding the previous stage otherwise."""
-    key = stage_key(stage)
-    if run_dir:
-        return Stage(Run.open(run_dir), key)
-    if key == "01" or create_if_missing:
-        return Stage(Run.create("interactive"), key)
-    prev = STAGE_NAMES[STAGES[[n for n, _ in STAGES].index(key) - 1][0]]
-    root = outputs_root()
-    candidates = sorted((d for d in root.iterdir() if (d / "artifacts" / prev).is_dir()),
-                        key=lambda d: d.stat().st_mtime) if root.is_dir() else []
-    if not candidates:
-        raise RunError(f"no run under {root}/ has stage {prev}; set run_dir in the parameters cell "
-                       f"or run `python -m workbench run --to {key}` first")
-    newest = Run(candidates[-1])
-    ran = STAGE_NAMES[key] in newest.manifest().get("stages", {})
-    if ran or any((newest.path / "artifacts" / STAGE_NAMES[key]).glob("*")):
-        raise RunError(f"the newest run {newest.run_id} already has stage {STAGE_NAMES[key]}; runs are "
-                       f"never overwritten. Rerun it as a child run (python -m workbench run --from {key} "
-                       f"--parent {newest.run_id}) or set run_dir to a run without this stage")
-    return Stage(newest, key)
+    """Used by every notebook. ``run_dir`` is a run id, ``outputs/<id>`` or a path (resolved against
+    the project root, not the kernel's cwd); empty opens a new run for stage 01 and the newest run with
+    the previous stage finished otherwise. A stage that already ran in that run is never run into it
+    again: a child run is made and the first output line says so (rules: ``workbench.runs.doors``)."""
+    from workbench.runs.doors import open_stage as _open
+    return _open(run_dir, stage, create_if_missing)
+
+
+def check_reusable(parent: Run, stages: list[str]) -> None:
+    """Refuse, before anything is created, parent stages that did not finish or have no artifacts."""
+    recorded = parent.manifest().get("stages", {})
+    for s in stages:
+        key = stage_key(s)
+        name = STAGE_NAMES[key]
+        status = (recorded.get(name) or {}).get("status")
+        if status is not None and status not in REUSABLE:
+            raise RunError(f"parent run {parent.run_id} has stage {name} with status '{status}'; "
+                           f"rerun from that stage (--from {key}) instead of reusing it")
+        if not (parent.path / "artifacts" / name).is_dir():
+            raise RunError(f"parent run {parent.run_id} has no artifacts for stage {name}; "
+                           f"rerun from an earlier stage (--from {key})")
 
 
 def copy_stage_artifacts(parent: Run, child: Run, stages: list[str]) -> None:
-    """For ``--from``: bring the parent's artifacts of earlier stages into the new run."""
-    recorded = parent.manifest().get("stages", {})
+    """For ``--from`` and child runs: bring the parent's artifacts of earlier stages into the new run."""
+    check_reusable(parent, stages)
     for s in stages:
-        name = STAGE_NAMES[stage_key(s)]
-        status = (recorded.get(name) or {}).get("status")
-        if status is not None and status not in ("succeeded", "bundle-only", "compiled"):
-            raise RunError(f"parent run {parent.run_id} has stage {name} with status '{status}'; "
-                           f"rerun from that stage (--from {stage_key(s)}) instead of reusing it")
         src = parent.path / "artifacts" / STAGE_NAMES[stage_key(s)]
-        if not src.is_dir():
-            raise RunError(f"parent run {parent.run_id} has no artifacts for stage "
-                           f"{STAGE_NAMES[stage_key(s)]}; rerun from an earlier stage")
-        shutil.copytree(src, child.path / "artifacts" / src.name, dirs_exist_ok=False)
+        try:
+            shutil.copytree(src, child.path / "artifacts" / src.name, dirs_exist_ok=False)
+        except OSError as exc:
+            raise RunError(f"cannot copy {src} into {child.path}: {exc.strerror or exc}; free some "
+                           f"space or make the outputs folder writable") from exc
