@@ -94,7 +94,11 @@ def test_from_needs_parent_and_reuses_its_artifacts(tmp_path, notebooks):
     with pytest.raises(RunError, match="--parent"):
         run_pipeline(Params(), from_stage="02", to_stage="02", **kw)
     parent = run_pipeline(Params(epochs=7), to_stage="01", **kw)
-    child = run_pipeline(Params(), from_stage="02", to_stage="02", parent=parent.run_id, **kw)
+    before = set((tmp_path / "out").iterdir())
+    with pytest.raises(RunError, match=r"epochs: parent 7, this run 30"):   # stage 01 declares epochs
+        run_pipeline(Params(), from_stage="02", to_stage="02", parent=parent.run_id, **kw)
+    assert set((tmp_path / "out").iterdir()) == before
+    child = run_pipeline(Params(epochs=7), from_stage="02", to_stage="02", parent=parent.run_id, **kw)
     man = child.manifest()
     assert man["parent"] == parent.run_id
     assert man["reused_from_parent"] == ["01_train_or_load"]
@@ -138,7 +142,9 @@ def test_from_refuses_a_parent_stage_that_failed(tmp_path, notebooks):
 
 def test_interactive_notebook_never_writes_into_a_finished_stage(tmp_path, notebooks, monkeypatch):
     monkeypatch.setenv("WORKBENCH_OUTPUTS", str(tmp_path / "out"))
-    run_pipeline(Params(), to_stage="02", root=tmp_path / "out", notebooks_dir=notebooks, progress=False,
-                 log=lambda *_: None)
-    with pytest.raises(RunError, match="already has stage 02_export_onnx"):
-        open_stage("", "02")
+    monkeypatch.setenv("WORKBENCH_DOOR", "interactive")
+    parent = run_pipeline(Params(), to_stage="02", root=tmp_path / "out", notebooks_dir=notebooks,
+                          progress=False, log=lambda *_: None)
+    stage = open_stage("", "02")
+    assert stage.run.path != parent.path
+    assert stage.run.manifest()["parent"] == parent.run_id

@@ -308,7 +308,7 @@ def _update(run: Run, name: str, status: str, only_if: str = "", **info: Any) ->
         if only_if and entry.get("status") != only_if:
             return
         entry.update(status=status, finished=_now(), **info)
-        entry["backends"] = sorted({m.get("backend") for m in run.metrics()
+        entry["backends"] = sorted({str(m["backend"]) for m in run.metrics()
                                     if m.get("stage") == name and m.get("backend")})
         if man.get("started_by") != "interactive":
             man["status"] = status
