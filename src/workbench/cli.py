@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     r = sub.add_parser("run", help="execute the notebooks into a new outputs/<run-id>/")
     r.add_argument("-f", "--file", action="append", default=[], metavar="PARAMS.yaml",
-                   help="parameter file (repeatable, merged in order)")
+                   help="parameter file (repeatable, merged in order; default: the --parent run's "
+                        "params.yaml, else params/default.yaml)")
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override one parameter (value read as YAML: 3, 1.0e-3, true, [8,5,5,5])")
     r.add_argument("--from", dest="from_stage", default="01", metavar="NN", help="first stage")
@@ -113,10 +114,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _cmd_run(args, root: Optional[Path]) -> int:
     from workbench.runs.pipeline import run_pipeline
-    params = load_params(args.file or ["params/default.yaml"], _parse_p(args.param))
+    files = args.file or [_default_params_file(args.parent, root)]
+    params = load_params(files, _parse_p(args.param))
     run_pipeline(params, from_stage=args.from_stage, to_stage=args.to_stage, parent=args.parent,
                  root=root, progress=not args.no_progress and sys.stderr.isatty())
     return 0
+
+
+def _default_params_file(parent: Optional[str], root: Optional[Path]) -> Path:
+    """Without -f, a run with --parent starts from the parent's parameters (so the reused stages match
+    them); any other run from params/default.yaml."""
+    if parent:
+        from workbench.runs import Run
+        recorded = Run.open(parent, root).path / "params.yaml"
+        if recorded.is_file():
+            return recorded
+    from workbench.runs.store import project_root
+    return project_root() / "params" / "default.yaml"
 
 
 if __name__ == "__main__":

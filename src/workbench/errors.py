@@ -99,7 +99,7 @@ class RunInterrupted(WorkbenchError, RuntimeError):
 
     def __init__(self, run_id: str, run_path: str, stage: str, signal_name: str):
         again = (f"python -m workbench run -f {run_path}/params.yaml" if stage.startswith("01") else
-                 f"python -m workbench run -f {run_path}/params.yaml --from {stage[:2]} --parent {run_id}")
+                 f"python -m workbench run --from {stage[:2]} --parent {run_id}")
         super().__init__(f"run {run_id} interrupted by {signal_name} during stage {stage}; its manifest "
                          f"says 'interrupted'. Run it again with: {again}")
         self.run_id = run_id

@@ -129,9 +129,9 @@ def _validate_parent(params: Params, parent: Optional[str], root: Optional[Path]
         listed = "; ".join(f"{k}: parent {a!r}, this run {b!r}" for k, (a, b) in diffs.items())
         raise RunError(f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of run "
                        f"{parent_run.run_id}, which were made with other values of parameters they use "
-                       f"({listed}). Start from the parent's parameters (-f "
-                       f"{parent_run.path / 'params.yaml'}) and override only later stages' parameters, "
-                       f"or rerun from the first stage that uses them (--from 01).")
+                       f"({listed}). Drop those overrides (without -f, --parent starts from the parent's "
+                       f"params.yaml) and override only later stages' parameters, or rerun from the "
+                       f"first stage that uses them (--from 01).")
     return parent_run
 
 

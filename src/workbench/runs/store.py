@@ -202,7 +202,7 @@ class Run:
                 f"{filename} is missing from run {self.run_id}: stage {STAGE_NAMES[stage]} has not "
                 f"produced it. Make a run that has it: python -m workbench run --to {stage} (or, from a "
                 f"run holding the stages before it: python -m workbench run --from {stage} --to {stage} "
-                f"--parent RUN -f outputs/RUN/params.yaml)")
+                f"--parent RUN)")
         return path
 
     # -- json files ----------------------------------------------------------------------------
