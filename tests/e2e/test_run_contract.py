@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 import pytest
 
 from workbench.cli import main
@@ -247,7 +248,6 @@ def test_notebook_run_from_notebooks_dir_finds_the_run_by_id(smoke_run, tmp_path
                           cwd=ROOT / "notebooks", capture_output=True, text=True, env=env_for(root),
                           timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    import nbformat
     nb = nbformat.read(str(out_nb), as_version=4)
     streams = [o["text"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                if o.get("output_type") == "stream" and o.get("name") == "stdout"]
@@ -295,6 +295,11 @@ def test_sigterm_during_a_stage_records_interrupted(tmp_path, capsys):
     assert man["status"] == "interrupted" and man["failed_stage"] == "01_train_or_load"
     assert man["stages"]["01_train_or_load"]["status"] == "interrupted"
     assert man["stages"]["01_train_or_load"]["error"]["signal"] == "SIGTERM"
+    # the partial notebook does not claim that cells it never ran completed
+    partial = nbformat.read(str(run.path / "notebooks/01_train_or_load.ipynb"), as_version=4)
+    metas = [c.metadata.get("papermill", {}) for c in partial.cells]
+    assert metas[-1].get("status") == "pending"
+    assert all(m.get("status") != "completed" for m in metas if m.get("start_time") is None)
     assert main(["list", "--outputs", str(root)]) == 0
     assert "interrupted" in capsys.readouterr().out
 
@@ -334,3 +339,35 @@ def test_refused_parent_leaves_no_directory(smoke_run, tmp_path, capsys):
     assert code == 2 and "fsq_levels: parent [8, 6, 5, 5, 4], this run [8, 5]" in err
     assert "encoder_channels: parent [8, 16], this run [64, 64, 64]" in err
     assert run_dirs(root) == before and run_dirs(smoke_run.path.parent) >= {smoke_run.path}
+
+
+@slow
+def test_interactive_kernel_run_is_listed_and_its_notebook_saved(project, tmp_path, capsys):
+    """A real kernel started the way a Jupyter server starts it (JPY_SESSION_NAME = the notebook's path,
+    cwd notebooks/): the run lands in the project's outputs/ with a manifest, and on kernel shutdown the
+    notebook as saved is copied into the run and rendered."""
+    from jupyter_client.manager import start_new_kernel
+    saved = project / "notebooks" / "01_train_or_load.ipynb"
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('saved by the user')")]
+    nbformat.write(nb, str(saved))
+    env = env_for(project / "outputs", WORKBENCH_PROJECT_ROOT=str(project), JPY_SESSION_NAME=str(saved))
+    env.pop("WORKBENCH_OUTPUTS")
+    km, kc = start_new_kernel(kernel_name="python3", cwd=str(project / "notebooks"), env=env)
+    try:
+        reply = kc.execute_interactive('from workbench.runs import open_stage\nst = open_stage("", "01")',
+                                       timeout=120)
+        assert reply["content"]["status"] == "ok"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=False)
+    (run_path,) = [d for d in (project / "outputs").iterdir() if d.is_dir()]
+    run = Run(run_path)
+    man = run.manifest()
+    assert man["started_by"] == "interactive" and man["status"] == "open"
+    assert man["stages"]["01_train_or_load"]["status"] == "open"
+    wait_for(lambda: (run.path / "html" / "01_train_or_load.html").exists(), 120, "the rendered notebook")
+    assert "saved by the user" in (run.path / "notebooks" / "01_train_or_load.ipynb").read_text()
+    assert main(["list", "--outputs", str(project / "outputs")]) == 0
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(run.run_id)][0]
+    assert "open" in line and "interactive" in line
