@@ -1,10 +1,21 @@
 """Temperature scaling (Guo et al. 2017): one T > 0, probabilities softmax(z / T), T chosen to
 minimise the NLL on held-out windows. Accuracy is unchanged (the arg-max does not move).
 
-The search runs over log T with scipy's bounded Brent search (``minimize_scalar(method="bounded")``),
-and is checked against a dense grid over the same interval: the NLL is convex in 1/T (it is a
-log-sum-exp of a linear function of 1/T minus a linear term), hence unimodal in log T, so both must
-agree; when they do not, or the optimum sits on the bound, the result says so.
+The NLL is convex in beta = 1/T (a log-sum-exp of a linear function of beta minus a linear term), so
+it has at most one minimum. That minimum EXISTS only when the data can identify T:
+
+* separable windows: when every fitting window's true class has the largest logit (margin >= 0, e.g. a
+  model that classifies the validation subjects perfectly), the NLL falls monotonically as T -> 0; the
+  maximum-likelihood T is 0 and the NLL is numerically flat (0 in float64) below some T;
+* uninformative logits: when the true-class logit is on average no larger than the mean logit, the
+  NLL falls monotonically as T -> infinity.
+
+Then T is NOT identifiable from these windows: :func:`fit_temperature` says so (``identifiable`` False
+and a ``reason``) and keeps T = 1, the model's own probabilities -- the documented choice, because
+windows without a single error cannot say how much sharper or softer the probabilities should be.
+Otherwise the search runs over log T with scipy's bounded Brent search (``minimize_scalar(method=
+"bounded")``), checked against a dense grid over the same interval (re-run inside the best grid
+bracket if the grid found a lower value); ``at_bound`` says the minimum lies at or beyond a bound.
 
 Subjects differ: a temperature fitted on one group of subjects can make calibration worse on another.
 :func:`cross_validate_temperature` measures that by leaving subjects out.
@@ -46,6 +57,9 @@ class TemperatureFit:
     at_bound: bool               # optimum within 1e-3 (in log T) of a bound: widen the bounds
     method: str = "minimize_scalar(bounded) on log T, checked against a grid"
     backend: Optional[str] = None
+    identifiable: bool = True    # False: the NLL has no minimum at a finite T > 0 (see module doc)
+    reason: str = ""             # why T is not identifiable, and the choice made
+    flat_range: tuple[float, float] = (float("nan"), float("nan"))  # grid T within flat_tol of the min
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -53,7 +67,8 @@ class TemperatureFit:
                 "nll_after": self.nll_after, "n": self.n, "bounds": list(self.bounds),
                 "grid_temperature": self.grid_temperature, "grid_nll": self.grid_nll,
                 "grid_size": self.grid_size, "at_bound": self.at_bound, "method": self.method,
-                "backend": self.backend, **self.extra}
+                "identifiable": self.identifiable, "reason": self.reason,
+                "flat_range": list(self.flat_range), "backend": self.backend, **self.extra}
 
 
 def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -61,10 +76,42 @@ def apply_temperature(logits: np.ndarray, temperature: float) -> np.ndarray:
     return softmax(logits, temperature)
 
 
+def identifiability(logits: np.ndarray, labels: np.ndarray) -> tuple[bool, str]:
+    """(identifiable, reason): whether the NLL of softmax(z / T) has a minimum at a finite T > 0.
+
+    Exact criteria from the convexity of the NLL in beta = 1/T: if every window's true-class logit is
+    a row maximum, the NLL never increases as T falls (minimum at T -> 0); if the true-class logit is
+    on average at most the row mean, the slope at beta = 0 is >= 0 (minimum at T -> infinity).
+    """
+    z = _as_2d_float(logits, "logits")
+    y = check_labels(labels, len(z), z.shape[1])
+    true = z[np.arange(len(z)), y]
+    others = z.copy()
+    others[np.arange(len(z)), y] = -np.inf
+    margin = true - others.max(axis=1)
+    if np.all(margin >= 0):
+        return False, (f"every one of the {len(z)} fitting windows has its true class at the top (smallest "
+                       f"margin {margin.min():.3g}), so the NLL keeps falling as T -> 0 and has no minimum: "
+                       f"the temperature is not identifiable from these windows; T = 1 kept (the model's own "
+                       f"probabilities)")
+    slope0 = float(np.mean(z.mean(axis=1) - true))
+    if slope0 >= 0:
+        return False, (f"the true-class logit is on average not above the mean logit (slope {slope0:.3g} >= 0 "
+                       f"at 1/T = 0), so the NLL keeps falling as T -> infinity: the logits carry no usable "
+                       f"signal on these windows and the temperature is not identifiable; T = 1 kept")
+    return True, ""
+
+
 def fit_temperature(logits: np.ndarray, labels: np.ndarray,
                     bounds: tuple[float, float] = DEFAULT_T_BOUNDS, grid_size: int = 401,
-                    xatol: float = 1e-6, backend: Optional[str] = None) -> TemperatureFit:
-    """Fit T by minimising mean NLL over log T in log(bounds); see the module docstring."""
+                    xatol: float = 1e-6, backend: Optional[str] = None,
+                    flat_tol: float = 1e-6) -> TemperatureFit:
+    """Fit T by minimising mean NLL over log T in log(bounds); see the module docstring.
+
+    Never fails on well-formed logits: separable or uninformative windows give ``identifiable=False``
+    with T = 1 and the reason. ``flat_range`` is the range of grid temperatures whose NLL lies within
+    ``flat_tol`` nats of the grid minimum (how sharply the data pin T down).
+    """
     z = _as_2d_float(logits, "logits")
     y = check_labels(labels, len(z), z.shape[1])
     lo, hi = float(bounds[0]), float(bounds[1])
@@ -80,20 +127,30 @@ def fit_temperature(logits: np.ndarray, labels: np.ndarray,
     grid = np.linspace(a, b, grid_size)
     grid_vals = np.array([objective(g) for g in grid])
     gi = int(np.argmin(grid_vals))
+    flat = np.nonzero(grid_vals <= grid_vals[gi] + flat_tol)[0]
+    flat_range = (float(np.exp(grid[flat.min()])), float(np.exp(grid[flat.max()])))
+    nll_one = objective(0.0)
+    ok, reason = identifiability(z, y)
+    if not ok:
+        t_keep = float(np.clip(1.0, lo, hi))
+        return TemperatureFit(t_keep, float(np.log(t_keep)), nll_one, objective(float(np.log(t_keep))), len(z),
+                              (lo, hi), float(np.exp(grid[gi])), float(grid_vals[gi]), grid_size, False,
+                              "not identifiable: T = 1 kept", backend, False, reason, flat_range)
     res = minimize_scalar(objective, bounds=(a, b), method="bounded", options={"xatol": xatol})
     log_t, best = float(res.x), float(res.fun)
     method = "minimize_scalar(bounded) on log T, checked against a grid"
     step = (b - a) / (grid_size - 1)
-    if grid_vals[gi] < best - 1e-9:
-        # the search missed the basin the grid found: search again inside the grid's bracket
+    if grid_vals[gi] < best - 1e-12:
+        # the search stopped on a flatter stretch than the grid's best point: search inside its bracket
         lo_b, hi_b = max(a, grid[gi] - step), min(b, grid[gi] + step)
         res = minimize_scalar(objective, bounds=(lo_b, hi_b), method="bounded", options={"xatol": xatol})
-        log_t, best = float(res.x), float(res.fun)
+        if float(res.fun) <= best:
+            log_t, best = float(res.x), float(res.fun)
         method = "minimize_scalar(bounded) on log T, re-run inside the best grid bracket"
     at_bound = bool(log_t - a < 1e-3 or b - log_t < 1e-3)
-    return TemperatureFit(float(np.exp(log_t)), log_t, objective(0.0), best, len(z), (lo, hi),
+    return TemperatureFit(float(np.exp(log_t)), log_t, nll_one, best, len(z), (lo, hi),
                           float(np.exp(grid[gi])), float(grid_vals[gi]), grid_size, at_bound, method,
-                          backend)
+                          backend, True, "", flat_range)
 
 
 @dataclass
@@ -160,6 +217,7 @@ def cross_validate_temperature(logits: np.ndarray, labels: np.ndarray, subject: 
         p0, p1 = softmax(z[te]), softmax(z[te], fit.temperature)
         folds.append({"fold": f, "subjects": [v.item() for v in uniq if fold_of_subject[v] == f],
                       "n": int(te.sum()), "temperature": fit.temperature, "at_bound": fit.at_bound,
+                      "identifiable": fit.identifiable,
                       "nll_before": nll_from_logits(z[te], y[te]),
                       "nll_after": nll_from_logits(z[te], y[te], fit.temperature),
                       "ece_before": expected_calibration_error(p0, y[te], n_bins).value,
@@ -172,4 +230,4 @@ def cross_validate_temperature(logits: np.ndarray, labels: np.ndarray, subject: 
 
 
 __all__ = ["DEFAULT_T_BOUNDS", "TemperatureCV", "TemperatureFit", "apply_temperature",
-           "cross_validate_temperature", "fit_temperature"]
+           "cross_validate_temperature", "fit_temperature", "identifiability"]

@@ -71,3 +71,80 @@ def test_leave_subjects_out_cv():
     assert [f["subjects"] for f in cv2.folds] == [[11, 13], [12]]
     with pytest.raises(ReliabilityInputError, match="at least two subjects"):
         T.cross_validate_temperature(z[:800], y[:800], subject[:800])
+
+
+# ------------------------------------------------------------------------------------------------
+# separable and degenerate data (issue 11: stage 08 crashed on a model that was perfect on validation)
+# ------------------------------------------------------------------------------------------------
+def _separable(rng, n=400, k=4, margin=30.0):
+    y = rng.integers(0, k, n)
+    z = rng.uniform(-1, 1, size=(n, k)) * min(1.0, margin / 4)   # noise below the margin: all correct
+    z[np.arange(n), y] += margin
+    return z, y
+
+
+def _nll_brute(z, y, t):
+    """Mean NLL written without log-softmax helpers (a second, independent formula)."""
+    total = 0.0
+    for row, label in zip(z / t, y):
+        m = max(row)
+        total += -(row[label] - m - np.log(sum(np.exp(v - m) for v in row)))
+    return total / len(y)
+
+
+@pytest.mark.parametrize("margin", [30.0, 0.5])   # huge margins (NLL underflows to 0) and small ones
+def test_perfectly_separated_logits_are_reported_not_identifiable(margin):
+    rng = np.random.default_rng(7)
+    z, y = _separable(rng, margin=margin)
+    assert (z.argmax(1) == y).all()
+    fit = T.fit_temperature(z, y, backend="ort-int8-emulated")
+    assert not fit.identifiable and fit.temperature == 1.0 and not fit.at_bound
+    assert "not identifiable" in fit.reason and "400" in fit.reason
+    # the NLL really is monotone in T here: the grid minimum sits on the lower bound
+    assert fit.grid_temperature == pytest.approx(0.05)
+    assert fit.nll_after == pytest.approx(_nll_brute(z, y, 1.0), rel=1e-9, abs=1e-12)
+    d = fit.to_dict()
+    assert d["identifiable"] is False and d["temperature"] == 1.0
+
+
+def test_single_class_present():
+    rng = np.random.default_rng(8)
+    z = rng.normal(size=(300, 3))
+    y = np.zeros(300, dtype=int)
+    z[:, 0] += 6.0                          # every window says class 0: separable, one class only
+    fit = T.fit_temperature(z, y)
+    assert not fit.identifiable and fit.temperature == 1.0
+    z[:, 0] -= 5.0                          # now some windows are wrong: T is identifiable again
+    assert not (z.argmax(1) == 0).all()
+    fit2 = T.fit_temperature(z, y)
+    assert fit2.identifiable and 0.05 < fit2.temperature < 20
+    # the bounded search found the minimum of an independently written NLL on a fine grid
+    ts = np.exp(np.linspace(np.log(fit2.temperature) - 0.05, np.log(fit2.temperature) + 0.05, 41))
+    brute = [_nll_brute(z, y, t) for t in ts]
+    assert abs(np.log(ts[int(np.argmin(brute))]) - fit2.log_t) <= 0.0026
+
+
+def test_uninformative_logits_are_reported_not_identifiable():
+    rng = np.random.default_rng(9)
+    y = rng.integers(0, 3, 300)
+    z = rng.normal(size=(300, 3))
+    z[np.arange(300), y] -= 2.0             # the true class is systematically the LOWEST logit
+    fit = T.fit_temperature(z, y)
+    assert not fit.identifiable and fit.temperature == 1.0 and "infinity" in fit.reason
+
+
+def test_nan_logits_are_a_clear_error():
+    rng = np.random.default_rng(10)
+    z, y = _separable(rng)
+    z[3, 1] = np.nan
+    with pytest.raises(ReliabilityInputError, match="NaN"):
+        T.fit_temperature(z, y)
+
+
+def test_cross_validation_on_separable_subjects_completes():
+    rng = np.random.default_rng(11)
+    z, y = _separable(rng, n=600)
+    subject = np.repeat([1, 2, 3], 200)
+    cv = T.cross_validate_temperature(z, y, subject)
+    assert [f["identifiable"] for f in cv.folds] == [False, False, False]
+    assert (cv.temperatures == 1.0).all() and not cv.pooled_fit.identifiable
