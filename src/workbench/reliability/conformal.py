@@ -27,6 +27,20 @@ the calibration windows of that class; Vovk et al. 2005, Ch. 4.5), which bounds 
 
 Windows from one subject are correlated, so exchangeability holds at best between subjects; read
 marginal coverage with the per-subject coverage next to it.
+
+New subjects: subject-level split conformal
+-------------------------------------------
+Split conformal above treats windows as exchangeable, which windows of people it has never seen are
+not. :func:`calibrate_by_subject` works one level up, with SUBJECTS as the exchangeable units (the
+two-layer view of Dunn, Wasserman & Ramdas 2023, "Distribution-free prediction sets for two-layer
+hierarchical models", JASA; arXiv 1809.07441): for each of the K calibration subjects take its own
+empirical (1 - alpha)-quantile Q_s, the ceil(n_s (1 - alpha))-th smallest of its window scores, and
+use q = the k-th smallest Q_s with k = ceil((K + 1)(1 - delta)) (q = inf when k > K). If the K
+calibration subjects and a new subject are exchangeable, P(Q_new <= q) >= 1 - delta, and
+Q_new <= q means that at least a share 1 - alpha of the new subject's windows are covered. So: for
+a new subject, with probability >= 1 - delta, its own coverage is >= 1 - alpha -- a per-subject
+statement that needs no exchangeability between windows, paid for with larger sets. It needs
+K >= (1 - delta) / delta subjects for a finite q (4 for delta = 0.2, 9 for delta = 0.1).
 """
 from __future__ import annotations
 
@@ -158,11 +172,17 @@ class ConformalPredictor:
     k: int                          # rank used (marginal); per class in class_info
     class_info: list[dict[str, Any]] = field(default_factory=list)
     backend: Optional[str] = None   # the backend whose probabilities calibrated it
+    delta: Optional[float] = None   # subject-level calibration: allowed share of new subjects below 1 - alpha
+    subject_info: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def subject_level(self) -> bool:
+        return self.delta is not None
 
     @property
     def name(self) -> str:
-        return f"{self.score.upper()}{'-rand' if self.randomized else ''}" \
-               f"{' Mondrian' if self.mondrian else ' marginal'}"
+        kind = " subject-level" if self.subject_level else (" Mondrian" if self.mondrian else " marginal")
+        return f"{self.score.upper()}{'-rand' if self.randomized else ''}{kind}"
 
     def predict_sets(self, probs: np.ndarray, rng: Optional[np.random.Generator] = None) -> np.ndarray:
         """(N, K) boolean membership matrix of the prediction sets."""
@@ -177,8 +197,10 @@ class ConformalPredictor:
         return {"name": self.name, "score": self.score, "alpha": self.alpha, "mondrian": self.mondrian,
                 "randomized": self.randomized, "n": self.n, "k": self.k, "backend": self.backend,
                 "thresholds": [None if not np.isfinite(t) else float(t) for t in self.thresholds],
-                "quantile": "exact order statistic k = ceil((n+1)(1-alpha)); inf when k > n",
-                "class_info": self.class_info}
+                "quantile": ("k-th smallest per-subject (1-alpha)-quantile, k = ceil((K+1)(1-delta)); inf when "
+                             "k > K" if self.subject_level else
+                             "exact order statistic k = ceil((n+1)(1-alpha)); inf when k > n"),
+                "delta": self.delta, "subject_info": self.subject_info, "class_info": self.class_info}
 
 
 def calibrate(probs: np.ndarray, labels: np.ndarray, alpha: float, score: Score = "lac",
@@ -202,6 +224,64 @@ def calibrate(probs: np.ndarray, labels: np.ndarray, alpha: float, score: Score 
     return ConformalPredictor(score, a, mondrian, randomized, thr, n, k, info, backend)
 
 
+def subject_level_quantile(scores: np.ndarray, subject: np.ndarray, alpha: float,
+                           delta: float) -> tuple[float, int, list[dict[str, Any]]]:
+    """(q, k, per-subject rows): q is the k-th smallest per-subject empirical (1 - alpha)-quantile,
+    k = ceil((K + 1)(1 - delta)) over K subjects; inf when k > K (see the module docstring)."""
+    a = _check_alpha(alpha)
+    d = float(delta)
+    if not 0 < d < 1:
+        raise ReliabilityInputError(f"delta must lie in (0, 1) (the allowed share of new subjects below "
+                                    f"1 - alpha, e.g. 0.2), got {delta}")
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    sub = np.asarray(subject)
+    if sub.shape != s.shape:
+        raise ReliabilityInputError(f"subject must have one id per score ({s.shape}), got {sub.shape}")
+    if not np.all(np.isfinite(s)):
+        raise ReliabilityInputError("conformal scores contain NaN or inf; check the probabilities")
+    rows = []
+    for v in np.unique(sub):
+        own = np.sort(s[sub == v])
+        r = math.ceil(len(own) * (1 - Fraction(a).limit_denominator(10 ** 12)))
+        rows.append({"subject": v.item(), "n": int(len(own)), "rank": int(r), "q": float(own[r - 1])})
+    k = conformal_rank(len(rows), d)
+    if k > len(rows):
+        return float("inf"), k, rows
+    return float(np.sort([r["q"] for r in rows])[k - 1]), k, rows
+
+
+def calibrate_by_subject(probs: np.ndarray, labels: np.ndarray, subject: np.ndarray, alpha: float,
+                         delta: float = 0.2, score: Score = "lac",
+                         backend: Optional[str] = None) -> ConformalPredictor:
+    """Subject-level split conformal (module docstring): meant for subjects the model has never seen."""
+    p, y = check_probs(probs, labels)
+    s = score_matrix(p, score)[np.arange(len(p)), y]
+    q, k, rows = subject_level_quantile(s, subject, alpha, delta)
+    return ConformalPredictor(score, float(alpha), False, False, np.full(p.shape[1], q), len(p), k, [], backend,
+                              float(delta), rows)
+
+
+def subject_coverage_summary(covered: np.ndarray, subject: np.ndarray, target: float) -> dict[str, Any]:
+    """Distribution of per-subject coverage: quartiles, the worst subject, the share of subjects (and
+    of windows) whose subject is below ``target``."""
+    c = np.asarray(covered, dtype=float)
+    sub = np.asarray(subject)
+    if sub.shape != c.shape or c.ndim != 1 or len(c) == 0:
+        raise ReliabilityInputError(f"covered and subject must be 1-D of equal non-zero length, got "
+                                    f"{c.shape} and {sub.shape}")
+    ids = np.unique(sub)
+    cov = np.array([c[sub == v].mean() for v in ids])
+    n = np.array([(sub == v).sum() for v in ids])
+    worst = int(np.argmin(cov))
+    under = cov < target
+    return {"n_subjects": int(len(ids)), "target": float(target), "min": float(cov.min()),
+            "q25": float(np.quantile(cov, 0.25)), "median": float(np.median(cov)),
+            "q75": float(np.quantile(cov, 0.75)), "max": float(cov.max()),
+            "worst_subject": ids[worst].item(), "worst_coverage": float(cov[worst]),
+            "subjects_under_target": int(under.sum()), "share_subjects_under_target": float(under.mean()),
+            "share_windows_in_subjects_under_target": float(n[under].sum() / n.sum())}
+
+
 def set_metrics(sets: np.ndarray, labels: np.ndarray, subject: Optional[np.ndarray] = None,
                 label_names: Optional[list[str]] = None) -> dict[str, Any]:
     """Coverage, mean set size, set-size histogram (index = size 0..K), empty-set rate, per-class and
@@ -223,6 +303,7 @@ def set_metrics(sets: np.ndarray, labels: np.ndarray, subject: Optional[np.ndarr
         "n": int(len(m)), "coverage": float(covered.mean()), "mean_set_size": float(size.mean()),
         "set_size_histogram": np.bincount(size, minlength=m.shape[1] + 1).astype(int).tolist(),
         "empty_set_rate": float((size == 0).mean()), "singleton_rate": float((size == 1).mean()),
+        "full_set_rate": float((size == m.shape[1]).mean()),
         "per_class": per_class}
     if subject is not None:
         sub = np.asarray(subject)
@@ -233,5 +314,6 @@ def set_metrics(sets: np.ndarray, labels: np.ndarray, subject: Optional[np.ndarr
     return out
 
 
-__all__ = ["ConformalPredictor", "Score", "aps_scores", "calibrate", "conformal_quantile", "conformal_rank",
-           "coverage_interval", "lac_scores", "score_matrix", "set_metrics"]
+__all__ = ["ConformalPredictor", "Score", "aps_scores", "calibrate", "calibrate_by_subject", "conformal_quantile",
+           "conformal_rank", "coverage_interval", "lac_scores", "score_matrix", "set_metrics",
+           "subject_coverage_summary", "subject_level_quantile"]

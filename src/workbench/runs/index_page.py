@@ -128,12 +128,17 @@ def write_index(run: Run) -> Path:
                 return f"{float(v):.4g}"
             except (TypeError, ValueError):
                 return _esc(v)
+        def verdict(r: dict) -> str:
+            # report_card.csv has `status` (pass / warn / fail) since the coverage-direction change;
+            # older cards only have the boolean `pass`
+            status = r.get("status") or ("pass" if str(r.get("pass")) == "True" else "fail")
+            return _badge({"pass": "passed", "fail": "fail"}.get(status, status))
         rows = [[_esc(r.get("backend")), _esc(r.get("check")), _esc(r.get("target")),
                  f"<td class='num'>{num(r.get('measured'))}</td>",
                  f"[{num(r.get('low'))}, {num(r.get('high'))}] {_esc(r.get('interval'))}",
-                 _badge("passed" if str(r.get("pass")) == "True" else "fail")] for r in card]
+                 verdict(r), _esc(r.get("note") or "")] for r in card]
         parts.append("<h2>Report card (stage 08, test subjects)</h2>"
-                     + _table(["backend", "check", "target", "measured", "interval", ""], rows))
+                     + _table(["backend", "check", "target", "measured", "interval", "", "why"], rows))
 
     # metrics
     if metrics:

@@ -137,3 +137,82 @@ def test_coverage_interval_beta():
     assert iv["low"] == pytest.approx(stats.beta(k, 10).ppf(0.025))
     assert iv["test_low"] <= iv["low"] < iv["mean"] < iv["high"] <= iv["test_high"]
     assert C.coverage_interval(8, 0.1)["low"] == 1.0
+
+
+# ---- subject-level split conformal (new subjects) ------------------------------------------------
+def _brute_subject_threshold(scores, subject, alpha, delta):
+    """Reference written from the definition, differently: the per-subject quantile is the smallest
+    score value at which the covered share of that subject's windows reaches 1 - alpha; across subjects,
+    the smallest per-subject value at which at least (K + 1)(1 - delta) of K + 1 slots are covered."""
+    per = []
+    for v in sorted(set(subject.tolist())):
+        own = scores[subject == v]
+        per.append(min(c for c in own if np.mean(own <= c) >= 1 - alpha - 1e-12))
+    kk = len(per)
+    for c in sorted(per):
+        if sum(p <= c for p in per) >= (kk + 1) * (1 - delta) - 1e-12:
+            return c
+    return np.inf
+
+
+@pytest.mark.parametrize("n_subjects,delta", [(4, 0.2), (5, 0.2), (9, 0.1), (8, 0.1), (12, 0.25)])
+def test_subject_level_quantile_matches_brute_force(n_subjects, delta):
+    rng = np.random.default_rng(n_subjects)
+    subject = np.repeat(np.arange(100, 100 + n_subjects), rng.integers(15, 60, n_subjects))
+    scores = rng.uniform(size=len(subject)) ** rng.uniform(0.5, 3, n_subjects)[subject - 100]
+    q, k, rows = C.subject_level_quantile(scores, subject, 0.1, delta)
+    assert q == _brute_subject_threshold(scores, subject, 0.1, delta)
+    assert len(rows) == n_subjects and k == C.conformal_rank(n_subjects, delta)
+    for r in rows:   # every calibration subject's own coverage at its own quantile is >= 1 - alpha
+        own = scores[subject == r["subject"]]
+        assert np.mean(own <= r["q"]) >= 0.9
+
+
+def test_subject_level_guarantee_on_heterogeneous_subjects():
+    """Subjects differ in difficulty: plain split conformal leaves many new subjects below 1 - alpha,
+    the subject-level threshold leaves at most about delta of them (over many draws of subjects)."""
+    rng = np.random.default_rng(5)
+    k, alpha, delta = 6, 0.1, 0.2
+    share_plain, share_subj = [], []
+    for _ in range(300):
+        sharp = rng.lognormal(0.0, 0.6, size=9)       # 8 calibration subjects + 1 new one
+        subs = []
+        for s in range(9):
+            z = rng.normal(size=(60, k)) * 1.5
+            y = (np.cumsum(softmax(z), 1) > rng.uniform(size=(60, 1))).argmax(1)
+            subs.append((softmax(z * sharp[s]), y))    # each subject mis-calibrated its own way
+        p = np.concatenate([s[0] for s in subs[:8]])
+        y = np.concatenate([s[1] for s in subs[:8]])
+        sid = np.repeat(np.arange(8), 60)
+        pn, yn = subs[8]
+        plain = C.calibrate(p, y, alpha).predict_sets(pn)[np.arange(60), yn].mean()
+        subj = C.calibrate_by_subject(p, y, sid, alpha, delta).predict_sets(pn)[np.arange(60), yn].mean()
+        share_plain.append(plain < 1 - alpha)
+        share_subj.append(subj < 1 - alpha)
+    assert np.mean(share_subj) <= delta + 0.05
+    assert np.mean(share_plain) > np.mean(share_subj) + 0.1
+
+
+def test_subject_level_too_few_subjects_gives_full_sets_and_bad_delta():
+    rng = np.random.default_rng(6)
+    p = softmax(rng.normal(size=(90, 4)))
+    y = rng.integers(0, 4, 90)
+    pred = C.calibrate_by_subject(p, y, np.repeat([1, 2, 3], 30), 0.1, delta=0.2)  # K = 3 < 4
+    assert np.isinf(pred.thresholds).all() and pred.predict_sets(p).all()
+    assert pred.name == "LAC subject-level" and pred.to_dict()["delta"] == 0.2
+    with pytest.raises(ReliabilityInputError, match="delta"):
+        C.calibrate_by_subject(p, y, np.repeat([1, 2, 3], 30), 0.1, delta=1.5)
+    with pytest.raises(ReliabilityInputError, match="one id per score"):
+        C.subject_level_quantile(np.zeros(5), np.zeros(4), 0.1, 0.2)
+
+
+def test_subject_coverage_summary_and_full_sets():
+    covered = np.array([1, 1, 1, 0, 1, 0, 0, 1, 1, 1], dtype=bool)
+    subject = np.array([7, 7, 7, 7, 8, 8, 8, 9, 9, 9])
+    s = C.subject_coverage_summary(covered, subject, 0.9)
+    assert s["n_subjects"] == 3 and s["worst_subject"] == 8 and s["worst_coverage"] == pytest.approx(1 / 3)
+    assert s["subjects_under_target"] == 2 and s["share_subjects_under_target"] == pytest.approx(2 / 3)
+    assert s["share_windows_in_subjects_under_target"] == pytest.approx(0.7) and s["max"] == 1.0
+    sets = np.array([[1, 1, 1], [0, 0, 0], [1, 0, 0], [1, 1, 1]], dtype=bool)
+    m = C.set_metrics(sets, np.array([0, 1, 0, 2]))
+    assert m["full_set_rate"] == 0.5 and m["empty_set_rate"] == 0.25 and m["coverage"] == 0.75

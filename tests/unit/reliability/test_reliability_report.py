@@ -15,8 +15,10 @@ from workbench.reliability.metrics import ReliabilityInputError, softmax  # noqa
 from workbench.reliability.report import (  # noqa: E402
     SplitLogits,
     analyse_backend,
+    calibrator_table,
     conformal_table,
     deployment_shift,
+    judge_coverage,
     metrics_table,
     report_card,
     summary_table,
@@ -73,14 +75,28 @@ def test_analysis_numbers_and_json(fp32):
 def test_tables_and_report_card(fp32, int8):
     card = report_card(fp32, target_accuracy=0.99, target_ece=0.5)
     assert list(card["check"])[0] == "accuracy" and not card.iloc[0]["pass"]   # 0.99 is out of reach
-    assert card.iloc[1]["pass"]                                                # ECE <= 0.5
-    assert set(card["backend"]) == {"torch-fp32"} and len(card) == 4
-    assert (card["low"] <= card["high"]).all()
+    assert card.iloc[0]["status"] == "fail" and card.iloc[1]["status"] == "pass"  # ECE <= 0.5
+    assert set(card["backend"]) == {"torch-fp32"}
+    checks = list(card["check"])
+    assert checks[2].startswith("ECE after ") and "selected leaving subjects out" in checks[2]
+    for name in ("LAC marginal", "APS marginal", "LAC subject-level", "LAC marginal, pooled",
+                 "LAC subject-level, pooled"):
+        row = card[card["check"] == f"coverage {name}"].iloc[0]
+        assert row["direction"] in ("under", "over", "within", "trivial")
+        assert row["pass"] == (row["status"] != "fail") and row["mean_set_size"] > 0
+        assert "empty sets" in row["note"] and "every class" in row["note"]
+    assert card["check"].str.startswith("test subjects below").sum() == 2
+    assert (card["low"].dropna() <= card["high"].dropna()).all()
     s = summary_table([fp32, int8])
     assert list(s["backend"]) == ["torch-fp32", "ort-int8-emulated"]
+    assert {"ECE after selected", "calibrator (selected)", "LAC subject-level coverage"} <= set(s.columns)
     assert len(metrics_table(fp32)) == len(fp32.test_before)
     ct = conformal_table(int8)
-    assert len(ct) == 4 and (ct["n_test"] == 600).all()
+    assert len(ct) == 7 and (ct["n_test"] == 600).all()
+    assert list(ct["calibration"]).count("pooled, cross-fitted") == 2
+    assert (ct[ct["method"] == "LAC marginal, pooled"]["n_cal"] == 900).all()   # val + conformal windows
+    cal = calibrator_table(fp32)
+    assert cal["chosen"].sum() == 1 and cal.iloc[0]["name"] == "identity"
     shift = deployment_shift(fp32, int8)
     assert len(shift) == 4 and set(shift["evaluated_on"]) == {"ort-int8-emulated"}
     shipped = shift[shift["calibration"].str.contains("shipped")]
@@ -124,3 +140,63 @@ def test_figures(fp32, int8):
         plt.close(f)
     with pytest.raises(ValueError, match="no bins"):
         plots.draw_reliability(plt.gca(), None, fp32.test_after["nll"])
+
+
+# ------------------------------------------------------------------------------------------------
+# report card: direction of a coverage miss, set sizes, the bootstrap interval (issue 11)
+# ------------------------------------------------------------------------------------------------
+def test_report_card_calls_over_coverage_over_not_fail():
+    v = judge_coverage(0.9347, 0.918, 0.951, 0.9, mean_set_size=1.4, empty_set_rate=0.0, full_set_rate=0.01,
+                       alpha=0.1)
+    assert v["status"] == "warn" and v["direction"] == "over" and "over-coverage" in v["note"]
+    assert "3.47 points over" in v["note"]
+    assert judge_coverage(0.9347, 0.918, 0.951, 0.9, 1.4, 0.0, 0.01, 0.1, conservative_by_design=True)[
+        "status"] == "pass"
+
+
+def test_report_card_all_class_sets_never_pass():
+    v = judge_coverage(1.0, 1.0, 1.0, 0.9, mean_set_size=6.0, empty_set_rate=0.0, full_set_rate=1.0, alpha=0.1)
+    assert v["status"] == "fail" and v["direction"] == "trivial" and "100.0% sets with every class" in v["note"]
+    v2 = judge_coverage(0.97, 0.95, 0.99, 0.9, 2.5, 0.0, 0.2, 0.1)     # over and many all-class sets
+    assert v2["status"] == "warn"
+
+
+def test_report_card_under_within_and_empty_sets():
+    under = judge_coverage(0.85, 0.80, 0.88, 0.9, 1.1, 0.02, 0.0, 0.1)
+    assert under["status"] == "fail" and under["direction"] == "under" and "5.00 points short" in under["note"]
+    within = judge_coverage(0.895, 0.87, 0.92, 0.9, 1.1, 0.02, 0.0, 0.1)
+    assert within["status"] == "pass" and within["direction"] == "within" and "below it by 0.50" in within["note"]
+    empty = judge_coverage(0.90, 0.87, 0.93, 0.9, 0.86, 0.14, 0.0, 0.1)     # 14% empty sets
+    assert empty["status"] == "warn" and "14.0% empty sets" in empty["note"]
+
+
+def test_report_card_on_too_few_calibration_windows_is_trivial_not_pass():
+    rng = np.random.default_rng(3)
+    val = _split(rng, "torch-fp32", "val", [1, 2, 3])
+    cal = _split(rng, "torch-fp32", "conformal", [4], per_subject=5)        # n = 5 < 9: q = inf at alpha 0.1
+    test = _split(rng, "torch-fp32", "test", [7, 8, 9])
+    r = analyse_backend(val, cal, test, alpha=0.1, n_bootstrap=30, cv=False)
+    row = report_card(r, 0.5, 0.5).set_index("check").loc["coverage LAC marginal"]
+    assert row["measured"] == 1.0 and row["full_set_rate"] == 1.0
+    assert row["status"] == "fail" and row["direction"] == "trivial" and not row["pass"]
+
+
+def test_analysis_completes_on_perfectly_separable_validation_subjects():
+    """Issue 11: stage 08 crashed when a model classified the validation subjects perfectly."""
+    rng = np.random.default_rng(4)
+
+    def sep(split, subjects, wrong=0):
+        n = 60 * len(subjects)
+        y = rng.integers(0, 4, n)
+        z = rng.uniform(-1, 1, (n, 4))
+        z[np.arange(n), y] += 25.0
+        z[:wrong, :] = z[:wrong, ::-1]                                       # a few errors on test only
+        return SplitLogits("torch-fp32", split, z, y, np.repeat(subjects, 60))
+
+    r = analyse_backend(sep("val", [1, 2, 3]), sep("conformal", [4, 5, 6]), sep("test", [7, 8], wrong=3),
+                        n_bootstrap=30, seed=0)
+    assert not r.temperature.identifiable and r.temperature.temperature == 1.0
+    assert "not identifiable" in r.verdict
+    card = report_card(r, 0.5, 0.5)
+    assert "not identifiable" in card.iloc[1]["note"]
+    assert json.loads(json.dumps(r.to_dict()))["temperature"]["identifiable"] is False
