@@ -109,6 +109,9 @@ class Params(BaseModel):
     # ---- 08 reliability (probability calibration) --------------------------------------------
     ece_bins: int = Field(15, ge=2)
     conformal_alpha: float = Field(0.1, gt=0, lt=1)
+    conformal_subject_delta: float = Field(
+        0.2, gt=0, lt=1, description="subject-level conformal: allowed share of new subjects whose own "
+        "coverage falls below 1 - conformal_alpha (needs >= (1 - delta) / delta calibration subjects)")
     bootstrap_samples: int = Field(1000, ge=10)
     target_accuracy: float = Field(0.85, gt=0, le=1)
     target_ece: float = Field(0.03, gt=0, le=1)

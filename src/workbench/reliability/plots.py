@@ -163,5 +163,67 @@ def temperature_cv_plot(cv_by_backend: Mapping[str, Any]) -> plt.Figure:
     return fig
 
 
-__all__ = ["draw_reliability", "reliability_grid", "set_size_histograms", "subject_coverage",
-           "temperature_cv_plot"]
+def subject_coverage_spread(per_subject: Mapping[str, Sequence[Mapping[str, Any]]], alpha: float,
+                            set_sizes: Optional[Mapping[str, float]] = None, title: str = "") -> plt.Figure:
+    """Per-subject coverage, one column per method: each dot a test subject (size ~ its windows), a
+    box over subjects, the 1 - alpha line, and per method the share of subjects below it (and the mean
+    set size when given): what marginal coverage hides and what each method pays for the guarantee."""
+    names = list(per_subject)
+    if not names:
+        raise ValueError("subject_coverage_spread needs at least one method")
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.7 * len(names) + 1.5), 4.0))
+    target = 1 - alpha
+    rng = np.random.default_rng(0)
+    for i, name in enumerate(names):
+        cov = np.array([r["coverage"] for r in per_subject[name]], dtype=float)
+        n = np.array([r["n"] for r in per_subject[name]], dtype=float)
+        ax.boxplot([cov], positions=[i], widths=0.5, showfliers=False, medianprops=dict(color="black"))
+        x = i + rng.uniform(-0.15, 0.15, len(cov))
+        below = cov < target
+        ax.scatter(x[~below], cov[~below], s=12 + 60 * n[~below] / n.max(), color="#4c72b0", alpha=0.8, zorder=3)
+        ax.scatter(x[below], cov[below], s=12 + 60 * n[below] / n.max(), color="#dd4444", alpha=0.9, zorder=3)
+        label = f"{int(below.sum())}/{len(cov)} below"
+        if set_sizes and name in set_sizes:
+            label += f"\nset size {set_sizes[name]:.2f}"
+        ax.text(i, 1.005, label, ha="center", va="bottom", fontsize=7)
+    ax.axhline(target, color="black", ls="--", lw=1)
+    ax.text(len(names) - 0.5, target, f" 1 - alpha = {target:.2f}", va="center", fontsize=7)
+    ax.set_xticks(range(len(names)))
+    ax.set_xticklabels(names, rotation=20, ha="right", fontsize=8)
+    lo = min([r["coverage"] for rows in per_subject.values() for r in rows] + [target])
+    ax.set_ylim(max(0.0, lo - 0.05), 1.06)
+    ax.set_ylabel("coverage of the subject's windows")
+    ax.set_title(title or "coverage per test subject (red: below 1 - alpha)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def calibrator_comparison(candidates_by_backend: Mapping[str, Sequence[Mapping[str, Any]]]) -> plt.Figure:
+    """Held-out NLL and ECE of each probability calibrator (leave-subjects-out over the non-test pool),
+    one row per backend; the chosen calibrator is outlined. Selection data only: no test subject."""
+    names = list(candidates_by_backend)
+    if not names:
+        raise ValueError("calibrator_comparison needs at least one backend")
+    fig, axes = plt.subplots(len(names), 2, figsize=(11, 2.9 * len(names)), squeeze=False)
+    for row, be in zip(axes, names):
+        cands = candidates_by_backend[be]
+        labels = [c["name"] for c in cands]
+        for ax, key, unit in ((row[0], "heldout_nll", "held-out NLL [nats]"),
+                              (row[1], "heldout_ece", "held-out ECE [%]")):
+            vals = np.array([c[key] for c in cands], dtype=float) * (100 if key == "heldout_ece" else 1)
+            bars = ax.bar(range(len(cands)), vals, color=["#55a868" if c["chosen"] else "0.6" for c in cands])
+            for bar, c in zip(bars, cands):
+                if c["chosen"]:
+                    bar.set_edgecolor("black")
+                    bar.set_linewidth(1.5)
+            ax.set_xticks(range(len(cands)))
+            ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=7)
+            ax.set_ylabel(unit, fontsize=8)
+            ax.set_ylim(vals.min() * 0.9 if key == "heldout_nll" else 0, vals.max() * 1.08)
+            ax.set_title(f"{be}: {unit.split(' [')[0]} (green = chosen)", fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+__all__ = ["calibrator_comparison", "draw_reliability", "reliability_grid", "set_size_histograms",
+           "subject_coverage", "subject_coverage_spread", "temperature_cv_plot"]

@@ -200,3 +200,17 @@ def test_analysis_completes_on_perfectly_separable_validation_subjects():
     card = report_card(r, 0.5, 0.5)
     assert "not identifiable" in card.iloc[1]["note"]
     assert json.loads(json.dumps(r.to_dict()))["temperature"]["identifiable"] is False
+
+
+def test_new_figures(fp32, int8):
+    import matplotlib.pyplot as plt
+    per = {n: c["test"]["per_subject"] for n, c in fp32.conformal.items() if not c["predictor"]["mondrian"]}
+    fig = plots.subject_coverage_spread(per, 0.1, {n: fp32.conformal[n]["test"]["mean_set_size"] for n in per})
+    assert len(fig.axes) == 1 and len(fig.axes[0].get_xticklabels()) == len(per)
+    fig2 = plots.calibrator_comparison({r.backend: r.selection.candidates for r in (fp32, int8)})
+    assert len(fig2.axes) == 4
+    for f in (fig, fig2):
+        f.canvas.draw()
+        plt.close(f)
+    with pytest.raises(ValueError, match="at least one"):
+        plots.subject_coverage_spread({}, 0.1)
