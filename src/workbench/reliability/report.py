@@ -317,6 +317,36 @@ def _status_row(backend: str, check: str, target: str, ci: Any, n: int, ok_point
             "mean_set_size": None, "empty_set_rate": None, "full_set_rate": None, "note": note}
 
 
+def clopper_pearson(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Exact binomial interval for a share k / n (Clopper & Pearson 1934)."""
+    from scipy import stats
+    a = (1 - level) / 2
+    low = 0.0 if k == 0 else float(stats.beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(stats.beta.ppf(1 - a, k + 1, n - k))
+    return low, high
+
+
+def _subject_share_row(backend: str, name: str, t: dict[str, Any], delta: float, target: float) -> dict[str, Any]:
+    """The subject-level method promises: at most a share delta of new subjects below 1 - alpha. With a
+    handful of test subjects the observed share is coarse, so it is judged against its Clopper-Pearson
+    interval: fail when the whole interval lies above delta, warn when only the point does."""
+    ss = t["subject_summary"]
+    k, n = ss["subjects_under_target"], ss["n_subjects"]
+    low, high = clopper_pearson(k, n)
+    share = ss["share_subjects_under_target"]
+    status, direction = ("fail", "under") if low > delta else ("warn", "within") if share > delta else ("pass", "within")
+    note = (f"{k} of {n} test subjects below {target:.2f} (worst: subject {ss['worst_subject']} at "
+            f"{ss['worst_coverage']:.3f}); promised share <= {delta:g}"
+            + ("; the whole interval lies above it" if status == "fail" else
+               "; above it, but within what so few subjects can show" if status == "warn" else ""))
+    return {"backend": backend, "check": f"test subjects below {target:.2f}, {name}",
+            "target": f"share <= delta = {delta:g}", "measured": share, "low": low, "high": high,
+            "interval": "Clopper-Pearson 95% over test subjects", "n": n, "status": status,
+            "pass": status != "fail", "interval_clear": bool(high <= delta), "direction": direction,
+            "mean_set_size": t["mean_set_size"], "empty_set_rate": t["empty_set_rate"],
+            "full_set_rate": t["full_set_rate"], "note": note}
+
+
 def report_card(result: BackendReliability, target_accuracy: float, target_ece: float) -> pd.DataFrame:
     """One row per check: measured value, subject-bootstrap 95% interval, ``status`` (pass / warn /
     fail), ``direction`` of a coverage miss, set sizes and a ``note`` that says why.
@@ -362,18 +392,7 @@ def report_card(result: BackendReliability, target_accuracy: float, target_ece: 
                      "mean_set_size": t["mean_set_size"], "empty_set_rate": t["empty_set_rate"],
                      "full_set_rate": t["full_set_rate"]})
         if subject_level:
-            ss = t["subject_summary"]
-            d = c["predictor"]["delta"]
-            ok = ss["share_subjects_under_target"] <= d
-            rows.append({"backend": b, "check": f"test subjects below {target:.2f}, {name}",
-                         "target": f"share <= delta = {d:g}", "measured": ss["share_subjects_under_target"],
-                         "low": None, "high": None, "interval": f"{ss['n_subjects']} test subjects",
-                         "n": ss["n_subjects"], "status": "pass" if ok else "fail", "pass": ok,
-                         "interval_clear": ok, "direction": "" if ok else "under",
-                         "mean_set_size": t["mean_set_size"], "empty_set_rate": t["empty_set_rate"],
-                         "full_set_rate": t["full_set_rate"],
-                         "note": f"{ss['subjects_under_target']} of {ss['n_subjects']} below target; worst subject "
-                                 f"{ss['worst_subject']} at {ss['worst_coverage']:.3f}"})
+            rows.append(_subject_share_row(b, name, t, c["predictor"]["delta"], target))
     return pd.DataFrame(rows)
 
 
@@ -465,5 +484,5 @@ def calibrator_table(result: BackendReliability) -> pd.DataFrame:
 
 
 __all__ = ["BackendReliability", "CONFORMAL_METHODS", "POOLED_METHODS", "SUBJECT_METHOD", "SplitLogits",
-           "analyse_backend", "calibrator_table", "conformal_table", "deployment_shift", "judge_coverage",
+           "analyse_backend", "calibrator_table", "clopper_pearson", "conformal_table", "deployment_shift", "judge_coverage",
            "metrics_table", "report_card", "summary_table", "temperature_verdict"]

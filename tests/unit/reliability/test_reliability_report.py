@@ -214,3 +214,23 @@ def test_new_figures(fp32, int8):
         plt.close(f)
     with pytest.raises(ValueError, match="at least one"):
         plots.subject_coverage_spread({}, 0.1)
+
+
+def test_subject_share_row_judged_against_its_binomial_interval():
+    from scipy import stats
+    from workbench.reliability.report import _subject_share_row, clopper_pearson
+    low, high = clopper_pearson(2, 6)
+    # the interval's ends are where the binomial tail probabilities reach 2.5%
+    assert stats.binom.sf(1, 6, low) == pytest.approx(0.025, abs=1e-6)
+    assert stats.binom.cdf(2, 6, high) == pytest.approx(0.025, abs=1e-6)
+    assert clopper_pearson(0, 6)[0] == 0.0 and clopper_pearson(6, 6)[1] == 1.0
+
+    def t(k, n):
+        return {"subject_summary": {"subjects_under_target": k, "n_subjects": n, "share_subjects_under_target": k / n,
+                                    "worst_subject": 14, "worst_coverage": 0.82},
+                "mean_set_size": 1.0, "empty_set_rate": 0.0, "full_set_rate": 0.0}
+    assert _subject_share_row("ort-int8-emulated", "LAC subject-level", t(1, 6), 0.2, 0.9)["status"] == "pass"
+    two = _subject_share_row("ort-int8-emulated", "LAC subject-level", t(2, 6), 0.2, 0.9)
+    assert two["status"] == "warn" and two["pass"] and "2 of 6" in two["note"]
+    five = _subject_share_row("ort-int8-emulated", "LAC subject-level", t(5, 6), 0.2, 0.9)
+    assert five["status"] == "fail" and five["direction"] == "under"
