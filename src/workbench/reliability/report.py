@@ -334,7 +334,10 @@ def _subject_share_row(backend: str, name: str, t: dict[str, Any], delta: float,
     k, n = ss["subjects_under_target"], ss["n_subjects"]
     low, high = clopper_pearson(k, n)
     share = ss["share_subjects_under_target"]
-    status, direction = ("fail", "under") if low > delta else ("warn", "within") if share > delta else ("pass", "within")
+    if low > delta:
+        status, direction = "fail", "under"
+    else:
+        status, direction = ("warn" if share > delta else "pass"), "within"
     note = (f"{k} of {n} test subjects below {target:.2f} (worst: subject {ss['worst_subject']} at "
             f"{ss['worst_coverage']:.3f}); promised share <= {delta:g}"
             + ("; the whole interval lies above it" if status == "fail" else
@@ -484,5 +487,5 @@ def calibrator_table(result: BackendReliability) -> pd.DataFrame:
 
 
 __all__ = ["BackendReliability", "CONFORMAL_METHODS", "POOLED_METHODS", "SUBJECT_METHOD", "SplitLogits",
-           "analyse_backend", "calibrator_table", "clopper_pearson", "conformal_table", "deployment_shift", "judge_coverage",
-           "metrics_table", "report_card", "summary_table", "temperature_verdict"]
+           "analyse_backend", "calibrator_table", "clopper_pearson", "conformal_table", "deployment_shift",
+           "judge_coverage", "metrics_table", "report_card", "summary_table", "temperature_verdict"]

@@ -30,8 +30,7 @@ from typing import Any, Literal, Optional, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-from .metrics import (ReliabilityInputError, _as_2d_float, check_labels, expected_calibration_error,
-                      log_softmax, softmax)
+from .metrics import ReliabilityInputError, _as_2d_float, check_labels, expected_calibration_error, log_softmax, softmax
 from .temperature import DEFAULT_T_BOUNDS, fit_temperature
 
 Kind = Literal["identity", "temperature", "vector", "matrix"]

@@ -218,6 +218,7 @@ def test_new_figures(fp32, int8):
 
 def test_subject_share_row_judged_against_its_binomial_interval():
     from scipy import stats
+
     from workbench.reliability.report import _subject_share_row, clopper_pearson
     low, high = clopper_pearson(2, 6)
     # the interval's ends are where the binomial tail probabilities reach 2.5%
