@@ -9,7 +9,7 @@ Intervals are percentile intervals (Efron & Tibshirani 1993, Ch. 13).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any, Callable, Optional, Union
 
 import numpy as np
 from tqdm import tqdm
@@ -52,6 +52,19 @@ def subject_groups(subject: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
     order = np.argsort(inverse, kind="stable")
     bounds = np.cumsum(np.bincount(inverse, minlength=len(uniq)))[:-1]
     return uniq, np.split(order, bounds)
+
+
+def subject_folds(subject: np.ndarray, n_folds: Optional[int] = None) -> tuple[np.ndarray, list[list[Any]]]:
+    """Fold id per window for leaving subjects out: one subject per fold (``n_folds=None``) or the
+    subjects, in sorted order, dealt round-robin into ``n_folds`` groups; and the subjects of each fold."""
+    s = np.asarray(subject)
+    uniq = np.unique(s)
+    k = len(uniq) if n_folds is None else int(n_folds)
+    if k < 2 or k > len(uniq):
+        raise ReliabilityInputError(f"need 2 <= folds <= number of subjects ({len(uniq)}), got {k}; leaving "
+                                    f"subjects out needs at least two subjects")
+    fold_of = {v: i % k for i, v in enumerate(uniq)}
+    return np.array([fold_of[v] for v in s]), [[v.item() for v in uniq if fold_of[v] == f] for f in range(k)]
 
 
 def resample_subject_indices(groups: list[np.ndarray], rng: np.random.Generator) -> tuple[np.ndarray,
@@ -98,4 +111,4 @@ def subject_bootstrap(statistic: Statistic, subject: np.ndarray, n_resamples: in
     return _ci(float(full), np.array(draws, dtype=float))
 
 
-__all__ = ["BootstrapCI", "resample_subject_indices", "subject_bootstrap", "subject_groups"]
+__all__ = ["BootstrapCI", "resample_subject_indices", "subject_bootstrap", "subject_folds", "subject_groups"]

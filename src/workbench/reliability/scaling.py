@@ -30,7 +30,15 @@ from typing import Any, Literal, Optional, Sequence
 import numpy as np
 from scipy.optimize import minimize
 
-from .metrics import ReliabilityInputError, _as_2d_float, check_labels, expected_calibration_error, log_softmax, softmax
+from .bootstrap import subject_folds
+from .metrics import (
+    ReliabilityInputError,
+    _as_2d_float,
+    check_labels,
+    expected_calibration_error,
+    log_softmax,
+    softmax,
+)
 from .temperature import DEFAULT_T_BOUNDS, fit_temperature
 
 Kind = Literal["identity", "temperature", "vector", "matrix"]
@@ -152,18 +160,6 @@ class CalibratorSelection:
                 "chosen": self.chosen.to_dict(), **self.extra}
 
 
-def subject_folds(subject: np.ndarray, n_folds: Optional[int] = None) -> tuple[np.ndarray, list[list[Any]]]:
-    """Fold id per window: one subject per fold (``n_folds=None``) or subjects dealt round-robin."""
-    s = np.asarray(subject)
-    uniq = np.unique(s)
-    k = len(uniq) if n_folds is None else int(n_folds)
-    if k < 2 or k > len(uniq):
-        raise ReliabilityInputError(f"need 2 <= folds <= number of subjects ({len(uniq)}), got {k}; leaving "
-                                    f"subjects out needs at least two subjects")
-    of = {v: i % k for i, v in enumerate(uniq)}
-    return np.array([of[v] for v in s]), [[v.item() for v in uniq if of[v] == f] for f in range(k)]
-
-
 def select_calibrator(logits: np.ndarray, labels: np.ndarray, subject: np.ndarray,
                       candidates: Sequence[tuple[str, float]] = DEFAULT_CANDIDATES,
                       criterion: Literal["nll", "ece"] = "nll", n_folds: Optional[int] = None,
@@ -208,4 +204,4 @@ def select_calibrator(logits: np.ndarray, labels: np.ndarray, subject: np.ndarra
 
 
 __all__ = ["CalibratorSelection", "DEFAULT_CANDIDATES", "KINDS", "LogitCalibrator", "fit_calibrator",
-           "select_calibrator", "subject_folds"]
+           "select_calibrator"]

@@ -29,6 +29,7 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 from tqdm import tqdm
 
+from .bootstrap import subject_folds
 from .metrics import (
     ReliabilityInputError,
     _as_2d_float,
@@ -201,13 +202,8 @@ def cross_validate_temperature(logits: np.ndarray, labels: np.ndarray, subject: 
     s = np.asarray(subject)
     if s.shape != (len(z),):
         raise ReliabilityInputError(f"subject must have shape ({len(z)},), got {s.shape}")
-    uniq = np.unique(s)
-    k = len(uniq) if n_folds is None else int(n_folds)
-    if k < 2 or k > len(uniq):
-        raise ReliabilityInputError(f"need 2 <= n_folds <= number of subjects ({len(uniq)}), got {k}; "
-                                    f"cross-validation needs at least two subjects")
-    fold_of_subject = {sub: i % k for i, sub in enumerate(uniq)}
-    fold = np.array([fold_of_subject[v] for v in s])
+    fold, groups = subject_folds(s, n_folds)
+    k = len(groups)
     folds, scaled = [], np.zeros_like(z)
     for f in tqdm(range(k), desc=f"temperature CV ({backend or 'logits'})", disable=not progress,
                   leave=False):
@@ -215,7 +211,7 @@ def cross_validate_temperature(logits: np.ndarray, labels: np.ndarray, subject: 
         fit = fit_temperature(z[tr], y[tr], bounds=bounds, backend=backend)
         scaled[te] = z[te] / fit.temperature
         p0, p1 = softmax(z[te]), softmax(z[te], fit.temperature)
-        folds.append({"fold": f, "subjects": [v.item() for v in uniq if fold_of_subject[v] == f],
+        folds.append({"fold": f, "subjects": groups[f],
                       "n": int(te.sum()), "temperature": fit.temperature, "at_bound": fit.at_bound,
                       "identifiable": fit.identifiable,
                       "nll_before": nll_from_logits(z[te], y[te]),
