@@ -51,6 +51,7 @@ lab: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/bench_inference.py
 	$(PY) benchmarks/bench_pipeline.py
+	$(PY) benchmarks/bench_serve.py
 
 clean-venv:
 	rm -rf $(VENV)

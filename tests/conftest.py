@@ -49,3 +49,23 @@ def smoke_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("smoke-outputs")
     params = load_params([PROJECT_ROOT / "params" / "smoke.yaml"])
     return run_pipeline(params, root=out, progress=False, log=lambda *_: None)
+
+
+@pytest.fixture(scope="session")
+def smoke_run_fake_hailo(smoke_run):
+    """Stages 06-09 again, as a child of ``smoke_run``, with the fake Hailo packages (tests/fakes) on the
+    kernels' path: a compiled (fake) HEF, hailo8-device predictions from stage 07, a bundle with model.hef."""
+    from workbench.config import load_params
+    from workbench.runs.pipeline import run_pipeline
+    fakes = str(PROJECT_ROOT / "tests" / "fakes")
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [fakes, before]))
+    try:
+        params = load_params([PROJECT_ROOT / "params" / "smoke.yaml"], {"run_label": "fake-hailo"})
+        return run_pipeline(params, from_stage="06", parent=str(smoke_run.path), root=smoke_run.path.parent,
+                            progress=False, log=lambda *_: None)
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONPATH", None)
+        else:
+            os.environ["PYTHONPATH"] = before

@@ -4,10 +4,11 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Optional, Sequence, get_args
 
-from workbench.config import load_params, parse_override
+from workbench.config import SERVE_BACKENDS, ConformalMethod, load_params, parse_override
 from workbench.errors import RunInterrupted, StageFailed, WorkbenchError
+from workbench.runs.store import STAGES
 
 
 def _parse_p(pairs: Optional[list[list[str]]]) -> dict:
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"),
                    help="override one parameter (value read as YAML: 3, 1.0e-3, true, [8,5,5,5])")
     r.add_argument("--from", dest="from_stage", default="01", metavar="NN", help="first stage")
-    r.add_argument("--to", dest="to_stage", default="08", metavar="NN", help="last stage")
+    r.add_argument("--to", dest="to_stage", default=None, metavar="NN", help="last stage (default: the last, 09)")
     r.add_argument("--parent", metavar="RUN", help="run whose earlier-stage artifacts are reused")
     r.add_argument("--outputs", metavar="DIR", help="where run directories go (default outputs/)")
     r.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
@@ -62,6 +63,23 @@ def build_parser() -> argparse.ArgumentParser:
     hi.add_argument("path")
     hi.add_argument("--run", required=True, metavar="RUN")
     hi.add_argument("--outputs", metavar="DIR")
+
+    dp = sub.add_parser("deploy", help="write a self-contained deploy bundle from a run (for `serve`)")
+    dp.add_argument("run", metavar="RUN")
+    dp.add_argument("--out", metavar="DIR", help="new bundle folder (default bundles/<run-id>-<hex>/)")
+    dp.add_argument("--hef", metavar="PATH", help="a HEF built elsewhere instead of the run's model.hef")
+    dp.add_argument("--conformal-method", default="LAC marginal", choices=list(get_args(ConformalMethod)),
+                    help="which of stage 08's conformal predictors the service applies")
+    dp.add_argument("--outputs", metavar="DIR")
+
+    sv = sub.add_parser("serve", help="serve a deploy bundle over HTTP (POST /infer, /healthz, /metrics)")
+    sv.add_argument("bundle", metavar="BUNDLE")
+    sv.add_argument("--backend", default="auto", choices=["auto", *SERVE_BACKENDS],
+                    help="auto: hailo8-device when HailoRT finds a device and the bundle has a HEF, else ort-int8")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    sv.add_argument("--port", type=int, default=9000)
+    sv.add_argument("--max-windows", type=int, default=4096, help="most windows in one request")
+    sv.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB")
     return ap
 
 
@@ -93,6 +111,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from workbench.data.check import check_dataset
             print(check_dataset(args.path))
             return 0
+        if args.command == "deploy":
+            return _cmd_deploy(args, root)
+        if args.command == "serve":
+            return _cmd_serve(args)
         if args.command == "hailo":
             from workbench.hailo.hef_import import import_hef
             from workbench.runs import Run
@@ -116,7 +138,7 @@ def _cmd_run(args, root: Optional[Path]) -> int:
     from workbench.runs.pipeline import run_pipeline
     files = args.file or [_default_params_file(args.parent, root)]
     params = load_params(files, _parse_p(args.param))
-    run_pipeline(params, from_stage=args.from_stage, to_stage=args.to_stage, parent=args.parent,
+    run_pipeline(params, from_stage=args.from_stage, to_stage=args.to_stage or STAGES[-1][0], parent=args.parent,
                  root=root, progress=not args.no_progress and sys.stderr.isatty())
     return 0
 
@@ -131,6 +153,32 @@ def _default_params_file(parent: Optional[str], root: Optional[Path]) -> Path:
             return recorded
     from workbench.runs.store import project_root
     return project_root() / "params" / "default.yaml"
+
+
+def _cmd_deploy(args, root: Optional[Path]) -> int:
+    import secrets
+
+    from workbench.deploy.bundle import build_bundle, sources_from_run
+    from workbench.errors import BundleError
+    from workbench.runs import Run
+    run = Run.open(args.run, root)
+    out = Path(args.out) if args.out else Path("bundles") / f"{run.run_id}-{secrets.token_hex(2)}"
+    resolved = out.expanduser().resolve()
+    for parent in (resolved, *resolved.parents):
+        if (parent / "manifest.json").is_file() and (parent / "artifacts").is_dir():
+            raise BundleError(f"--out {out} lies inside run directory {parent}; runs are never rewritten. "
+                              f"Choose a folder outside it (default: bundles/)")
+    bundle = build_bundle(sources_from_run(run, Path(args.hef) if args.hef else None), out,
+                          conformal_method=args.conformal_method)
+    print(f"bundle written: {bundle}\nserve it with: python -m workbench serve {bundle}")
+    return 0
+
+
+def _cmd_serve(args) -> int:
+    from workbench.deploy.service import serve
+    serve(args.bundle, backend=args.backend, host=args.host, port=args.port, max_windows=args.max_windows,
+          max_body_bytes=int(args.max_body_mb * 1024 * 1024))
+    return 0
 
 
 if __name__ == "__main__":

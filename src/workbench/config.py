@@ -19,6 +19,9 @@ from workbench.errors import ParamError
 BackendName = Literal["torch-fp32", "ort-fp32", "ort-int8-emulated", "hailo-emulator", "hailo8-device"]
 BACKEND_NAMES: tuple[str, ...] = get_args(BackendName)
 TORCH_FP32, ORT_FP32, ORT_INT8, HAILO_EMULATOR, HAILO8_DEVICE = BACKEND_NAMES
+# `workbench serve --backend`: short names for the serving paths -> the backend name every number carries.
+SERVE_BACKENDS = {"hailo8-device": HAILO8_DEVICE, "ort-int8": ORT_INT8, "ort-fp32": ORT_FP32}
+ConformalMethod = Literal["LAC marginal", "APS marginal", "LAC Mondrian", "APS Mondrian"]
 
 
 class Params(BaseModel):
@@ -115,6 +118,10 @@ class Params(BaseModel):
     bootstrap_samples: int = Field(1000, ge=10)
     target_accuracy: float = Field(0.85, gt=0, le=1)
     target_ece: float = Field(0.03, gt=0, le=1)
+
+    # ---- 09 deploy bundle ----------------------------------------------------------------------
+    deploy_conformal_method: ConformalMethod = Field(
+        "LAC marginal", description="which of stage 08's conformal predictors the inference service applies")
 
     # ------------------------------------------------------------------------------------------
     @field_validator("fsq_levels")

@@ -106,3 +106,17 @@ class RunInterrupted(WorkbenchError, RuntimeError):
         self.run_path = run_path
         self.stage = stage
         self.signal_name = signal_name
+
+
+# ---- deploy -------------------------------------------------------------------------------------
+class BundleError(WorkbenchError, ValueError):
+    """A deploy bundle that cannot be built or trusted (missing, changed or unlisted file); names the fix."""
+
+
+class InferenceInputError(WorkbenchError, ValueError):
+    """Windows sent to the inference service that cannot be served; ``kind`` names the problem (shape,
+    dtype, not_finite, empty, too_many, ...) for the HTTP status and the error metrics."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind

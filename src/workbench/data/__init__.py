@@ -5,15 +5,24 @@ picks the loader from `params.dataset`.
 """
 from __future__ import annotations
 
-from .arrays import load_npz
-from .check import check_dataset
-from .hapt import load_hapt
-from .loaders import load_dataset
-from .normalize import Normalizer
-from .splits import Splits, split_by_subject
-from .synthetic import make_synthetic
-from .uci_har import load_uci_har
-from .windowset import DataError, WindowSet
+from workbench import lazy_exports
+
+# Loaded on first use (PEP 562): the Pi service imports data.normalize, which must not pull pandas (hapt)
+# or the other loaders.
+_WHERE = {
+    "arrays": ("load_npz",),
+    "check": ("check_dataset",),
+    "hapt": ("load_hapt",),
+    "loaders": ("load_dataset",),
+    "normalize": ("Normalizer",),
+    "splits": ("Splits", "split_by_subject"),
+    "synthetic": ("make_synthetic",),
+    "uci_har": ("load_uci_har",),
+    "windowset": ("DataError", "WindowSet"),
+}
 
 __all__ = ["DataError", "WindowSet", "Normalizer", "Splits", "split_by_subject", "make_synthetic",
            "load_hapt", "load_uci_har", "load_npz", "load_dataset", "check_dataset"]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -238,20 +238,10 @@ class _OrtBackend(Backend):
         return True, f"{p.name} on onnxruntime CPUExecutionProvider"
 
     def _open(self) -> None:
-        from workbench.graph.session import ort_session
+        from workbench.graph.session import npu_io, ort_session
         self.session = ort_session(self._path())   # one thread: batch-1 windows are tiny, timings stay stable
-        inp = self.session.get_inputs()[0]
-        self.input_name = inp.name
-        self.static_batch = inp.shape[0] if isinstance(inp.shape[0], int) else None
-        outs = [o.name for o in self.session.get_outputs()]
-        want = self.ctx.split.get("npu_output_tensor")
-        if want in outs:
-            self.output_name = want
-        elif len(outs) == 1:
-            self.output_name = outs[0]
-        else:
-            raise RuntimeError(f"{self._path().name} has outputs {outs} and none is split.json's "
-                               f"npu_output_tensor {want!r}; re-run stage 04/05")
+        self.input_name, self.output_name, self.static_batch = npu_io(self.session,
+                                                                      self.ctx.split.get("npu_output_tensor"))
 
     def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
         if self.static_batch in (None, x.shape[0]):

@@ -183,6 +183,22 @@ class HostPostprocessor:
         return [f"{k:2d} {s['op']:<6} {s['node']}" for k, s in enumerate(self.steps)]
 
 
+def levels_to_indices(levels: np.ndarray, fsq_levels: Sequence[int]) -> np.ndarray:
+    """Codebook index per window: sum_i (level_i + L_i // 2) * prod_{j<i} L_j (REFERENCE.md §1)."""
+    lv = np.asarray(levels)
+    L = np.asarray(fsq_levels, dtype=np.int64)
+    if lv.ndim != 2 or lv.shape[1] != L.size:
+        raise ValueError(f"levels must be (N, {L.size}) for FSQ levels {list(fsq_levels)}, got {lv.shape}")
+    lvi = np.rint(lv).astype(np.int64)
+    if not np.array_equal(lvi, lv):
+        raise ValueError("levels must be integers (round the bound values with rint first)")
+    shifted = lvi + L // 2
+    if (shifted < 0).any() or (shifted >= L).any():
+        raise ValueError(f"levels out of range for FSQ levels {list(fsq_levels)}")
+    basis = np.concatenate([[1], np.cumprod(L[:-1])]).astype(np.int64)
+    return shifted @ basis
+
+
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance in float32 units in the last place (0 = bitwise equal, also for +0 vs -0)."""
     def ordered(x: np.ndarray) -> np.ndarray:

@@ -19,6 +19,8 @@ import numpy as np
 import onnx
 import pandas as pd
 
+from workbench.graph.host import levels_to_indices  # noqa: F401  (lives next to the host post-processor)
+
 from .emulate import BACKEND_FP32, BACKEND_INT8, ArrayCalibrationReader, io_names
 
 Postprocess = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]]
@@ -100,22 +102,6 @@ def margin_histogram(margin: np.ndarray, flipped: np.ndarray, bins: int = 20) ->
         rate = np.where(total > 0, flips / np.maximum(total, 1), np.nan)
     return pd.DataFrame({"margin_lo": edges[:-1], "margin_hi": edges[1:], "entries": total,
                          "flipped": flips, "flip_rate": rate})
-
-
-def levels_to_indices(levels: np.ndarray, fsq_levels: Sequence[int]) -> np.ndarray:
-    """Codebook index per window: sum_i (level_i + L_i // 2) * prod_{j<i} L_j (REFERENCE.md §1)."""
-    lv = np.asarray(levels)
-    L = np.asarray(fsq_levels, dtype=np.int64)
-    if lv.ndim != 2 or lv.shape[1] != L.size:
-        raise ValueError(f"levels must be (N, {L.size}) for FSQ levels {list(fsq_levels)}, got {lv.shape}")
-    lvi = np.rint(lv).astype(np.int64)
-    if not np.array_equal(lvi, lv):
-        raise ValueError("levels must be integers (round the bound values with rint first)")
-    shifted = lvi + L // 2
-    if (shifted < 0).any() or (shifted >= L).any():
-        raise ValueError(f"levels out of range for FSQ levels {list(fsq_levels)}")
-    basis = np.concatenate([[1], np.cumprod(L[:-1])]).astype(np.int64)
-    return shifted @ basis
 
 
 def codebook_stats(indices: np.ndarray, codebook_size: int) -> dict:

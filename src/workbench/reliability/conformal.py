@@ -50,7 +50,6 @@ from fractions import Fraction
 from typing import Any, Literal, Optional
 
 import numpy as np
-from scipy import stats
 
 from .metrics import ReliabilityInputError, check_labels, check_probs
 
@@ -98,6 +97,8 @@ def coverage_interval(n: int, alpha: float, level: float = 0.95,
     (n_test, k, n + 1 - k) / n_test: the Beta spread plus binomial sampling spread. Central intervals.
     When k > n, coverage is 1 (sets are full) and the interval is [1, 1].
     """
+    from scipy import stats  # here, not at import: the Pi service uses this module without scipy
+
     k = conformal_rank(n, alpha)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
     out: dict[str, Any] = {"n": int(n), "k": int(k), "alpha": float(alpha), "level": level,

@@ -91,7 +91,7 @@ def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def select_stages(from_stage: str = "01", to_stage: str = "08") -> list[str]:
+def select_stages(from_stage: str = "01", to_stage: str = STAGES[-1][0]) -> list[str]:
     keys = [n for n, _ in STAGES]
     a, b = stage_key(from_stage), stage_key(to_stage)
     if keys.index(a) > keys.index(b):
@@ -135,7 +135,7 @@ def _validate_parent(params: Params, parent: Optional[str], root: Optional[Path]
     return parent_run
 
 
-def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = "08",
+def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAGES[-1][0],
                  parent: Optional[str] = None, root: Optional[Path] = None,
                  notebooks_dir: Path = NOTEBOOK_DIR, progress: bool = True,
                  log=print) -> Run:

@@ -29,6 +29,7 @@ STAGES: list[tuple[str, str]] = [
     ("06", "compile_hailo"),
     ("07", "evaluate_on_device"),
     ("08", "reliability"),
+    ("09", "deploy"),
 ]
 STAGE_NAMES = {num: f"{num}_{name}" for num, name in STAGES}
 
@@ -80,6 +81,7 @@ ARTIFACTS = {
     "reliability": ("08", "reliability.json"),
     "reliability_card": ("08", "report_card.csv"),          # pass/fail per backend and target
     "reliability_summary": ("08", "summary.csv"),           # T, ECE before/after, coverage per backend
+    "deploy_manifest": ("09", "deploy.json"),    # the stage folder IS the deploy bundle (workbench.deploy)
 }
 
 DEFAULT_OUTPUTS = Path("outputs")
