@@ -144,8 +144,11 @@ def fsq_bound_of(cut: str, fsq_levels: Sequence[int]) -> Callable[[np.ndarray], 
 
 
 def select_eval_indices(split: np.ndarray, cap: Optional[int] = None, seed: int = 0,
-                        split_name: str = "test") -> np.ndarray:
-    """Sorted indices of the ``split_name`` windows, a seeded random subset of ``cap`` when capped."""
+                        split_name: str = "val") -> np.ndarray:
+    """Sorted indices of the ``split_name`` windows, a seeded random subset of ``cap`` when capped.
+
+    Validation by default: whatever stage 05 selects (remedy, configuration, 16-bit layers) is chosen
+    on validation windows; pass ``split_name="test"`` only for numbers that are reported, not used."""
     names = np.asarray(split).astype(str)
     idx = np.flatnonzero(names == split_name)
     if idx.size == 0:

@@ -123,13 +123,14 @@ def test_compare_npu_outputs_known_flips():
     assert {"accuracy_fp32", "accuracy_int8", "accuracy_change"} <= set(s)
 
 
-def test_select_eval_indices_caps_within_test_split():
+def test_select_eval_indices_defaults_to_validation_and_caps_within_the_split():
     split = np.array(["train"] * 5 + ["test"] * 10 + ["val"] * 3 + ["test"] * 4)
-    all_test = select_eval_indices(split)
+    assert select_eval_indices(split).tolist() == [15, 16, 17]          # selection happens on validation
+    all_test = select_eval_indices(split, split_name="test")
     assert all_test.tolist() == list(range(5, 15)) + list(range(18, 22))
-    capped = select_eval_indices(split, cap=6, seed=1)
+    capped = select_eval_indices(split, cap=6, seed=1, split_name="test")
     assert len(capped) == 6 and set(capped) <= set(all_test) and np.all(np.diff(capped) > 0)
-    assert np.array_equal(capped, select_eval_indices(split, cap=6, seed=1))
-    assert len(select_eval_indices(split, cap=100)) == 14
+    assert np.array_equal(capped, select_eval_indices(split, cap=6, seed=1, split_name="test"))
+    assert len(select_eval_indices(split, cap=100, split_name="test")) == 14
     with pytest.raises(ValueError, match="no 'test' windows"):
-        select_eval_indices(np.array(["train", "val"]))
+        select_eval_indices(np.array(["train", "val"]), split_name="test")
