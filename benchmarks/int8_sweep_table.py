@@ -96,7 +96,8 @@ def markdown(head: pd.DataFrame, ladder: pd.DataFrame) -> str:
         lines += ["", "| rung | split | code flips mean | code flips max | agreement mean | INT8 acc mean | seeds |",
                   "|---|---|---|---|---|---|---|"]
         for _, r in ladder.iterrows():
-            lines.append(f"| {r['remedy']} | {r['split']} | {_pct(r['code_flips_mean'])} | {_pct(r['code_flips_max'])} | "
+            lines.append(f"| {r['remedy']} | {r['split']} | {_pct(r['code_flips_mean'])} | "
+                         f"{_pct(r['code_flips_max'])} | "
                          f"{_pct(r['agreement_mean'])} | {_acc(r['acc_int8_mean'])} | {r['seeds']} |")
     return "\n".join(lines)
 

@@ -16,7 +16,7 @@ will be deployed on. The exported graph is unchanged: fake quantization exists o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch import Tensor, nn
@@ -139,7 +139,7 @@ class FakeQuantForward:
         return {"projection": z, "bound": bound, "levels": levels, "codes": codes, "logits": model.head(codes)}
 
 
-def qat_finetune(model: nn.Module, train: tuple, val: tuple, calib_x, *, epochs: int, learning_rate: float,
+def qat_finetune(model: nn.Module, train: tuple, val: tuple, calib_x: Any, *, epochs: int, learning_rate: float,
                  batch_size: int, seed: int, spec: Optional[FakeQuantSpec] = None, margin_weight: float = 0.0,
                  margin: float = 0.25, bound_noise: float = 0.0, device: str = "cpu",
                  progress: bool = True) -> dict:

@@ -34,9 +34,9 @@ import onnx
 import pandas as pd
 from onnx import numpy_helper
 
-from .analysis import Postprocess, compare_npu_outputs
 from workbench.errors import QuantError
 
+from .analysis import Postprocess, QuantReport, compare_npu_outputs
 from .emulate import BACKEND_FP32, BACKEND_INT8, io_names, quantize_npu, run_onnx
 from .transform import InputTransform, load_remedy  # noqa: F401  (re-exported)
 
@@ -242,7 +242,7 @@ def build_remedy(remedy: Remedy, npu_fp32: str | Path, calib_nchw: np.ndarray, w
 
 def evaluate_remedy(rm: RemedyModel, ref_npu: np.ndarray, x_nchw: np.ndarray, postprocess: Postprocess,
                     bound_of: Callable[[np.ndarray], np.ndarray], fsq_levels: Sequence[int],
-                    y: Optional[np.ndarray] = None):
+                    y: Optional[np.ndarray] = None) -> tuple[QuantReport, np.ndarray]:
     """QuantReport of the rung's INT8 graph (fed the host-transformed windows) against the FP32 reference."""
     out = run_onnx(rm.int8_model, rm.transform.apply(x_nchw))
     return compare_npu_outputs(ref_npu, out, postprocess, bound_of, fsq_levels, y=y), out

@@ -15,10 +15,24 @@ from onnx import numpy_helper as nh
 
 from workbench.errors import QuantError
 from workbench.quant.emulate import output_quantization, quantize_npu, run_onnx
-from workbench.quant.remedies import (LADDER, RUNG_NAMES, build_remedy, clip_range, deploy_graph, first_conv,
-                                      flip_attribution, flips_per_class, fold_input_scale, input_channel_scales,
-                                      pick_remedy, remedy_stage, rung, save_remedy, sixteen_bit_plan,
-                                      weights_only_int8)
+from workbench.quant.remedies import (
+    LADDER,
+    RUNG_NAMES,
+    build_remedy,
+    clip_range,
+    deploy_graph,
+    first_conv,
+    flip_attribution,
+    flips_per_class,
+    fold_input_scale,
+    input_channel_scales,
+    pick_remedy,
+    remedy_stage,
+    rung,
+    save_remedy,
+    sixteen_bit_plan,
+    weights_only_int8,
+)
 from workbench.quant.transform import InputTransform, load_remedy
 
 C, S, T, D = 4, 2, 16, 3
@@ -86,7 +100,8 @@ def test_fold_is_exact_in_fp32_on_our_exported_model(tmp_path):
     export_onnx(model, tmp_path / "md.onnx", (1, 6, 2, 32), dynamic_batch=True)
     split_model(tmp_path / "m.onnx", tmp_path / "md.onnx", tmp_path / "s", fsq_levels=[5, 4, 3])
     rng = np.random.default_rng(0)
-    x = rng.normal(0, 1, (64, 6, 2, 32)).astype(np.float32) * np.array([.1, .1, .1, 9, 9, 9], np.float32)[None, :, None, None]
+    gains = np.array([.1, .1, .1, 9, 9, 9], np.float32)[None, :, None, None]     # quiet acc, wide gyro
+    x = rng.normal(0, 1, (64, 6, 2, 32)).astype(np.float32) * gains
     s = input_channel_scales(x)
     folded = fold_input_scale(tmp_path / "s" / "npu_dynamic.onnx", tmp_path / "f.onnx", s)
     ref = run_onnx(tmp_path / "s" / "npu_dynamic.onnx", x)
@@ -239,7 +254,8 @@ def test_remedy_stage_picks_on_val_and_saves(tmp_path):
 
 def test_first_conv_needs_a_conv_reader(tmp_path):
     g = h.make_graph([h.make_node("Relu", ["x"], ["y"], name="r")], "g",
-                     [h.make_tensor_value_info("x", TP.FLOAT, [1, 2])], [h.make_tensor_value_info("y", TP.FLOAT, [1, 2])])
+                     [h.make_tensor_value_info("x", TP.FLOAT, [1, 2])],
+                     [h.make_tensor_value_info("y", TP.FLOAT, [1, 2])])
     with pytest.raises(QuantError, match="exactly one Conv"):
         first_conv(h.make_model(g))
     assert quantize_npu  # imported API used by the module under test
