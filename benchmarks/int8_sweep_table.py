@@ -1,6 +1,7 @@
 """The issue-14 headline table from a finished sweep (params/sweeps/hapt_int8.yaml): per seed and mean.
 
     python benchmarks/int8_sweep_table.py outputs/sweeps/<id>-hapt_int8 [--outputs outputs]
+    python benchmarks/int8_sweep_table.py RUN [RUN ...]          # the same runs, named one by one
 
 Reads each run's metrics.json (stage 05: the remedy picked on validation windows, flips and accuracy of
 that remedy on test windows; stage 07: the ort-int8-emulated backend's test accuracy) and stage 05's
@@ -104,12 +105,17 @@ def markdown(head: pd.DataFrame, ladder: pd.DataFrame) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("sweep_dir")
+    ap.add_argument("sources", nargs="+", help="a sweep folder (holds sweep.json) or run ids / run folders")
     ap.add_argument("--outputs", default=None)
     a = ap.parse_args()
-    spec = json.loads((Path(a.sweep_dir) / "sweep.json").read_text())
-    root = Path(a.outputs) if a.outputs else Path(a.sweep_dir).parents[1]
-    runs = [Run.open(v["run"], root) for v in spec["variations"] if v.get("run")]
+    runs: list[Run] = []
+    for src in a.sources:
+        if (Path(src) / "sweep.json").is_file():
+            spec = json.loads((Path(src) / "sweep.json").read_text())
+            root = Path(a.outputs) if a.outputs else Path(src).parents[1]
+            runs += [Run.open(v["run"], root) for v in spec["variations"] if v.get("run")]
+        else:
+            runs.append(Run.open(src, Path(a.outputs) if a.outputs else None))
     print(markdown(headline(runs), ladder_mean(runs)))
 
 
