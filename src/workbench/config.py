@@ -67,6 +67,8 @@ class Params(BaseModel):
     fsq_margin_weight: float = Field(0.0, ge=0, description="training: weight of the FSQ margin term that keeps "
                                      "pre-Round values away from the .5 rounding thresholds")
     fsq_margin: float = Field(0.25, gt=0, le=0.5, description="training: margin (code units) the term asks for")
+    fsq_margin_warmup: float = Field(0.0, ge=0, le=1, description="training: share of the schedule over which "
+                                     "the margin weight ramps up from 0")
     fsq_bound_noise: float = Field(0.0, ge=0, lt=0.5, description="training: U(-a, a) noise on the FSQ bound "
                                    "before rounding")
     qat_epochs: int = Field(0, ge=0, description="quantization-aware fine-tuning epochs after training (0 = off)")

@@ -47,7 +47,7 @@ def fit_model(params: Params, data: PreparedData,
                           device=params.device, max_seconds=params.max_train_seconds, progress=progress,
                           augment=augmenter if augmenter.enabled else None,
                           margin_weight=params.fsq_margin_weight, margin=params.fsq_margin,
-                          bound_noise=params.fsq_bound_noise)
+                          bound_noise=params.fsq_bound_noise, margin_warmup=params.fsq_margin_warmup)
     if params.qat_epochs > 0:
         history["qat"] = finetune_for_int8(model, params, data, progress=progress)
     return model, config, history

@@ -75,6 +75,7 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
                 progress: bool = True,
                 augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
                 margin_weight: float = 0.0, margin: float = 0.25, bound_noise: float = 0.0,
+                margin_warmup: float = 0.0,
                 forward: Forward = plain_forward, freeze_batchnorm: bool = False,
                 before_epoch: Optional[Callable[[nn.Module], None]] = None) -> dict[str, Any]:
     """Train in place and return a JSON-ready history.
@@ -86,7 +87,9 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     each training batch; it draws from its own seeded CPU generator so shuffling is unchanged by it.
 
     FSQ robustness to INT8 (issue 14): ``margin_weight`` adds ``margin_weight * margin_penalty(bound,
-    margin)`` (pre-Round values pulled at least ``margin`` code units from the .5 thresholds);
+    margin)`` (pre-Round values pulled at least ``margin`` code units from the .5 thresholds), its weight
+    ramped linearly from 0 over the first ``margin_warmup`` share of the steps (codes form first: a full
+    weight from the start collapsed the codebook on some HAPT splits);
     ``bound_noise`` adds U(-a, a) to the bound before rounding while training. ``forward`` replaces the
     model's forward (quantization-aware fine-tuning passes a fake-quant one, ``before_epoch`` then
     refreshes its ranges); ``freeze_batchnorm`` keeps BatchNorm statistics fixed (their folded weights
@@ -110,6 +113,8 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     model.to(dev)
     Xtr_t, ytr_t = torch.from_numpy(Xtr).to(dev), torch.from_numpy(ytr).to(dev)
     Xva_t, yva_t = torch.from_numpy(Xva).to(dev), torch.from_numpy(yva).to(dev)
+    if not (0.0 <= margin_warmup <= 1.0):
+        raise ValueError(f"margin_warmup must be a fraction of the schedule in [0, 1] (got {margin_warmup})")
     if margin_weight < 0 or not (0.0 < margin <= 0.5):
         raise ValueError(f"margin_weight must be >= 0 and margin in (0, 0.5] (got {margin_weight}, {margin})")
     if not (0.0 <= bound_noise < 0.5):
@@ -160,7 +165,9 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
             logits = parts["logits"]
             loss = loss_fn(logits, yb)
             if margin_weight > 0:
-                loss = loss + margin_weight * margin_penalty(parts["bound"], margin)
+                done = ((epoch - 1) * steps_per_epoch + step) / max(margin_warmup * total_steps, 1e-12)
+                ramp = 1.0 if margin_warmup == 0 else min(1.0, done)
+                loss = loss + margin_weight * ramp * margin_penalty(parts["bound"], margin)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -210,6 +217,7 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
         "torch_threads": torch.get_num_threads(),
         "backend": BACKEND,
         "margin_weight": margin_weight, "margin": margin, "bound_noise": bound_noise,
+        "margin_warmup": margin_warmup,
     })
     return hist
 
