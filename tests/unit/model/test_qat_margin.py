@@ -133,6 +133,22 @@ def test_train_model_checks_the_new_arguments():
     with pytest.raises(ValueError, match="bound_noise"):
         train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0,
                     progress=False, bound_noise=0.6)
+    with pytest.raises(ValueError, match="margin_warmup"):
+        train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0,
+                    progress=False, margin_weight=0.2, margin_warmup=1.5)
     hist = train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0,
-                       progress=False, margin_weight=0.2, bound_noise=0.1)
-    assert hist["margin_weight"] == 0.2 and m.fsq.bound_noise == 0.0
+                       progress=False, margin_weight=0.2, bound_noise=0.1, margin_warmup=0.5)
+    assert hist["margin_weight"] == 0.2 and hist["margin_warmup"] == 0.5 and m.fsq.bound_noise == 0.0
+
+
+def test_margin_warmup_starts_from_plain_training():
+    """With the whole schedule as warm-up and one step, the margin weight is 0 at that step: the result
+    equals training without the term."""
+    tr, va = _data(20, 5), _data(10, 6)
+    runs = []
+    for kw in ({}, {"margin_weight": 5.0, "margin_warmup": 1.0}):
+        m = _model(1).train()
+        train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-2, weight_decay=0, patience=1, seed=0,
+                    progress=False, **kw)
+        runs.append(m.project.weight.detach().clone())
+    assert torch.allclose(runs[0], runs[1])
