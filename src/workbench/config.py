@@ -66,6 +66,18 @@ class Params(BaseModel):
                                         description="training: random 3-D rotation of each site's xyz triplets")
     augment_scale: float = Field(0.0, ge=0, lt=1, description="training: random gain U[1-s, 1+s] per sensor")
     max_train_seconds: Optional[float] = Field(None, gt=0, description="stop training after this long")
+    # FSQ codes that survive INT8 (issue 14, docs/QUANT.md): training-time remedies.
+    fsq_margin_weight: float = Field(0.0, ge=0, description="training: weight of the FSQ margin term that keeps "
+                                     "pre-Round values away from the .5 rounding thresholds")
+    fsq_margin: float = Field(0.25, gt=0, le=0.5, description="training: margin (code units) the term asks for")
+    fsq_margin_warmup: float = Field(0.0, ge=0, le=1, description="training: share of the schedule over which "
+                                     "the margin weight ramps up from 0")
+    fsq_bound_noise: float = Field(0.0, ge=0, lt=0.5, description="training: U(-a, a) noise on the FSQ bound "
+                                   "before rounding")
+    qat_epochs: int = Field(0, ge=0, description="quantization-aware fine-tuning epochs after training (0 = off)")
+    qat_learning_rate: float = Field(3.0e-4, gt=0, description="peak learning rate of the fine-tuning")
+    qat_input_bits: Literal[8, 16] = Field(16, description="fine-tuning: bits of the input layer + first conv")
+    qat_tail_bits: Literal[8, 16] = Field(16, description="fine-tuning: bits of the FSQ tail (projection, bound)")
 
     # ---- 02 export ---------------------------------------------------------------------------
     opset: int = Field(13, ge=11, le=21)
@@ -84,11 +96,21 @@ class Params(BaseModel):
     quant_calib_strategy: Literal["random_windows", "stratified", "gaussian_noise"] = "stratified"
     quant_calib_size: int = Field(1024, ge=1)
     quant_calib_method: Literal["MinMax", "Entropy", "Percentile", "Distribution"] = "MinMax"
-    quant_output_16bit: bool = Field(False, description="keep the NPU output tensor in 16 bit")
     quant_compare: bool = Field(True, description="run the strategy x size x cut x bits comparison")
     quant_compare_sizes: list[int] = Field([64, 1024], min_length=1)
     quant_sensitivity: bool = Field(True, description="per-layer sensitivity pass")
-    quant_eval_windows: Optional[int] = Field(None, ge=1, description="cap on test windows analysed")
+    quant_eval_windows: Optional[int] = Field(None, ge=1, description="cap on windows analysed per split")
+    # Remedies (issue 14, docs/QUANT.md): each rung of the ladder is measured on VALIDATION windows and
+    # the pick (quant_remedy: auto) flows into stages 06-08; test windows only report.
+    quant_remedy: Literal["auto", "int8", "equalize", "equalize_clip", "input16", "input16_tail16",
+                          "equalize_clip_tail16"] = Field(
+        "auto", description="auto = the rung with the fewest validation code flips (cheapest within "
+        "quant_pick_tolerance); or force one rung")
+    quant_clip_percentile: float = Field(99.9, gt=50, le=100, description="input range clipped at this "
+                                         "calibration percentile (and 100 - it) in the clip rungs")
+    quant_allow_16bit: bool = Field(True, description="may auto pick rungs with a16_w16 layers")
+    quant_pick_tolerance: float = Field(0.002, ge=0, description="flip-rate slack within which auto prefers "
+                                        "the cheaper rung")
 
     # ---- 06 Hailo compile --------------------------------------------------------------------
     hw_arch: Literal["hailo8", "hailo8l", "hailo8r"] = "hailo8"

@@ -80,3 +80,27 @@ def test_headless_compiled_with_fake_dfc(tmp_path):
     assert status["status"] == "compiled" and status["dfc_version"] == "0.0.0+fake"
     assert (d06 / "model.hef").read_bytes()[:4] == bytes.fromhex("01484546")
     assert "Using dataset with 24 entries for calibration" in (d06 / "dfc.log").read_text()
+
+
+@pytest.mark.slow
+def test_stage05_remedy_reaches_the_bundle_and_the_dfc(tmp_path):
+    """Issue 14: the equalized graph, the host transform and the 16-bit ONNX names picked in stage 05 go
+    into the bundle, and the fake DFC gets a16_w16 lines resolved from the parsed HN."""
+    from workbench.quant.remedies import fold_input_scale
+    run = _run_with_04_05(tmp_path)
+    d04, d05 = run.stage_dir("04"), run.stage_dir("05")
+    scale = [0.25, 1.0, 0.5][:C]
+    fold_input_scale(d04 / "npu.onnx", d05 / "npu_deploy.onnx", scale)
+    (d05 / "quant_remedy.json").write_text(json.dumps({
+        "remedy": "equalize_clip", "input_transform": {"scale": scale, "clip": [-4.0, 4.0]},
+        "sixteen_bit_onnx_nodes": ["conv1", "relu1"], "sixteen_bit_inputs": ["imu"], "sixteen_bit_tail": False}))
+    _execute(run, tmp_path, env=fakes_env())
+    d06 = run.stage_dir("06")
+    assert (d06 / "npu.onnx").read_bytes() == (d05 / "npu_deploy.onnx").read_bytes()
+    assert json.loads((d06 / "input_transform.json").read_text())["scale"] == scale
+    assert json.loads((d06 / "sixteen_bit.json").read_text())["inputs"] == ["imu"]
+    assert (d06 / "resolve16.py").is_file() and "resolve16.py" in (d06 / "compile.sh").read_text()
+    resolved = (d06 / "model_resolved.alls").read_text()
+    assert "quantization_param(input_layer1, precision_mode=a16_w16)" in resolved
+    assert "quantization_param(conv1, precision_mode=a16_w16)" in resolved
+    assert "output_layer1" not in (d06 / "model.alls").read_text()        # no 16-bit tail was picked

@@ -49,6 +49,9 @@ class EvalContext:
     compile_dir: Path                             # stage 06 folder
     hef_path: Optional[Path] = None               # params.hef_path, resolved later if None
     runner_factory: Optional[Callable[..., Any]] = None   # tests inject; default HailoRTRunner
+    # Stage 05's chosen remedy (issue 14): per-channel scale + clip the host applies before the deployed
+    # NPU graph (npu_int8.onnx / the HEF), which was calibrated in that input space. None = identity.
+    input_transform: Any = None
 
     @property
     def npu_input_shape(self) -> tuple[int, ...]:
@@ -69,7 +72,11 @@ class EvalContext:
         if host is None:
             host = load_host_postprocessor(split_path, stage.artifact("host_weights"))
         run = stage.run
+        from workbench.quant.transform import InputTransform, load_remedy
+        remedy = load_remedy(run.artifact("quant_remedy", must_exist=False))
+        transform = InputTransform.from_dict(remedy.get("input_transform"))
         return cls(run_dir=run.path, split=split, host=host,
+                   input_transform=None if transform.identity else transform,
                    checkpoint=run.artifact("checkpoint", must_exist=False),
                    npu_dynamic_onnx=run.artifact("npu_dynamic_onnx", must_exist=False),
                    npu_int8_onnx=run.artifact("npu_int8_onnx", must_exist=False),
@@ -100,6 +107,8 @@ class Backend(ABC):
     hardware: ClassVar[str]            # what actually computes, for tables ("CPU (PyTorch)", ...)
     timing_meaningful: ClassVar[bool] = True
     timing_note: ClassVar[str] = ""
+    #: True for backends that run the deployed graph (stage 05's remedy): they get the host input transform.
+    deployed_graph: ClassVar[bool] = False
 
     def __init__(self, ctx: EvalContext):
         self.ctx = ctx
@@ -150,6 +159,8 @@ class Backend(ABC):
         """
         x = self._check_input(x)
         self.open()
+        if self.deployed_graph and self.ctx.input_transform is not None:
+            x = self.ctx.input_transform.apply(x)
         out = np.asarray(self._npu_output(x, index), dtype=np.float32)
         out = out.reshape(out.shape[0], -1) if out.ndim > 1 else out
         if out.ndim != 2 or out.shape != (x.shape[0], self.ctx.npu_output_dim):
@@ -270,6 +281,7 @@ class OrtInt8Emulated(_OrtBackend):
     path_attr = "npu_int8_onnx"
     produced_by = "stage 05 writes npu_int8.onnx"
     timing_note = "CPU INT8 emulation: not NPU latency"
+    deployed_graph = True
 
     def info(self) -> dict[str, Any]:
         out = super().info()
@@ -386,6 +398,7 @@ class Hailo8Device(Backend):
 
     name = HAILO8_DEVICE
     hardware = "Hailo-8 NPU (HailoRT)"
+    deployed_graph = True
     timing_note = "HailoRT infer() batch 1, host-side quantize/dequantize included"
 
     def hef(self) -> Path:

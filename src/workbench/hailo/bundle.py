@@ -19,6 +19,9 @@ from workbench.hailo.alls import script_calibset_size
 from workbench.hailo.compile import HW_ARCHS
 
 BUNDLE_FILES = ("npu.onnx", "calibset_nhwc.npy", "model.alls", "split.json", "compile.sh", "README.txt")
+# Only with stage 05's mixed precision / input transform (issue 14).
+SIXTEEN_BIT_FILES = ("sixteen_bit.json", "resolve16.py")
+INPUT_TRANSFORM_FILE = "input_transform.json"
 
 # DFC <-> HailoRT pairs for Hailo-8 (hailo_model_zoo docs/CHANGELOG.rst, REFERENCE.md §2).
 VERSION_PAIRS = [("3.30", "4.20"), ("3.31", "4.21"), ("3.32", "4.22"), ("3.33.x", "4.23")]
@@ -26,8 +29,13 @@ VERSION_PAIRS = [("3.30", "4.20"), ("3.31", "4.21"), ("3.32", "4.22"), ("3.33.x"
 
 def compile_commands(*, net_name: str, hw_arch: str, end_node_names: Sequence[str],
                      start_node_names: Optional[Sequence[str]] = None, onnx_name: str = "npu.onnx",
-                     calib_name: str = "calibset_nhwc.npy", alls_name: str = "model.alls") -> list[str]:
-    """The three DFC CLI commands, shell-quoted."""
+                     calib_name: str = "calibset_nhwc.npy", alls_name: str = "model.alls",
+                     resolve_16bit: bool = False) -> list[str]:
+    """The DFC CLI commands, shell-quoted: parse, [resolve the a16_w16 layers,] optimize, compile.
+
+    With ``resolve_16bit`` a step after parsing runs ``resolve16.py`` on the parsed HAR: it maps the
+    ONNX names in sixteen_bit.json to HN layers (``original_names``) and writes model_resolved.alls,
+    which optimize then uses."""
     if hw_arch not in HW_ARCHS:
         raise ValueError(f"hw_arch {hw_arch!r} is not one of {', '.join(HW_ARCHS)}")
     if not end_node_names:
@@ -37,18 +45,29 @@ def compile_commands(*, net_name: str, hw_arch: str, end_node_names: Sequence[st
     if start_node_names:
         parser += ["--start-node-names", *start_node_names]
     parser += ["--end-node-names", *end_node_names, "-y"]
+    resolve = ["python3", "resolve16.py", f"{net_name}.har", hw_arch, "sixteen_bit.json", alls_name,
+               "model_resolved.alls"]
     optimize = ["hailo", "optimize", f"{net_name}.har", "--hw-arch", hw_arch, "--calib-set-path", calib_name,
-                "--model-script", alls_name]
+                "--model-script", "model_resolved.alls" if resolve_16bit else alls_name]
     compiler = ["hailo", "compiler", f"{net_name}_optimized.har", "--hw-arch", hw_arch]
-    return [" ".join(q(a) for a in cmd) for cmd in (parser, optimize, compiler)]
+    cmds = (parser, resolve, optimize, compiler) if resolve_16bit else (parser, optimize, compiler)
+    return [" ".join(q(a) for a in cmd) for cmd in cmds]
 
 
 def compile_script(*, net_name: str, hw_arch: str, end_node_names: Sequence[str],
                    start_node_names: Optional[Sequence[str]] = None, calibset_shape: Sequence[int] = (),
-                   script_normalizes: bool = False) -> str:
+                   script_normalizes: bool = False, resolve_16bit: bool = False,
+                   input_transform: bool = False) -> str:
     """Text of compile.sh: strict bash, runs in its own folder, leaves model.hef next to it."""
-    parse, optimize, compile_ = compile_commands(net_name=net_name, hw_arch=hw_arch,
-                                                 end_node_names=end_node_names, start_node_names=start_node_names)
+    cmds = compile_commands(net_name=net_name, hw_arch=hw_arch, end_node_names=end_node_names,
+                            start_node_names=start_node_names, resolve_16bit=resolve_16bit)
+    parse, optimize, compile_ = cmds[0], cmds[-2], cmds[-1]
+    resolve = (f"# 1b. a16_w16 layers: HN names exist only after parsing; map stage 05's ONNX names\n"
+               f"#     (sixteen_bit.json) through each layer's original_names into model_resolved.alls\n"
+               f"{cmds[1]}\n" if resolve_16bit else "")
+    transform_note = ("# Input: npu.onnx carries stage 05's input equalization (first-conv weights rescaled); the\n"
+                      "# host divides each channel by input_transform.json's scale and clips before the NPU.\n"
+                      if input_transform else "")
     q = shlex.quote
     shape = "x".join(str(int(d)) for d in calibset_shape) or "?"
     norm_note = ("raw (model.alls normalises on the NPU)" if script_normalizes
@@ -58,14 +77,14 @@ def compile_script(*, net_name: str, hw_arch: str, end_node_names: Sequence[str]
 # Written by workbench (stage 06). Needs x86_64 Linux with the DFC installed (`hailo --version`).
 # Calibration set: calibset_nhwc.npy, float32 NHWC {shape}, {norm_note}.
 # Output: model.hef in this folder.
-set -euo pipefail
+{transform_note}set -euo pipefail
 cd "$(dirname "$0")"
 command -v hailo >/dev/null || {{ echo "hailo CLI not found: activate the Dataflow Compiler environment" >&2; exit 1; }}
 hailo --version || true
 
 # 1. parse: cut at the pre-Round tensor (end nodes from split.json)
 {parse}
-# 2. optimize (quantize) with the real calibration set and the model script
+{resolve}# 2. optimize (quantize) with the real calibration set and the model script
 {optimize}
 # 3. compile to a HEF
 {compile_}
@@ -112,9 +131,15 @@ Match the versions: the HEF must come from a DFC that pairs with the HailoRT on 
 
 def write_bundle(out_dir: Union[str, Path], *, npu_onnx: Union[str, Path], split_info: dict,
                  calibset_nhwc: Union[np.ndarray, str, Path], model_script: str, hw_arch: str, net_name: str,
-                 start_node_names: Optional[Sequence[str]] = None) -> dict[str, Path]:
+                 start_node_names: Optional[Sequence[str]] = None, sixteen_bit: Optional[dict] = None,
+                 input_transform: Optional[dict] = None) -> dict[str, Path]:
     """Write the bundle files into ``out_dir`` and return {file name: path}. Checks that the script's
-    calibset_size equals the calibration set's length (the DFC otherwise uses 64 entries)."""
+    calibset_size equals the calibration set's length (the DFC otherwise uses 64 entries).
+
+    ``sixteen_bit`` ({"onnx_nodes": [...], "inputs": [...]}, from stage 05's remedy) adds
+    sixteen_bit.json + resolve16.py and a compile.sh step that turns them into a16_w16 lines;
+    ``input_transform`` (per-channel scale and clip the host applies before the NPU) is written as
+    input_transform.json so the device side feeds the equalized graph what it was calibrated on."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     npu_onnx = Path(npu_onnx)
@@ -142,9 +167,23 @@ def write_bundle(out_dir: Union[str, Path], *, npu_onnx: Union[str, Path], split
         np.save(paths["calibset_nhwc.npy"], np.ascontiguousarray(calib))
     paths["model.alls"].write_text(model_script)
     paths["split.json"].write_text(json.dumps(split_info, indent=2))
+    resolve = bool(sixteen_bit and (sixteen_bit.get("onnx_nodes") or sixteen_bit.get("inputs")))
+    if resolve:
+        from workbench.hailo import resolve16
+        paths["sixteen_bit.json"] = out / "sixteen_bit.json"
+        paths["sixteen_bit.json"].write_text(json.dumps(
+            {"onnx_nodes": list(sixteen_bit.get("onnx_nodes") or []),
+             "inputs": list(sixteen_bit.get("inputs") or [])}, indent=2))
+        paths["resolve16.py"] = out / "resolve16.py"
+        shutil.copyfile(resolve16.__file__, paths["resolve16.py"])
+    has_transform = bool(input_transform and (input_transform.get("scale") or input_transform.get("clip")))
+    if has_transform:
+        paths[INPUT_TRANSFORM_FILE] = out / INPUT_TRANSFORM_FILE
+        paths[INPUT_TRANSFORM_FILE].write_text(json.dumps(input_transform, indent=2))
     script = compile_script(net_name=net_name, hw_arch=hw_arch, end_node_names=end_nodes,
                             start_node_names=start_node_names, calibset_shape=calib.shape,
-                            script_normalizes=_normalizes(model_script))
+                            script_normalizes=_normalizes(model_script), resolve_16bit=resolve,
+                            input_transform=has_transform)
     paths["compile.sh"].write_text(script)
     paths["compile.sh"].chmod(0o755)
     paths["README.txt"].write_text(_readme(net_name, hw_arch, split_info, calib.shape, model_script))
@@ -157,5 +196,6 @@ def bundle_table(out_dir: Union[str, Path]) -> list[dict]:
     rows = []
     for p in sorted(out.iterdir()):
         if p.is_file():
-            rows.append({"file": p.name, "bytes": p.stat().st_size, "bundle": p.name in BUNDLE_FILES})
+            rows.append({"file": p.name, "bytes": p.stat().st_size,
+                         "bundle": p.name in BUNDLE_FILES + SIXTEEN_BIT_FILES + (INPUT_TRANSFORM_FILE,)})
     return rows

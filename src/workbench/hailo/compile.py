@@ -25,8 +25,10 @@ import numpy as np
 from workbench.errors import CompileError
 from workbench.hailo.alls import script_calibset_size, script_layers
 from workbench.hailo.dfc_log import parse_dfc_log
+from workbench.hailo.resolve16 import resolved_script
 
 HW_ARCHS = ("hailo8", "hailo8l", "hailo8r")
+RESOLVED_ALLS = "model_resolved.alls"      # model.alls + the a16_w16 lines resolved after parsing
 EMULATOR_FILES = {
     "fp_optimized": "emulator_fp_optimized_test.npy",
     "quantized": "emulator_quantized_test.npy",
@@ -208,10 +210,16 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
                      model_script: str, out_dir: Union[str, Path], hw_arch: str, net_name: str,
                      emulate_inputs_nhwc: Optional[np.ndarray] = None,
                      emulate_indices: Optional[np.ndarray] = None,
-                     start_node_names: Optional[Sequence[str]] = None) -> CompileResult:
+                     start_node_names: Optional[Sequence[str]] = None,
+                     sixteen_bit_onnx_nodes: Sequence[str] = (),
+                     sixteen_bit_inputs: Sequence[str] = ()) -> CompileResult:
     """Translate, optimize, emulate, compile. Writes model.hef, model.har, dfc.log (and the emulator
     outputs) into ``out_dir``. Raises CompileError for bad inputs and lets DFC errors through after
-    the log is written."""
+    the log is written.
+
+    ``sixteen_bit_onnx_nodes`` / ``sixteen_bit_inputs``: ONNX node / graph-input names stage 05 keeps
+    at 16 bits; after parsing they are resolved to HN layers through ``original_names`` and appended
+    to the model script as ``precision_mode=a16_w16`` lines (written to ``model_resolved.alls``)."""
     if hw_arch not in HW_ARCHS:
         raise CompileError(f"hw_arch {hw_arch!r} is not one of {', '.join(HW_ARCHS)}")
     ok, version = dfc_available()
@@ -259,6 +267,13 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
         if missing:
             raise CompileError(f"model script names layers the parsed net does not have: {missing}; "
                                f"HN layers: {sorted(_short(n) for n in hn.get('layers', {}))}")
+        if sixteen_bit_onnx_nodes or sixteen_bit_inputs:
+            try:
+                model_script, _ = resolved_script(model_script, hn, {"onnx_nodes": list(sixteen_bit_onnx_nodes),
+                                                                     "inputs": list(sixteen_bit_inputs)})
+            except ValueError as exc:
+                raise CompileError(str(exc)) from None
+            (out / RESOLVED_ALLS).write_text(model_script)
         runner.load_model_script(model_script)
         t = time.perf_counter()
         runner.optimize({hn_in_name: calib})

@@ -45,8 +45,32 @@ def fit_model(params: Params, data: PreparedData,
                           batch_size=params.batch_size, learning_rate=params.learning_rate,
                           weight_decay=params.weight_decay, patience=params.patience, seed=params.seed,
                           device=params.device, max_seconds=params.max_train_seconds, progress=progress,
-                          augment=augmenter if augmenter.enabled else None)
+                          augment=augmenter if augmenter.enabled else None,
+                          margin_weight=params.fsq_margin_weight, margin=params.fsq_margin,
+                          bound_noise=params.fsq_bound_noise, margin_warmup=params.fsq_margin_warmup)
+    if params.qat_epochs > 0:
+        history["qat"] = finetune_for_int8(model, params, data, progress=progress)
     return model, config, history
+
+
+def finetune_for_int8(model: "FSQClassifier", params: Params, data: PreparedData,
+                      progress: bool = True) -> dict[str, Any]:
+    """Quantization-aware fine-tuning of the trained model (issue 14); returns its history.
+
+    The fake-quant ranges come from a seeded sample of training windows of the size stage 05 uses
+    for its quantization calibration set (never validation or test windows).
+    """
+    from workbench.model.qat import FakeQuantSpec, qat_finetune
+    X_train, y_train = data.arrays("train")
+    rng = np.random.default_rng(params.seed)
+    take = rng.choice(len(X_train), size=min(params.quant_calib_size, len(X_train)), replace=False)
+    spec = FakeQuantSpec(input_bits=params.qat_input_bits, first_conv_bits=params.qat_input_bits,
+                         tail_bits=params.qat_tail_bits, bound_on_npu=params.cut == "after_bound")
+    return qat_finetune(model, (X_train, y_train), data.arrays("val"), X_train[np.sort(take)],
+                        epochs=params.qat_epochs, learning_rate=params.qat_learning_rate,
+                        batch_size=params.batch_size, seed=params.seed + 7, spec=spec,
+                        margin_weight=params.fsq_margin_weight, margin=params.fsq_margin,
+                        bound_noise=params.fsq_bound_noise, device=params.device, progress=progress)
 
 
 def load_model(params: Params, data: PreparedData) -> tuple["FSQClassifier", "ModelConfig", dict[str, Any]]:

@@ -84,10 +84,16 @@ class FSQ(nn.Module):
     ``torch.round`` so the exported graph reads Add -> Tanh -> Mul -> Sub -> Round -> Div.
     """
 
-    def __init__(self, levels: Sequence[int], eps: float = DEFAULT_EPS) -> None:
+    def __init__(self, levels: Sequence[int], eps: float = DEFAULT_EPS, bound_noise: float = 0.0) -> None:
         super().__init__()
         self.levels: list[int] = _check_levels(levels)
         self.eps = float(eps)
+        if not (0.0 <= bound_noise < 0.5):
+            raise ValueError(f"FSQ bound_noise must be in [0, 0.5) code units (got {bound_noise}); "
+                             f"0.5 would move every value across a rounding threshold")
+        # Training only: uniform noise U(-a, a) added to the bound before rounding, so the network
+        # learns codes that survive a perturbation of that size (the INT8 error at the Round input).
+        self.bound_noise = float(bound_noise)
         consts = fsq_numpy_constants(self.levels, self.eps)
         # Non-persistent: derivable from the config, so state_dict holds learned tensors only.
         for name, value in consts.items():
@@ -127,6 +133,8 @@ class FSQ(nn.Module):
 
     def _round(self, b: Tensor) -> Tensor:
         if self.training:
+            if self.bound_noise > 0:
+                b = b + (torch.rand_like(b) * 2.0 - 1.0) * self.bound_noise
             return b + (torch.round(b) - b).detach()   # straight-through estimator
         return torch.round(b)
 
@@ -194,6 +202,27 @@ class FSQ(nn.Module):
 
     def extra_repr(self) -> str:
         return f"levels={self.levels}, eps={self.eps}, codebook_size={self.codebook_size}"
+
+
+def boundary_margin(bound: Tensor) -> Tensor:
+    """Distance of each bound value from the nearest rounding threshold (a half-integer), in [0, 0.5].
+
+    ``0.5 - |b - round(b)|``: 0 on a threshold, 0.5 on a level. Differentiable almost everywhere
+    (the rounded value is a constant for the gradient), so it can be trained on.
+    """
+    return 0.5 - (bound - torch.round(bound).detach()).abs()
+
+
+def margin_penalty(bound: Tensor, margin: float) -> Tensor:
+    """Mean hinge ``relu(margin - boundary_margin(b)) / margin`` over all entries: 0 once every value
+    is at least ``margin`` away from a threshold, 1 when all sit on thresholds.
+
+    Pulls pre-Round values toward their level centres, so the quantization noise of an INT8 NPU
+    (which moves the bound by a few hundredths) no longer carries them across a threshold.
+    """
+    if not (0.0 < margin <= 0.5):
+        raise ValueError(f"margin must be in (0, 0.5] code units (got {margin})")
+    return torch.relu(margin - boundary_margin(bound)).mean() / margin
 
 
 # ---- statistics ---------------------------------------------------------------------------

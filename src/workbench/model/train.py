@@ -49,12 +49,21 @@ def _check_xy(name: str, xy: tuple[np.ndarray, np.ndarray], num_classes: int) ->
     return X.astype(np.float32, copy=False), y.astype(np.int64, copy=False)
 
 
+Forward = Callable[[nn.Module, torch.Tensor], dict]
+
+
+def plain_forward(model: nn.Module, x: torch.Tensor) -> dict:
+    """The model's own forward, with the FSQ bound exposed for the margin term."""
+    return model.forward_parts(x)
+
+
 @torch.no_grad()
-def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int) -> tuple[float, float]:
+def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int,
+              forward: Forward = plain_forward) -> tuple[float, float]:
     model.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, X.shape[0], batch_size):
-        logits = model(X[i:i + batch_size])
+        logits = forward(model, X[i:i + batch_size])["logits"]
         loss_sum += float(nn.functional.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
         correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
     return loss_sum / X.shape[0], correct / X.shape[0]
@@ -64,7 +73,11 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
                 *, epochs: int, batch_size: int, learning_rate: float, weight_decay: float, patience: int,
                 seed: int, device: str = "cpu", max_seconds: Optional[float] = None,
                 progress: bool = True,
-                augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None) -> dict[str, Any]:
+                augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+                margin_weight: float = 0.0, margin: float = 0.25, bound_noise: float = 0.0,
+                margin_warmup: float = 0.0,
+                forward: Forward = plain_forward, freeze_batchnorm: bool = False,
+                before_epoch: Optional[Callable[[nn.Module], None]] = None) -> dict[str, Any]:
     """Train in place and return a JSON-ready history.
 
     Early stopping watches validation accuracy (ties go to the lower validation loss); the weights of
@@ -72,7 +85,17 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     The model's initial weights are the caller's business (seed before building it); this function
     seeds dropout and the shuffling. ``augment(batch, generator)`` (e.g. an ``Augmenter``) transforms
     each training batch; it draws from its own seeded CPU generator so shuffling is unchanged by it.
+
+    FSQ robustness to INT8 (issue 14): ``margin_weight`` adds ``margin_weight * margin_penalty(bound,
+    margin)`` (pre-Round values pulled at least ``margin`` code units from the .5 thresholds), its weight
+    ramped linearly from 0 over the first ``margin_warmup`` share of the steps (codes form first: a full
+    weight from the start collapsed the codebook on some HAPT splits);
+    ``bound_noise`` adds U(-a, a) to the bound before rounding while training. ``forward`` replaces the
+    model's forward (quantization-aware fine-tuning passes a fake-quant one, ``before_epoch`` then
+    refreshes its ranges); ``freeze_batchnorm`` keeps BatchNorm statistics fixed (their folded weights
+    are what gets quantized).
     """
+    from .fsq import margin_penalty
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise ValueError(f"epochs, batch_size and patience must be >= 1 (got {epochs}, {batch_size}, {patience})")
     if learning_rate <= 0 or weight_decay < 0:
@@ -90,6 +113,13 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     model.to(dev)
     Xtr_t, ytr_t = torch.from_numpy(Xtr).to(dev), torch.from_numpy(ytr).to(dev)
     Xva_t, yva_t = torch.from_numpy(Xva).to(dev), torch.from_numpy(yva).to(dev)
+    if not (0.0 <= margin_warmup <= 1.0):
+        raise ValueError(f"margin_warmup must be a fraction of the schedule in [0, 1] (got {margin_warmup})")
+    if margin_weight < 0 or not (0.0 < margin <= 0.5):
+        raise ValueError(f"margin_weight must be >= 0 and margin in (0, 0.5] (got {margin_weight}, {margin})")
+    if not (0.0 <= bound_noise < 0.5):
+        raise ValueError(f"bound_noise must be in [0, 0.5) code units (got {bound_noise})")
+    model.fsq.bound_noise = float(bound_noise)
 
     n = Xtr_t.shape[0]
     # BatchNorm cannot train on a batch of one: fold a trailing single window into the skip.
@@ -117,7 +147,13 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     bar = tqdm(range(1, epochs + 1), desc="train", unit="epoch", disable=not progress)
     for epoch in bar:
         t0 = time.perf_counter()
+        if before_epoch is not None:
+            before_epoch(model)
         model.train()
+        if freeze_batchnorm:
+            for mod in model.modules():
+                if isinstance(mod, nn.BatchNorm2d):
+                    mod.eval()
         perm = torch.randperm(n, generator=gen).to(dev)
         loss_sum, correct, seen = 0.0, 0, 0
         for step in range(steps_per_epoch):
@@ -125,8 +161,13 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
             xb, yb = Xtr_t[idx], ytr_t[idx]
             if augment is not None:
                 xb = augment(xb, aug_gen)
-            logits = model(xb)
+            parts = forward(model, xb)
+            logits = parts["logits"]
             loss = loss_fn(logits, yb)
+            if margin_weight > 0:
+                done = ((epoch - 1) * steps_per_epoch + step) / max(margin_warmup * total_steps, 1e-12)
+                ramp = 1.0 if margin_warmup == 0 else min(1.0, done)
+                loss = loss + margin_weight * ramp * margin_penalty(parts["bound"], margin)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -137,7 +178,7 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
         t_train = time.perf_counter() - t0
         windows_seen += seen
         train_seconds += t_train
-        val_loss, val_acc = _evaluate(model, Xva_t, yva_t, max(batch_size, 256))
+        val_loss, val_acc = _evaluate(model, Xva_t, yva_t, max(batch_size, 256), forward)
         seconds = time.perf_counter() - t0
         for key, value in (("epoch", epoch), ("train_loss", loss_sum / seen), ("train_acc", correct / seen),
                            ("val_loss", val_loss), ("val_acc", val_acc),
@@ -159,6 +200,7 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     bar.close()
 
     model.load_state_dict(best_state)
+    model.fsq.bound_noise = 0.0
     model.eval()
     hist.update({
         "best_epoch": best_epoch,
@@ -174,6 +216,8 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
         "device": str(dev),
         "torch_threads": torch.get_num_threads(),
         "backend": BACKEND,
+        "margin_weight": margin_weight, "margin": margin, "bound_noise": bound_noise,
+        "margin_warmup": margin_warmup,
     })
     return hist
 

@@ -17,6 +17,7 @@ from .analysis import (
     per_dim_flip_rate,
     per_layer_sqnr,
     select_eval_indices,
+    split_windows,
     sqnr_db,
 )
 from .calibset import (
@@ -68,6 +69,7 @@ __all__ = [
     "per_dim_flip_rate",
     "per_layer_sqnr",
     "select_eval_indices",
+    "split_windows",
     "sqnr_db",
     "STRATEGIES",
     "CalibSet",

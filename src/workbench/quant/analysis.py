@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import onnx
@@ -130,8 +130,11 @@ def fsq_bound_of(cut: str, fsq_levels: Sequence[int]) -> Callable[[np.ndarray], 
 
 
 def select_eval_indices(split: np.ndarray, cap: Optional[int] = None, seed: int = 0,
-                        split_name: str = "test") -> np.ndarray:
-    """Sorted indices of the ``split_name`` windows, a seeded random subset of ``cap`` when capped."""
+                        split_name: str = "val") -> np.ndarray:
+    """Sorted indices of the ``split_name`` windows, a seeded random subset of ``cap`` when capped.
+
+    Validation by default: whatever stage 05 selects (remedy, configuration, 16-bit layers) is chosen
+    on validation windows; pass ``split_name="test"`` only for numbers that are reported, not used."""
     names = np.asarray(split).astype(str)
     idx = np.flatnonzero(names == split_name)
     if idx.size == 0:
@@ -139,6 +142,14 @@ def select_eval_indices(split: np.ndarray, cap: Optional[int] = None, seed: int 
     if cap is not None and cap < idx.size:
         idx = np.sort(np.random.default_rng(seed).choice(idx, size=int(cap), replace=False))
     return idx
+
+
+def split_windows(windows: dict, normalizer: Any, split_name: str, cap: Optional[int] = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(normalised NCHW float32 windows, labels) of one split of stage 01's windows (``load_windows_npz``),
+    capped as ``select_eval_indices`` caps. Stage 05 selects on ``val`` and reports on ``test``."""
+    idx = select_eval_indices(windows["split"], cap, seed=seed, split_name=split_name)
+    return np.asarray(normalizer.apply(windows["X"][idx]), dtype=np.float32), np.asarray(windows["y"])[idx]
 
 
 # ---- the whole comparison --------------------------------------------------------------------

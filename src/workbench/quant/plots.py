@@ -1,6 +1,8 @@
 """Figures of what INT8 quantization does to the NPU part and the FSQ codes (stage 05)."""
 from __future__ import annotations
 
+from typing import Optional
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -8,14 +10,14 @@ import pandas as pd
 from workbench.quant.emulate import BACKEND_FP32, BACKEND_INT8
 
 
-def margin_figure(hist: pd.DataFrame) -> plt.Figure:
+def margin_figure(hist: pd.DataFrame, label: str = "INT8") -> plt.Figure:
     """Where level flips happen: FP32 margin to the nearest rounding threshold, all entries vs flipped,
-    and the flip rate per margin bin (``hist`` from ``margin_histogram``)."""
+    and the flip rate per margin bin (``hist`` from ``margin_histogram``); ``label`` names the rung."""
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8))
     centers = (hist.margin_lo + hist.margin_hi) / 2
     width = float(hist.margin_hi.iloc[0] - hist.margin_lo.iloc[0])
     axes[0].bar(centers, hist.entries, width=width, alpha=0.5, label="all (window, dim) entries")
-    axes[0].bar(centers, hist.flipped, width=width, color="C3", label="flipped under INT8")
+    axes[0].bar(centers, hist.flipped, width=width, color="C3", label=f"flipped under {label}")
     axes[0].set_yscale("symlog")
     axes[0].set_xlabel("FP32 margin to nearest rounding threshold 0.5 - |b - rint(b)|")
     axes[0].set_ylabel("count")
@@ -80,5 +82,75 @@ def plot_comparison(df: pd.DataFrame, metric: str = "code_flip_rate") -> plt.Fig
         ax.set_title(f"cut = {cut}")
         ax.set_ylabel(f"{metric} (ort-int8-emulated vs ort-fp32)")
         ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+_VS = f"{BACKEND_INT8} vs {BACKEND_FP32}"
+
+
+def remedy_ladder(table: pd.DataFrame, picked: Optional[str] = None, target: float = 0.01) -> plt.Figure:
+    """Code-flip rate per rung of the remedy ladder, validation (what picks) next to test (reported
+    only), prediction agreement on a second axis, and the 1% target line (issue 14)."""
+    rungs = list(dict.fromkeys(table["remedy"]))
+    splits = [s for s in ("val", "test") if s in set(table["split"])]
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.3 * len(rungs)), 4))
+    xs = np.arange(len(rungs))
+    width = 0.8 / max(len(splits), 1)
+    for i, split in enumerate(splits):
+        d = table[table.split == split].set_index("remedy").reindex(rungs)
+        ax.bar(xs + i * width, d["code_flip_rate"] * 100, width, alpha=1.0 if split == "val" else 0.45,
+               label=f"code flips, {split}" + (" (picks)" if split == "val" else " (report only)"))
+    ax.axhline(target * 100, color="C3", ls="--", lw=1, label=f"target {target:.0%}")
+    ax.set_xticks(xs + width * (len(splits) - 1) / 2)
+    ax.set_xticklabels([r + ("  <- picked" if r == picked else "") for r in rungs], rotation=20, ha="right")
+    ax.set_ylabel("windows whose FSQ code flips (%)")
+    ax.set_title(f"Remedy ladder ({_VS})")
+    ax2 = ax.twinx()
+    d = table[table.split == "val"].set_index("remedy").reindex(rungs)
+    ax2.plot(xs, d["prediction_agreement"] * 100, "ko-", ms=4, label="prediction agreement, val")
+    ax2.set_ylabel("prediction agreement (%)")
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=8, loc="upper right")
+    fig.tight_layout()
+    return fig
+
+
+def flip_attribution(attr: pd.DataFrame, per_layer: Optional[pd.DataFrame] = None) -> plt.Figure:
+    """Code flips caused by each quantized part alone (input / weights / activations / all) and, when the
+    per-layer sensitivity ran, by each layer alone (the first Conv's row includes the input)."""
+    n = 2 if per_layer is not None and not per_layer.empty else 1
+    fig, axes = plt.subplots(1, n, figsize=(6 * n, 3.8), squeeze=False)
+    ax = axes[0][0]
+    ax.bar(attr["part"], attr["code_flip_rate"] * 100, color=["C0", "C1", "C2", "C3"][:len(attr)])
+    ax.set_ylabel("code flips (%)")
+    ax.set_title(f"Flip attribution, validation ({_VS})")
+    ax.tick_params(axis="x", rotation=15)
+    if per_layer is not None and n == 2:
+        ax = axes[0][1]
+        d = per_layer.sort_values("code_flip_only_this_int8", ascending=False)
+        ax.bar(range(len(d)), d["code_flip_only_this_int8"] * 100)
+        ax.set_xticks(range(len(d)))
+        ax.set_xticklabels(d["node"], rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("code flips, only this layer INT8 (%)")
+        ax.set_title("Per layer")
+    fig.tight_layout()
+    return fig
+
+
+def flips_per_class(per_class: pd.DataFrame) -> plt.Figure:
+    """Code-flip rate per true class, one bar group per remedy."""
+    piv = per_class.pivot_table(index="class", columns="remedy", values="code_flip_rate", sort=False)
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(piv)), 3.6))
+    xs = np.arange(len(piv))
+    width = 0.8 / max(len(piv.columns), 1)
+    for i, col in enumerate(piv.columns):
+        ax.bar(xs + i * width, piv[col].values * 100, width, label=col)
+    ax.set_xticks(xs + width * (len(piv.columns) - 1) / 2)
+    ax.set_xticklabels(piv.index, rotation=20, ha="right")
+    ax.set_ylabel("code flips (%)")
+    ax.set_title(f"Flips per class, validation ({_VS})")
+    ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -57,6 +57,11 @@ ARTIFACTS = {
     "quant_layer_sqnr": ("05", "quant_layer_sqnr.csv"),
     "quant_summary": ("05", "quant_summary.json"),
     "quant_16bit_alls": ("05", "quant_16bit_layers.alls"),   # suggested a16_w16 lines, HN names guessed
+    "quant_ladder": ("05", "quant_ladder.csv"),               # remedy ladder, validation + test rows
+    "quant_remedy": ("05", "quant_remedy.json"),              # the remedy picked on validation windows
+    "quant_attribution": ("05", "quant_attribution.csv"),     # flips by quantized part (validation)
+    "quant_flips_per_class": ("05", "quant_flips_per_class.csv"),
+    "npu_deploy_onnx": ("05", "npu_deploy.onnx"),             # FP32 NPU graph stage 06 compiles (remedy folded)
     "model_alls": ("06", "model.alls"),
     "compile_sh": ("06", "compile.sh"),
     "har": ("06", "model.har"),

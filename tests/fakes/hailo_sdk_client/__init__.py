@@ -51,6 +51,11 @@ class ClientRunner:
         self._state = "empty"
         self._quant: Optional[dict] = None
         self._norm: Optional[tuple[np.ndarray, np.ndarray]] = None
+        if har is not None:  # like the real runner: continue from a saved HAR (here the fake's JSON HAR)
+            saved = json.loads(Path(har).read_text())
+            if not saved.get("fake_har"):
+                raise ValueError(f"fake DFC: {har} is not a HAR written by this fake")
+            self._hn, self._state = saved["hn"], saved["state"]
 
     # ---- parse ---------------------------------------------------------------------------------
     def translate_onnx_model(self, model: str, net_name: Optional[str] = None, start_node_names: Any = None,

@@ -127,6 +127,20 @@ def test_ort_backends_output_and_host_path(tmp_path, cls, fname, batch):
         b.npu_output(np.transpose(x, (0, 2, 3, 1)))
 
 
+def test_stage05_input_transform_reaches_only_the_deployed_graph_backends(tmp_path):
+    from workbench.quant.transform import InputTransform
+    _mean_onnx(tmp_path / "npu_dynamic.onnx", "N")
+    _mean_onnx(tmp_path / "npu_int8.onnx", "N")
+    scale = [0.5, 1.0, 4.0]
+    t = InputTransform(scale=scale, clip=[-1.0, 1.0])
+    ctx = _ctx(tmp_path, input_transform=t)
+    x = _x(7, seed=3)
+    np.testing.assert_allclose(OrtInt8Emulated(ctx).npu_output(x), t.apply(x).mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(OrtFP32(ctx).npu_output(x), x.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    assert Hailo8Device.deployed_graph and not HailoEmulator.deployed_graph   # the emulator replays stage 06's
+    #                                                                         # outputs, computed on transformed input
+
+
 def test_torch_backend_takes_the_cut_tensor(tmp_path):
     from workbench.model.checkpoint import save_checkpoint
     from workbench.model.network import FSQClassifier, ModelConfig

@@ -7,7 +7,7 @@ import shlex
 import numpy as np
 import pytest
 
-from support.hailo import TINY, make_tiny_npu_onnx, ort_reference
+from support.hailo import TINY, fakes_env, make_tiny_npu_onnx, ort_reference
 from workbench.data.layout import nchw_to_nhwc
 from workbench.hailo.alls import make_model_script
 from workbench.hailo.bundle import BUNDLE_FILES, compile_commands, write_bundle
@@ -217,3 +217,79 @@ def test_fake_dfc_applies_script_normalization(hailo_fakes, npu, tmp_path):
     fp = np.load(tmp_path / "emulator_fp_optimized_test.npy")
     np.testing.assert_allclose(fp, ort_reference(onnx_path, (test_nchw - 0.5) / 2.0), rtol=1e-5, atol=1e-6)
     assert not np.allclose(fp, ort_reference(onnx_path, test_nchw), atol=1e-3)
+
+
+# ---- issue 14: a16_w16 layers resolved from the parsed HN, in the API path and in the bundle ------------
+def _hn():
+    return {"name": "net", "layers": {
+        "net/input_layer1": {"type": "input_layer", "original_names": ["imu"]},
+        "net/conv1": {"type": "conv", "original_names": ["/enc/conv", "/enc/relu"]},
+        "net/conv2": {"type": "conv", "original_names": ["/enc/mix"]},
+        "net/fc1": {"type": "dense", "original_names": ["/project/Gemm", "/fsq/Add"]},
+        "net/output_layer1": {"type": "output_layer", "original_names": ["/fsq/Sub"]}}}
+
+
+def test_resolve16_maps_onnx_names_through_original_names():
+    from workbench.hailo.resolve16 import resolved_script, sixteen_bit_lines
+    lines, unresolved = sixteen_bit_lines(_hn(), ["/enc/conv", "/enc/relu", "/project/Gemm", "/fsq/Add", "/gone"],
+                                          ["imu"])
+    assert lines == ["quantization_param(input_layer1, precision_mode=a16_w16)",
+                     "quantization_param(conv1, precision_mode=a16_w16)",
+                     "quantization_param(fc1, precision_mode=a16_w16)"]     # Conv+Relu and Gemm+Add fold: one line each
+    assert unresolved == ["/gone"]
+    text, _ = resolved_script("model_optimization_config(calibration, calibset_size=8)\n", _hn(),
+                              {"onnx_nodes": ["/enc/mix"], "inputs": []})
+    assert text.splitlines()[-1] == "quantization_param(conv2, precision_mode=a16_w16)"
+    assert resolved_script("x\n", _hn(), {})[0] == "x\n"                     # nothing asked, nothing added
+    with pytest.raises(ValueError, match="none of the 16-bit ONNX names"):
+        resolved_script("x\n", _hn(), {"onnx_nodes": ["'; rm -rf /"], "inputs": []})
+
+
+def test_compile_with_dfc_appends_resolved_a16_w16_lines(hailo_fakes, npu, tmp_path):
+    onnx_path, split, calib_nchw, _ = npu
+    calib = nchw_to_nhwc(calib_nchw)
+    out = tmp_path / "06"
+    compile_with_dfc(onnx_path, split, calib, _script(len(calib)), out, "hailo8", "fsq_npu",
+                     sixteen_bit_onnx_nodes=["conv1", "relu1", "project", TINY["end_node"]], sixteen_bit_inputs=["imu"])
+    script = hailo_fakes.calls("optimize")[0]["script"]
+    got = {ln.split("(", 1)[1].split(",")[0] for ln in script if ln.startswith("quantization_param(")}
+    # the fake parser names layers <op><position> and lists each ONNX node in original_names
+    assert got == {"input_layer1", "conv1", "relu2", "gemm5", "sub9"}
+    assert (out / "model_resolved.alls").is_file()
+    with pytest.raises(CompileError, match="none of the 16-bit ONNX names"):
+        compile_with_dfc(onnx_path, split, calib, _script(len(calib)), tmp_path / "x", "hailo8", "fsq_npu",
+                         sixteen_bit_onnx_nodes=["not-a-node"])
+
+
+def test_bundle_with_sixteen_bit_and_transform(hailo_fakes, npu, tmp_path):
+    import subprocess
+    import sys
+    onnx_path, split, calib_nchw, _ = npu
+    calib = nchw_to_nhwc(calib_nchw)
+    out = tmp_path / "bundle"
+    paths = write_bundle(out, npu_onnx=onnx_path, split_info=split, calibset_nhwc=calib,
+                         model_script=_script(len(calib)), hw_arch="hailo8", net_name="fsq_npu",
+                         sixteen_bit={"onnx_nodes": ["conv1", "relu1"], "inputs": ["imu"]},
+                         input_transform={"scale": [1.0] * C, "clip": [-3.0, 3.0]})
+    assert {"sixteen_bit.json", "resolve16.py", "input_transform.json"} <= set(paths)
+    sh = paths["compile.sh"].read_text()
+    assert "python3 resolve16.py fsq_npu.har hailo8 sixteen_bit.json model.alls model_resolved.alls" in sh
+    assert "--model-script model_resolved.alls" in sh and "input_transform.json" in sh
+    assert sh.index("hailo parser") < sh.index("resolve16.py") < sh.index("hailo optimize")
+    assert subprocess.run(["bash", "-n", str(paths["compile.sh"])]).returncode == 0
+    # the bundled resolver runs standalone on a parsed HAR (the fake DFC's HAR here)
+    from hailo_sdk_client import ClientRunner
+    runner = ClientRunner(hw_arch="hailo8")
+    runner.translate_onnx_model(str(onnx_path), "fsq_npu", end_node_names=split["npu_end_nodes"],
+                                net_input_shapes={"imu": [1, C, S, T]})
+    runner.save_har(str(out / "fsq_npu.har"))
+    res = subprocess.run([sys.executable, "resolve16.py", "fsq_npu.har", "hailo8", "sixteen_bit.json", "model.alls",
+                          "model_resolved.alls"], cwd=out, capture_output=True, text=True,
+                         env=fakes_env())
+    assert res.returncode == 0, res.stderr
+    resolved = (out / "model_resolved.alls").read_text()
+    assert "quantization_param(input_layer1, precision_mode=a16_w16)" in resolved
+    assert resolved.count("precision_mode=a16_w16") == 3          # input layer, conv, relu (separate fake layers)
+    plain = write_bundle(tmp_path / "plain", npu_onnx=onnx_path, split_info=split, calibset_nhwc=calib,
+                         model_script=_script(len(calib)), hw_arch="hailo8", net_name="fsq_npu")
+    assert "resolve16" not in plain["compile.sh"].read_text() and "sixteen_bit.json" not in plain

@@ -123,13 +123,26 @@ def test_compare_npu_outputs_known_flips():
     assert {"accuracy_fp32", "accuracy_int8", "accuracy_change"} <= set(s)
 
 
-def test_select_eval_indices_caps_within_test_split():
+def test_select_eval_indices_defaults_to_validation_and_caps_within_the_split():
     split = np.array(["train"] * 5 + ["test"] * 10 + ["val"] * 3 + ["test"] * 4)
-    all_test = select_eval_indices(split)
+    assert select_eval_indices(split).tolist() == [15, 16, 17]          # selection happens on validation
+    all_test = select_eval_indices(split, split_name="test")
     assert all_test.tolist() == list(range(5, 15)) + list(range(18, 22))
-    capped = select_eval_indices(split, cap=6, seed=1)
+    capped = select_eval_indices(split, cap=6, seed=1, split_name="test")
     assert len(capped) == 6 and set(capped) <= set(all_test) and np.all(np.diff(capped) > 0)
-    assert np.array_equal(capped, select_eval_indices(split, cap=6, seed=1))
-    assert len(select_eval_indices(split, cap=100)) == 14
+    assert np.array_equal(capped, select_eval_indices(split, cap=6, seed=1, split_name="test"))
+    assert len(select_eval_indices(split, cap=100, split_name="test")) == 14
     with pytest.raises(ValueError, match="no 'test' windows"):
-        select_eval_indices(np.array(["train", "val"]))
+        select_eval_indices(np.array(["train", "val"]), split_name="test")
+
+
+def test_split_windows_normalises_one_split():
+    from workbench.data import Normalizer
+    from workbench.quant.analysis import split_windows
+    X = np.arange(6 * 2 * 1 * 3, dtype=np.float32).reshape(6, 2, 1, 3)
+    w = {"X": X, "y": np.arange(6), "split": np.array(["train", "val", "test", "val", "train", "test"])}
+    norm = Normalizer(mean=np.full((2, 1, 1), 1.0, np.float32), std=np.full((2, 1, 1), 2.0, np.float32))
+    x, y = split_windows(w, norm, "val")
+    assert y.tolist() == [1, 3] and x.dtype == np.float32
+    np.testing.assert_allclose(x, (X[[1, 3]] - 1.0) / 2.0)
+    assert split_windows(w, norm, "test", cap=1, seed=0)[1].tolist() in ([2], [5])
