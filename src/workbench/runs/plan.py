@@ -19,7 +19,7 @@ def format_plan(params: Params, from_stage: str = "01", to_stage: str = "08", pa
     from workbench.runs.pipeline import declared_parameters, notebook_for, select_stages
     chosen = select_stages(from_stage, to_stage)
     parent_run = Run.open(parent, root) if parent else None
-    defaults = Params().model_dump()
+    defaults = {n: f.default for n, f in Params.model_fields.items()}
     values = params.model_dump()
     lines = ["resolved parameters (* differs from the default):"]
     for name, value in values.items():

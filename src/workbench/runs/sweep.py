@@ -119,11 +119,13 @@ def run_sweep(path: Path, workers: Optional[int] = None, root: Optional[Path] = 
                 f"elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
     finally:
         pool.close()
+    variations_wall = time.perf_counter() - t_vars
     order = {json.dumps(v, sort_keys=True): i for i, v in enumerate(vars_)}
     results.sort(key=lambda r: order[json.dumps(r["values"], sort_keys=True)])
     summary = {"sweep": str(path), "parent": parent, "from": spec["from"], "to": spec["to"],
                "varied": list(spec["grid"]), "executor": pool.describe(),
-               "wall_seconds": round(time.perf_counter() - t_start, 2), "variations": results}
+               "wall_seconds": round(time.perf_counter() - t_start, 2),
+               "variations_wall_seconds": round(variations_wall, 2), "variations": results}
     out = root / "sweeps" / new_run_id(path.stem)
     out.mkdir(parents=True, exist_ok=False)
     (out / "sweep.json").write_text(json.dumps(summary, indent=2))
