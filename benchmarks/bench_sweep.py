@@ -89,6 +89,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-sweep-") as tmp:
         tmp_path = Path(tmp)
         standin_notebooks(tmp_path / "nbs", args.sleep)
+        import workbench.runs.pipeline  # noqa: F401  (fixes the real notebook folder for compare_runs first)
         os.environ["WORKBENCH_NOTEBOOKS"] = str(tmp_path / "nbs")
         from workbench.runs.executors import run_workbench
         parent_out = run_workbench(["run", "--no-progress", "--outputs", str(tmp_path / "out"), "--to", "01"])

@@ -1,6 +1,7 @@
 """The run page's summary on hand-made run directories: grouping of exactly equal backends, the INT8 effect,
 not-run reasons, parent metrics for reused stages, and escaping of everything that came from data."""
 import json
+from pathlib import Path
 
 import pytest
 
@@ -74,3 +75,27 @@ def test_index_escapes_data_and_links_inside_html(parent_and_child):
         "<html><body>01_train_or_load</body></html>"  # copied from the parent
     assert "<code>torch-fp32</code> = <code>ort-fp32</code>" in page and "-2.50 points" in page
     assert "<details open" not in page
+
+
+def test_list_with_chosen_metrics_includes_parent_numbers(parent_and_child):
+    from workbench.runs.listing import format_metric_list
+    parent, child = parent_and_child
+    text = format_metric_list(["test_accuracy", "accuracy", "no_such_metric"], parent.path.parent)
+    lines = text.splitlines()
+    assert lines[0].split() == ["run", "status", "test_accuracy", "[torch-fp32]", "accuracy", "[ort-fp32]",
+                                "accuracy", "[ort-int8-emulated]", "accuracy", "[torch-fp32]"]
+    child_row = next(ln for ln in lines if ln.startswith("c-run"))
+    assert child_row.split()[2:] == ["0.9", "0.9", "0.875", "0.9"]  # test_accuracy from the parent
+    assert "(no run recorded: no_such_metric)" in text
+
+
+def test_dry_run_prints_plan_and_creates_nothing(tmp_path, capsys):
+    from workbench.cli import main
+    out = tmp_path / "outputs"
+    smoke = Path(__file__).resolve().parents[2] / "params" / "smoke.yaml"
+    assert main(["run", "-f", str(smoke), "-p", "epochs", "3", "--to", "05", "--dry-run",
+                 "--outputs", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert " * epochs: 3" in text and "   seed: 0" in text
+    assert "05_calibrate_int8      run" in text and "06_compile_hailo       not run (after --to)" in text
+    assert not out.exists()
