@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from workbench.runs.store import STAGE_NAMES, Run
-from workbench.runs.summary import RunSummary, lineage_metrics, stage_statuses, summarize
+from workbench.runs.summary import RunSummary, lineage_metrics, report_card_rows, stage_statuses, summarize
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;
@@ -88,16 +88,6 @@ def headline_figures(run: Run) -> list[Path]:
     for pattern in HEADLINE_FIGURES:
         found += sorted((run.path / "artifacts").glob(pattern))
     return found
-
-
-def report_card_rows(run: Run) -> list[dict]:
-    """Stage 08's report card (report_card.csv): one row per backend and check."""
-    import csv
-    p = run.path / "artifacts" / STAGE_NAMES["08"] / "report_card.csv"
-    if not p.exists():
-        return []
-    with p.open(newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def _pct(v: float) -> str:

@@ -176,7 +176,7 @@ def summarize(run: Run) -> RunSummary:
 
     params = run.manifest().get("params") or {}
     out.alpha = params.get("conformal_alpha")
-    card = _report_card(run)
+    card = report_card_rows(run)
     for method in ("lac", "aps"):
         cov, size = _value(metrics, "08", f"coverage_{method}"), _value(metrics, "08", f"set_size_{method}")
         for backends, (c, s) in group_equal({b: (cov[b], size[b]) for b in cov if b in size}):
@@ -207,7 +207,8 @@ def summarize(run: Run) -> RunSummary:
     return out
 
 
-def _report_card(run: Run) -> list[dict]:
+def report_card_rows(run: Run) -> list[dict]:
+    """Stage 08's report card (report_card.csv): one row per backend and check."""
     import csv
     p = run.path / "artifacts" / STAGE_NAMES["08"] / "report_card.csv"
     if not p.exists():
