@@ -149,7 +149,8 @@ def reference_markdown() -> str:
                 if getattr(meta, attr, None) is not None:
                     limits.append(f"{sym} {getattr(meta, attr)}")
         nbs = ", ".join(declared.get(name, [])) or "(pipeline only)"
-        lines.append(f"| `{name}` | `{param_type(name)}` | {_default(field.default)} | "
+        kind = param_type(name).replace("|", "\\|")
+        lines.append(f"| `{name}` | `{kind}` | {_default(field.default)} | "
                      f"{', '.join(limits)} | {help_text(name).replace('|', '/')} | {nbs} |")
     return "\n".join(lines) + "\n"
 
