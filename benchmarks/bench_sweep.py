@@ -58,6 +58,7 @@ def one_sweep(root: Path, executor: str, workers: int, n: int, parent: str, slee
     ray_start = 0.0
     if executor == "ray":
         import ray
+        os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")  # busy machines register slowly
         t0 = time.perf_counter()
         ray.init(num_cpus=workers, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
         ray_start = time.perf_counter() - t0

@@ -99,9 +99,10 @@ def test_sweep_reports_keyed_by_varied_parameters_with_seed_aggregation(tmp_path
     assert "data:image/png;base64," in page and "± 0 (n=2)" in page
 
 
-def test_sweep_on_a_local_ray_instance(tmp_path, standin_notebooks):
+def test_sweep_on_a_local_ray_instance(tmp_path, standin_notebooks, monkeypatch):
     ray = pytest.importorskip("ray", reason="ray is pinned in requirements-dev.txt")  # noqa: F841
     import ray as ray_mod
+    monkeypatch.setenv("RAY_raylet_start_wait_time_s", "180")  # the shared test machine can be slow
     ray_mod.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     try:
         lines: list[str] = []

@@ -93,6 +93,8 @@ class RayExecutor:
                 kwargs["address"] = address
             else:
                 kwargs.update(num_cpus=workers, _node_ip_address="127.0.0.1")
+                # a busy machine can take longer than Ray's default 60 s to register the local raylet
+                os.environ.setdefault("RAY_raylet_start_wait_time_s", "180")
             try:
                 ray.init(**kwargs)
             except Exception as exc:  # connection refused, version mismatch ...
