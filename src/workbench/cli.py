@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--parent", metavar="RUN", help="run whose earlier-stage artifacts are reused")
     r.add_argument("--outputs", metavar="DIR", help="where run directories go (default outputs/)")
     r.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    r.add_argument("--dry-run", action="store_true",
+                   help="print the resolved parameters and the stage plan, run nothing")
 
     ch = sub.add_parser("child", help="make a child run for papermill and print its path (README)")
     ch.add_argument("parent", metavar="RUN", help="run id, outputs/<id> or path of the parent run")
@@ -41,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="show runs with their headline metrics")
     ls.add_argument("--outputs", metavar="DIR")
+    ls.add_argument("--metrics", metavar="NAMES",
+                    help="comma-separated metric names to show, e.g. code_flip_rate,ece_after_ts")
 
     c = sub.add_parser("compare", help="put runs side by side (writes a comparison report)")
     c.add_argument("runs", nargs="+", metavar="RUN")
@@ -51,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     sw.add_argument("-f", "--file", required=True, metavar="SWEEP.yaml")
     sw.add_argument("--workers", type=int, help="parallel processes (overrides the file)")
     sw.add_argument("--outputs", metavar="DIR")
+    sw.add_argument("--executor", choices=["local", "ray"], default="local",
+                    help="local processes (default) or one Ray task per variation (shared filesystem)")
+    sw.add_argument("--address", metavar="ADDR", help="Ray cluster address (default: a local instance)")
 
     d = sub.add_parser("data", help="dataset tools")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -95,16 +102,23 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return 0
         if args.command == "list":
             from workbench.runs.listing import format_run_list
-            print(format_run_list(root))
+            if args.metrics:
+                from workbench.runs.listing import format_metric_list
+                print(format_metric_list([m.strip() for m in args.metrics.split(",") if m.strip()], root))
+            else:
+                print(format_run_list(root))
             return 0
         if args.command == "compare":
             from workbench.runs.compare import compare_runs
             out = compare_runs(args.runs, root=root, notebook=not args.no_notebook)
+            from workbench.runs.compare import terminal_summary
+            print(terminal_summary(out))
             print(f"comparison written: {out / 'index.html'}")
             return 0
         if args.command == "sweep":
             from workbench.runs.sweep import run_sweep
-            out = run_sweep(Path(args.file), workers=args.workers, root=root)
+            out = run_sweep(Path(args.file), workers=args.workers, root=root, executor=args.executor,
+                            address=args.address)
             print(f"sweep finished: {out}")
             return 0
         if args.command == "data":
@@ -138,8 +152,15 @@ def _cmd_run(args, root: Optional[Path]) -> int:
     from workbench.runs.pipeline import run_pipeline
     files = args.file or [_default_params_file(args.parent, root)]
     params = load_params(files, _parse_p(args.param))
-    run_pipeline(params, from_stage=args.from_stage, to_stage=args.to_stage or STAGES[-1][0], parent=args.parent,
-                 root=root, progress=not args.no_progress and sys.stderr.isatty())
+    to_stage = args.to_stage or STAGES[-1][0]
+    if args.dry_run:
+        from workbench.runs.plan import format_plan
+        print(format_plan(params, args.from_stage, to_stage, args.parent, root))
+        return 0
+    run = run_pipeline(params, from_stage=args.from_stage, to_stage=to_stage, parent=args.parent,
+                       root=root, progress=not args.no_progress and sys.stderr.isatty())
+    from workbench.runs.plan import closing_table
+    print(closing_table(run))
     return 0
 
 

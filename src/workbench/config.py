@@ -30,37 +30,50 @@ class Params(BaseModel):
     # ---- run -------------------------------------------------------------------------------
     run_label: str = Field("run", description="short label that goes into the run id")
     seed: int = Field(0, description="seed for data generation, splits, initialisation and sampling")
-    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    device: Literal["cpu", "cuda", "auto"] = Field("cpu",
+        description="torch device for training and evaluation (auto: cuda when available)")
 
     # ---- 01 data ---------------------------------------------------------------------------
-    dataset: Literal["synthetic", "hapt", "uci_har", "npz"] = "synthetic"
+    dataset: Literal["synthetic", "hapt", "uci_har", "npz"] = Field("synthetic",
+        description="where windows come from: synthetic IMU data, UCI HAPT raw data, UCI HAR, or an .npz file")
     data_dir: Optional[str] = Field(None, description="folder (hapt, uci_har) or .npz file (npz)")
     window: int = Field(100, ge=4, description="samples per window")
-    hop: int = Field(50, ge=1, description="samples between window starts (50 = 50% overlap at 100)")
-    sample_rate_hz: float = Field(50.0, gt=0)
+    hop: int = Field(50, ge=1,
+        description="samples between window starts (50 at window 100: half-overlapping windows)")
+    sample_rate_hz: float = Field(50.0, gt=0, description="sampling rate of the recordings in Hz")
     label_set: Optional[list[int]] = Field(
         None, description="dataset activity ids to keep (hapt default: 1-6, the basic activities)")
-    synthetic_subjects: int = Field(24, ge=4)
-    synthetic_windows_per_class: int = Field(24, ge=1, description="per subject and behaviour")
-    synthetic_channels: int = Field(9, ge=1, description="9 = accelerometer, gyroscope, magnetometer")
-    synthetic_sites: int = Field(2, ge=1)
+    synthetic_subjects: int = Field(24, ge=4,
+        description="synthetic data: number of subjects (splits are by subject)")
+    synthetic_windows_per_class: int = Field(24, ge=1,
+        description="synthetic data: windows per subject and behaviour")
+    synthetic_channels: int = Field(9, ge=1,
+        description="synthetic data: channels per site (9: accelerometer, gyroscope, magnetometer)")
+    synthetic_sites: int = Field(2, ge=1,
+        description="synthetic data: sensor sites on the body (each with its own channels)")
     val_fraction: float = Field(0.15, gt=0, lt=1, description="share of subjects for validation")
     conformal_fraction: float = Field(0.15, gt=0, lt=1, description="share for conformal calibration")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="share of subjects for test")
-    test_subjects: Optional[list[int]] = Field(None, description="explicit test subjects (overrides fraction)")
+    test_subjects: Optional[list[int]] = Field(None,
+        description="explicit test subjects (overrides fraction)")
 
     # ---- 01 model and training ---------------------------------------------------------------
-    mode: Literal["train", "load"] = "train"
-    checkpoint_path: Optional[str] = None
-    encoder_channels: list[int] = Field([32, 64, 64], min_length=1)
+    mode: Literal["train", "load"] = Field("train",
+        description="train a new model, or load one from checkpoint_path")
+    checkpoint_path: Optional[str] = Field(None,
+        description="mode load: a checkpoint.pt written by stage 01 of an earlier run")
+    encoder_channels: list[int] = Field([32, 64, 64], min_length=1,
+        description="output channels of each convolution block of the encoder")
     kernel_time: int = Field(5, ge=1, description="temporal kernel width of every conv")
-    fsq_levels: list[int] = Field([8, 6, 5, 5, 4], min_length=1)
-    head_hidden: int = Field(64, ge=0, description="0 = linear head")
-    dropout: float = Field(0.1, ge=0, lt=1)
-    epochs: int = Field(30, ge=1)
-    batch_size: int = Field(128, ge=1)
-    learning_rate: float = Field(3.0e-3, gt=0)
-    weight_decay: float = Field(1.0e-4, ge=0)
+    fsq_levels: list[int] = Field([8, 6, 5, 5, 4], min_length=1,
+        description="FSQ levels per code dimension (each at least 2); their product is the codebook size")
+    head_hidden: int = Field(64, ge=0, description="hidden units of the classifier head (0: a linear head)")
+    dropout: float = Field(0.1, ge=0, lt=1, description="dropout probability in the classifier head")
+    epochs: int = Field(30, ge=1, description="maximum training epochs (early stopping may end sooner)")
+    batch_size: int = Field(128, ge=1, description="training batch size in windows")
+    learning_rate: float = Field(3.0e-3, gt=0,
+        description="peak AdamW learning rate of the one-cycle schedule")
+    weight_decay: float = Field(1.0e-4, ge=0, description="AdamW weight decay")
     patience: int = Field(6, ge=1, description="early stopping: epochs without validation gain")
     augment_rotation_deg: float = Field(0.0, ge=0, le=180,
                                         description="training: random 3-D rotation of each site's xyz triplets")
@@ -74,37 +87,44 @@ class Params(BaseModel):
                                      "the margin weight ramps up from 0")
     fsq_bound_noise: float = Field(0.0, ge=0, lt=0.5, description="training: U(-a, a) noise on the FSQ bound "
                                    "before rounding")
-    qat_epochs: int = Field(0, ge=0, description="quantization-aware fine-tuning epochs after training (0 = off)")
+    qat_epochs: int = Field(0, ge=0, description="quantization-aware fine-tuning epochs after training (0: off)")
     qat_learning_rate: float = Field(3.0e-4, gt=0, description="peak learning rate of the fine-tuning")
     qat_input_bits: Literal[8, 16] = Field(16, description="fine-tuning: bits of the input layer + first conv")
     qat_tail_bits: Literal[8, 16] = Field(16, description="fine-tuning: bits of the FSQ tail (projection, bound)")
 
     # ---- 02 export ---------------------------------------------------------------------------
-    opset: int = Field(13, ge=11, le=21)
-    simplify: Literal["none", "onnxslim", "onnxsim"] = "none"
+    opset: int = Field(13, ge=11, le=21,
+        description="ONNX opset of the exported model (the Hailo DFC reads 11-17 best)")
+    simplify: Literal["none", "onnxslim", "onnxsim"] = Field("none",
+        description="graph simplifier run after export (none keeps the exporter's graph)")
     parity_windows: int = Field(512, ge=1, description="held-out windows used for parity checks")
-    parity_cosine_min: float = Field(0.99999, gt=0, le=1)
+    parity_cosine_min: float = Field(0.99999, gt=0, le=1,
+        description="export check: smallest acceptable cosine between PyTorch and ONNX outputs")
 
     # ---- 03 inspect --------------------------------------------------------------------------
     netron: bool = Field(True, description="start Netron on localhost when a notebook runs interactively")
 
     # ---- 04 split ----------------------------------------------------------------------------
-    cut: Literal["after_bound", "after_projection"] = "after_bound"
+    cut: Literal["after_bound", "after_projection"] = Field("after_bound",
+        description="where the NPU part ends: after FSQ's tanh bound or after the projection before it")
     host_ops: list[str] = Field(["Round"], min_length=1, description="op types the NPU cannot run")
 
     # ---- 05 INT8 quantization calibration (quant) --------------------------------------------
-    quant_calib_strategy: Literal["random_windows", "stratified", "gaussian_noise"] = "stratified"
-    quant_calib_size: int = Field(1024, ge=1)
-    quant_calib_method: Literal["MinMax", "Entropy", "Percentile", "Distribution"] = "MinMax"
+    quant_calib_strategy: Literal["random_windows", "stratified", "gaussian_noise"] = Field("stratified",
+        description="how INT8 calibration windows are chosen (gaussian_noise is a deliberately poor baseline)")
+    quant_calib_size: int = Field(1024, ge=1, description="number of windows in the INT8 calibration set")
+    quant_calib_method: Literal["MinMax", "Entropy", "Percentile", "Distribution"] = Field("MinMax",
+        description="onnxruntime calibration method that sets the INT8 ranges")
     quant_compare: bool = Field(True, description="run the strategy x size x cut x bits comparison")
-    quant_compare_sizes: list[int] = Field([64, 1024], min_length=1)
+    quant_compare_sizes: list[int] = Field([64, 1024], min_length=1,
+        description="calibration set sizes tried by the strategy x size comparison")
     quant_sensitivity: bool = Field(True, description="per-layer sensitivity pass")
     quant_eval_windows: Optional[int] = Field(None, ge=1, description="cap on windows analysed per split")
     # Remedies (issue 14, docs/QUANT.md): each rung of the ladder is measured on VALIDATION windows and
     # the pick (quant_remedy: auto) flows into stages 06-08; test windows only report.
     quant_remedy: Literal["auto", "int8", "equalize", "equalize_clip", "input16", "input16_tail16",
                           "equalize_clip_tail16"] = Field(
-        "auto", description="auto = the rung with the fewest validation code flips (cheapest within "
+        "auto", description="auto: the rung with the fewest validation code flips (cheapest within "
         "quant_pick_tolerance); or force one rung")
     quant_clip_percentile: float = Field(99.9, gt=50, le=100, description="input range clipped at this "
                                          "calibration percentile (and 100 - it) in the clip rungs")
@@ -113,33 +133,43 @@ class Params(BaseModel):
                                         "the cheaper rung")
 
     # ---- 06 Hailo compile --------------------------------------------------------------------
-    hw_arch: Literal["hailo8", "hailo8l", "hailo8r"] = "hailo8"
-    hailo_optimization_level: int = Field(2, ge=0, le=4)
-    hailo_compression_level: int = Field(0, ge=0, le=5)
-    hailo_calib_batch_size: int = Field(8, ge=1)
+    hw_arch: Literal["hailo8", "hailo8l", "hailo8r"] = Field("hailo8",
+        description="Hailo target of the Dataflow Compiler")
+    hailo_optimization_level: int = Field(2, ge=0, le=4,
+        description="DFC model optimization level (0 fastest, 4 most accurate; above 0 wants a GPU)")
+    hailo_compression_level: int = Field(0, ge=0, le=5, description="DFC weight compression level (0 none)")
+    hailo_calib_batch_size: int = Field(8, ge=1, description="batch size the DFC uses while calibrating")
     hailo_output_16bit: bool = Field(False, description="quantization_param(<pre-Round layer>, a16_w16)")
     hailo_16bit_layers: list[str] = Field([], description="extra HN layers to keep at a16_w16")
-    hailo_performance_max: bool = Field(False, description="performance_param(compiler_optimization_level=max)")
-    hailo_run_emulator: bool = True
+    hailo_performance_max: bool = Field(False,
+        description="ask the DFC compiler for its maximum performance optimization (slow to compile)")
+    hailo_run_emulator: bool = Field(True,
+        description="run the DFC emulator on the test windows after optimization")
 
     # ---- 07 evaluate -------------------------------------------------------------------------
-    backends: Optional[list[BackendName]] = Field(None, description="None = every backend available")
+    backends: Optional[list[BackendName]] = Field(None,
+        description="evaluation backends (None: every backend available here)")
     hef_path: Optional[str] = Field(None, description="a HEF built elsewhere (else the run's own)")
-    latency_iterations: int = Field(500, ge=1)
-    latency_warmup: int = Field(50, ge=0)
-    hailortcli_seconds: int = Field(10, ge=1)
-    target_core_ms: float = Field(15.0, gt=0)
-    target_e2e_p95_ms: float = Field(100.0, gt=0)
+    latency_iterations: int = Field(500, ge=1, description="timed single-window iterations per backend")
+    latency_warmup: int = Field(50, ge=0, description="untimed iterations before timing starts")
+    hailortcli_seconds: int = Field(10, ge=1,
+        description="duration of each hailortcli run or benchmark on a Hailo-8")
+    target_core_ms: float = Field(15.0, gt=0, description="latency target for the NPU part (p95, ms)")
+    target_e2e_p95_ms: float = Field(100.0, gt=0, description="end-to-end latency target (p95, ms)")
 
     # ---- 08 reliability (probability calibration) --------------------------------------------
-    ece_bins: int = Field(15, ge=2)
-    conformal_alpha: float = Field(0.1, gt=0, lt=1)
+    ece_bins: int = Field(15, ge=2, description="equal-width confidence bins for ECE")
+    conformal_alpha: float = Field(0.1, gt=0, lt=1,
+        description="conformal miscoverage: prediction sets should contain the true class with probability 1 - alpha")
     conformal_subject_delta: float = Field(
         0.2, gt=0, lt=1, description="subject-level conformal: allowed share of new subjects whose own "
-        "coverage falls below 1 - conformal_alpha (needs >= (1 - delta) / delta calibration subjects)")
-    bootstrap_samples: int = Field(1000, ge=10)
-    target_accuracy: float = Field(0.85, gt=0, le=1)
-    target_ece: float = Field(0.03, gt=0, le=1)
+        "coverage falls below 1 - conformal_alpha (needs at least (1 - delta) / delta calibration subjects)")
+    bootstrap_samples: int = Field(1000, ge=10,
+        description="subject bootstrap resamples for confidence intervals")
+    target_accuracy: float = Field(0.85, gt=0, le=1,
+        description="report card: smallest acceptable test accuracy")
+    target_ece: float = Field(0.03, gt=0, le=1,
+        description="report card: largest acceptable ECE after temperature scaling")
 
     # ---- 09 deploy bundle ----------------------------------------------------------------------
     deploy_conformal_method: ConformalMethod = Field(

@@ -80,3 +80,45 @@ def test_compare_tables(tmp_path, standin_notebooks):
         pytest.approx([1 / 64, 1 / 1024])
     with pytest.raises(CompareError, match="at least two"):
         open_runs(ids[:1], tmp_path / "out")
+
+
+def test_sweep_reports_keyed_by_varied_parameters_with_seed_aggregation(tmp_path, standin_notebooks):
+    lines: list[str] = []
+    f = _sweep_file(tmp_path, grid={"quant_calib_size": [64, 1024], "seed": [0, 1]})
+    out = run_sweep(f, root=tmp_path / "out", log=lines.append)
+    progress = [ln for ln in lines if ln.startswith("sweep [")]
+    assert len(progress) == 4 and all("ETA" in ln and "quant_calib_size=" in ln for ln in progress)
+    import pandas as pd
+    results = pd.read_csv(out / "results.csv")
+    assert {"quant_calib_size", "seed", "run", "code_flip_rate [ort-int8-emulated]"} <= set(results.columns)
+    agg = pd.read_csv(out / "aggregate.csv")
+    row = agg[(agg.metric == "code_flip_rate [ort-int8-emulated]") & (agg.quant_calib_size == 64)].iloc[0]
+    assert row["n"] == 2 and row["mean"] == pytest.approx(1 / 64) and row["sd"] == pytest.approx(0.0)
+    assert "sweep summary" in "\n".join(lines) and "1/64" not in "\n".join(lines)
+    page = (out / "index.html").read_text()
+    assert "data:image/png;base64," in page and "± 0 (n=2)" in page
+
+
+def test_sweep_on_a_local_ray_instance(tmp_path, standin_notebooks, monkeypatch):
+    import ray as ray_mod  # pinned in requirements-dev.txt: missing is a failure, not a skip
+    monkeypatch.setenv("RAY_raylet_start_wait_time_s", "180")  # the shared test machine can be slow
+    ray_mod.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    try:
+        lines: list[str] = []
+        out = run_sweep(_sweep_file(tmp_path), root=tmp_path / "out", log=lines.append, executor="ray")
+    finally:
+        ray_mod.shutdown()
+    import json
+    summary = json.loads((out / "sweep.json").read_text())
+    assert summary["executor"].startswith("Ray (local Ray instance, 2 CPUs)")
+    runs = [Run.open(v["run"], tmp_path / "out") for v in summary["variations"]]
+    assert len(runs) == 4 and all(r.manifest()["status"] == "succeeded" for r in runs)
+    assert sorted(r.metrics()[0]["value"] for r in runs) == pytest.approx([1 / 1024, 1 / 1024, 1 / 64, 1 / 64])
+    assert {r.manifest()["parent"] for r in runs} == {summary["parent"]}
+
+
+def test_unknown_executor_and_stray_address_are_errors(tmp_path, standin_notebooks):
+    with pytest.raises(SweepError, match="unknown executor"):
+        run_sweep(_sweep_file(tmp_path), root=tmp_path / "out", log=lambda *_: None, executor="slurm")
+    with pytest.raises(SweepError, match="--address belongs to --executor ray"):
+        run_sweep(_sweep_file(tmp_path), root=tmp_path / "out", log=lambda *_: None, address="1.2.3.4:6379")

@@ -44,7 +44,17 @@ def _execute(run: Run, tmp_path, env=None):
     finally:
         os.environ.clear()
         os.environ.update(old)
-    return nbformat.read(out, as_version=4)
+    return nbformat.read(out, as_version=4), _child_of(run)
+
+
+def _child_of(run: Run) -> Run:
+    """Papermill on a run that is not open for it makes a child run beside it (the run contract): the
+    stage-06 artifacts are there, and the hand-made parent gains no stage 06."""
+    children = [Run(d) for d in run.path.parent.iterdir()
+                if d.is_dir() and d != run.path and Run(d).manifest().get("parent") == run.run_id]
+    assert len(children) == 1, [c.run_id for c in children]
+    assert not (run.path / "artifacts" / "06_compile_hailo").exists()
+    return children[0]
 
 
 def _text(nb) -> str:
@@ -58,8 +68,8 @@ def _text(nb) -> str:
 @pytest.mark.slow
 def test_headless_bundle_only(tmp_path):
     run = _run_with_04_05(tmp_path)
-    nb = _execute(run, tmp_path)
-    d06 = run.stage_dir("06")
+    nb, child = _execute(run, tmp_path)
+    d06 = child.path / "artifacts" / "06_compile_hailo"
     status = json.loads((d06 / "stage_status.json").read_text())
     assert status["status"] == "bundle-only" and status["hef"] is None and status["backend"] is None
     for f in ("npu.onnx", "calibset_nhwc.npy", "model.alls", "split.json", "compile.sh", "README.txt"):
@@ -74,8 +84,8 @@ def test_headless_bundle_only(tmp_path):
 @pytest.mark.slow
 def test_headless_compiled_with_fake_dfc(tmp_path):
     run = _run_with_04_05(tmp_path)
-    _execute(run, tmp_path, env=fakes_env())
-    d06 = run.stage_dir("06")
+    _, child = _execute(run, tmp_path, env=fakes_env())
+    d06 = child.path / "artifacts" / "06_compile_hailo"
     status = json.loads((d06 / "stage_status.json").read_text())
     assert status["status"] == "compiled" and status["dfc_version"] == "0.0.0+fake"
     assert (d06 / "model.hef").read_bytes()[:4] == bytes.fromhex("01484546")
@@ -94,8 +104,8 @@ def test_stage05_remedy_reaches_the_bundle_and_the_dfc(tmp_path):
     (d05 / "quant_remedy.json").write_text(json.dumps({
         "remedy": "equalize_clip", "input_transform": {"scale": scale, "clip": [-4.0, 4.0]},
         "sixteen_bit_onnx_nodes": ["conv1", "relu1"], "sixteen_bit_inputs": ["imu"], "sixteen_bit_tail": False}))
-    _execute(run, tmp_path, env=fakes_env())
-    d06 = run.stage_dir("06")
+    _, child = _execute(run, tmp_path, env=fakes_env())
+    d06 = child.path / "artifacts" / "06_compile_hailo"
     assert (d06 / "npu.onnx").read_bytes() == (d05 / "npu_deploy.onnx").read_bytes()
     assert json.loads((d06 / "input_transform.json").read_text())["scale"] == scale
     assert json.loads((d06 / "sixteen_bit.json").read_text())["inputs"] == ["imu"]

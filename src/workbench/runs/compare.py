@@ -6,6 +6,7 @@ Functions take runs and return tables; `compare_runs` is the I/O edge that write
 from __future__ import annotations
 
 import datetime as _dt
+import html
 import json
 import secrets
 from pathlib import Path
@@ -43,10 +44,12 @@ def param_diff(runs: Sequence[Run]) -> pd.DataFrame:
 
 
 def metrics_table(runs: Sequence[Run]) -> pd.DataFrame:
-    """(stage, metric, backend) x run: every headline number under the backend that produced it."""
+    """(stage, metric, backend) x run: every headline number under the backend that produced it. Stages a
+    run reused from its parent contribute the parent's numbers (they are that run's numbers too)."""
+    from workbench.runs.summary import lineage_metrics
     records = []
     for r in runs:
-        for m in r.metrics():
+        for m in lineage_metrics(r):
             if isinstance(m.get("value"), (int, float)) and not isinstance(m.get("value"), bool):
                 records.append({"stage": m["stage"], "metric": m["name"], "backend": m["backend"],
                                 "run": r.run_id, "value": m["value"]})
@@ -93,6 +96,53 @@ def reliability_curves(runs: Sequence[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "backend", "when", "confidence", "accuracy", "count"])
 
 
+# Param-diff rows that say nothing about results (a run's label is its name, not a setting).
+NOT_SETTINGS = ("run_label",)
+
+
+def run_labels(runs: Sequence[Run], diff: pd.DataFrame) -> list[str]:
+    """Each run named by the settings that differ (``quant_calib_size=64``), else by its id."""
+    settings = [n for n in diff.index if n not in NOT_SETTINGS]
+    labels = []
+    for r in runs:
+        label = " ".join(f"{n}={_show(diff.loc[n, r.run_id])}" for n in settings)
+        labels.append(label or r.run_id)
+    return labels if len(set(labels)) == len(labels) else [r.run_id for r in runs]
+
+
+def _show(v) -> str:
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+def with_deltas(table: pd.DataFrame) -> pd.DataFrame:
+    """The metrics table plus ``Δ <run>`` columns (each run minus the first) and a ``changed`` flag."""
+    if table.empty:
+        return table
+    out = table.copy()
+    first = table.columns[0]
+    for col in table.columns[1:]:
+        out[f"Δ {col}"] = table[col] - table[first]
+    deltas = out[[c for c in out.columns if str(c).startswith("Δ ")]]
+    out["changed"] = (deltas.abs() > 1e-12).any(axis=1) | table.isna().any(axis=1) & table.notna().any(axis=1)
+    return out
+
+
+def stages_depending_on(changed: Sequence[str]) -> set[str]:
+    """Stages whose results can depend on the changed parameters: the first stage whose notebook reads one
+    of them, and every later stage."""
+    from workbench.runs.pipeline import declared_parameters, notebook_for
+    from workbench.runs.store import STAGES
+    keys = [k for k, _ in STAGES]
+    for i, key in enumerate(keys):
+        try:
+            reads = set(declared_parameters(notebook_for(key)))
+        except Exception:
+            continue
+        if reads & set(changed):
+            return {STAGE_NAMES[k] for k in keys[i:]}
+    return set()
+
+
 def compare_runs(refs: Sequence[str | Path], root: Optional[Path] = None, notebook: bool = True,
                  out_dir: Optional[Path] = None) -> Path:
     runs = open_runs(refs, root)
@@ -101,25 +151,84 @@ def compare_runs(refs: Sequence[str | Path], root: Optional[Path] = None, notebo
     out = out_dir or base / "comparisons" / f"{stamp}-compare-{secrets.token_hex(2)}"
     out.mkdir(parents=True, exist_ok=False)
     (out / "runs.json").write_text(json.dumps([str(r.path.resolve()) for r in runs], indent=2))
-    tables = {"params_diff": param_diff(runs), "metrics": metrics_table(runs),
-              "quant_comparison": stage_table_across(runs, "quant_comparison")}
+    diff = param_diff(runs)
+    settings = [n for n in diff.index if n not in NOT_SETTINGS]
+    affected = stages_depending_on(settings)
+    labels = run_labels(runs, diff)
+    metrics = metrics_table(runs)
+    if not metrics.empty:
+        metrics = metrics.rename(columns=dict(zip([r.run_id for r in runs], labels)))
+    delta = with_deltas(metrics)
+    quant = stage_table_across(runs, "quant_comparison") if STAGE_NAMES["05"] in affected else pd.DataFrame()
+    tables = {"params_diff": diff, "metrics": delta, "quant_comparison": quant}
     for name, df in tables.items():
         df.to_csv(out / f"{name}.csv")
+    (out / "summary.txt").write_text(_terminal_text(runs, labels, diff, delta), encoding="utf-8")
     links = ""
     if notebook:
         links = _run_compare_notebook(runs, out)
+    esc = html.escape
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>comparison</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2rem auto}"
-             "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:.25rem .5rem}</style>",
-             "</head><body><h1>Run comparison</h1><ul>"]
-    parts += [f"<li><code>{r.run_id}</code> ({r.params().get('dataset', '?')})</li>" for r in runs]
+             "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2rem auto;padding:0 1rem}"
+             ".tablewrap{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}"
+             "td,th{border:1px solid #ccc;padding:.25rem .5rem}tr.changed td{background:#fff3cd}</style>",
+             "</head><body><h1>Run comparison</h1><p>Deltas are against the first run; rows that differ "
+             "are highlighted.</p><ul>"]
+    for r, label in zip(runs, labels):
+        reused = r.manifest().get("reused_from_parent") or []
+        note = (f"; stages {', '.join(reused)} reused from parent <code>{esc(str(r.manifest().get('parent')))}"
+                "</code>") if reused else ""
+        parts.append(f"<li><b>{esc(label)}</b>: <code>{esc(r.run_id)}</code> "
+                     f"({esc(str(r.params().get('dataset', '?')))}){note}</li>")
     parts.append("</ul>" + links)
-    for name, df in tables.items():
-        parts.append(f"<h2>{name.replace('_', ' ')}</h2>"
-                     + (df.to_html(float_format=lambda v: f"{v:.4g}") if not df.empty else "<p>none</p>"))
+    parts.append("<h2>Parameters that differ</h2>" + ("<div class='tablewrap'>" + diff.to_html(escape=True)
+                                                      + "</div>" if not diff.empty else "<p>none</p>"))
+    if not delta.empty:
+        fmt = {c: (lambda v: f"{v:+.4g}") if str(c).startswith("Δ ") else (lambda v: f"{v:.4g}")
+               for c in delta.columns if c != "changed"}
+        changed, same = delta[delta["changed"]].drop(columns="changed"), delta[~delta["changed"]].drop(
+            columns="changed")
+        parts.append(f"<h2>Metrics that changed ({len(changed)})</h2><div class='tablewrap'>"
+                     + (changed.to_html(escape=True, formatters=fmt).replace("<tr>", "<tr class='changed'>")
+                        if not changed.empty else "<p>none</p>") + "</div>")
+        parts.append(f"<details><summary>Metrics that did not change ({len(same)})</summary>"
+                     f"<div class='tablewrap'>{same.to_html(escape=True, formatters=fmt)}</div></details>")
+    if not quant.empty:
+        parts.append("<h2>Stage 05 quantization comparison</h2><div class='tablewrap'>"
+                     + quant.to_html(escape=True, float_format=lambda v: f"{v:.4g}") + "</div>")
+    else:
+        parts.append("<p>Stage 05's configuration table is omitted: no parameter it depends on differs.</p>")
     parts.append("</body></html>")
     (out / "index.html").write_text("\n".join(parts), encoding="utf-8")
     return out
+
+
+def _terminal_text(runs: Sequence[Run], labels: list[str], diff: pd.DataFrame, delta: pd.DataFrame,
+                   max_rows: int = 40) -> str:
+    from workbench.runs.sweep_report import format_table
+    lines = ["runs (deltas against the first):"]
+    lines += [f"  {i + 1}. {label}  ({r.run_id})" for i, (r, label) in enumerate(zip(runs, labels))]
+    if not diff.empty:
+        lines += ["", "parameters that differ:",
+                  format_table(["parameter"] + [str(i + 1) for i in range(len(runs))],
+                               [[n] + [json.dumps(diff.loc[n, r.run_id]) for r in runs] for n in diff.index])]
+    if not delta.empty:
+        changed = delta[delta["changed"]]
+        rows = []
+        for (stage, metric, backend), row in changed.head(max_rows).iterrows():
+            vals = [f"{row[labels[0]]:.4g}" if row[labels[0]] == row[labels[0]] else "-"]
+            vals += [f"{row[f'Δ {lab}']:+.4g}" if row[f"Δ {lab}"] == row[f"Δ {lab}"] else "-" for lab in labels[1:]]
+            rows.append([f"* {stage[:2]} {metric}", backend] + vals)
+        lines += ["", f"metrics that changed ({len(changed)} of {len(delta)}; * = changed):",
+                  format_table(["metric", "backend", "1"] + [f"Δ{i + 2}" for i in range(len(runs) - 1)], rows)]
+        if len(changed) > max_rows:
+            lines.append(f"  ... {len(changed) - max_rows} more in metrics.csv")
+    return "\n".join(lines)
+
+
+def terminal_summary(out: Path) -> str:
+    p = Path(out) / "summary.txt"
+    return p.read_text(encoding="utf-8") if p.exists() else ""
 
 
 def _run_compare_notebook(runs: Sequence[Run], out: Path) -> str:
@@ -129,8 +238,10 @@ def _run_compare_notebook(runs: Sequence[Run], out: Path) -> str:
 
     nb = NOTEBOOK_DIR / "compare_runs.ipynb"
     executed = out / "compare_runs.ipynb"
+    from workbench.runs.kernel import kernel_options
     pm.execute_notebook(str(nb), str(executed), kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR),
-                        parameters={"runs": [str(r.path.resolve()) for r in runs]}, progress_bar=False)
+                        parameters={"runs": [str(r.path.resolve()) for r in runs]}, progress_bar=False,
+                        **kernel_options())
     rendered = _render_to(executed, out)
     return ("<p>" + " · ".join(f"<a href='{Path(p).name}'>{k} notebook</a>" for k, p in rendered.items())
             + "</p>")

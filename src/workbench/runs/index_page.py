@@ -9,20 +9,27 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from workbench.runs.store import STAGE_NAMES, Run
+from workbench.runs.summary import RunSummary, lineage_metrics, report_card_rows, stage_statuses, summarize
 
 _CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:2rem auto;max-width:1150px;
 color:#1d2430;padding:0 1rem}
 h1{margin-bottom:.2rem} .sub{color:#5a6473;margin-top:0}
+.tablewrap{overflow-x:auto;max-width:100%}
 table{border-collapse:collapse;margin:.6rem 0 1.4rem;font-size:.92rem}
 th,td{border:1px solid #d5dae1;padding:.3rem .6rem;text-align:left;vertical-align:top}
 th{background:#f2f4f7} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .badge{display:inline-block;padding:.1rem .5rem;border-radius:.6rem;font-size:.8rem;font-weight:600}
 .ok{background:#d8f3dc;color:#1b5e20}.bad{background:#fde2e1;color:#9b1c1c}.neutral{background:#e8ecf2;color:#37474f}
 .synthetic{background:#fff3cd;color:#7a5b00}
-figure{display:inline-block;margin:.4rem;max-width:48%} figure img{max-width:100%;border:1px solid #e3e7ed}
+.summary{background:#f7f9fc;border:1px solid #d5dae1;border-radius:.5rem;padding:.4rem 1.2rem 1rem;margin:1rem 0}
+.summary h2{margin-top:.6rem} .summary p{margin:.45rem 0} .summary table{margin:.4rem 0 .6rem}
+.note{color:#5a6473;font-size:.88rem}
+figure{display:inline-block;margin:.4rem;max-width:48%;vertical-align:top;cursor:zoom-in}
+figure.big{display:block;max-width:100%;cursor:zoom-out}
+figure img{max-width:100%;border:1px solid #e3e7ed}
 figcaption{font-size:.8rem;color:#5a6473} details{margin:.5rem 0} pre{background:#f6f8fa;padding:.6rem;
-overflow:auto;font-size:.8rem}
+overflow:auto;font-size:.8rem;max-height:30rem}
 """
 
 PASS_WORDS = {"succeeded", "passed", "bundle-only", "compiled"}
@@ -49,7 +56,7 @@ def _table(headers: list[str], rows: Iterable[list[str]]) -> str:
     head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
     body = "".join("<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in r) + "</tr>"
                    for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return f"<div class='tablewrap'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"
 
 
 def metrics_pivot(metrics: list[dict]) -> tuple[list[str], list[tuple[str, str, dict[str, Any]]]]:
@@ -67,8 +74,9 @@ def metrics_pivot(metrics: list[dict]) -> tuple[list[str], list[tuple[str, str, 
 
 def _image_tag(path: Path) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (f'<figure><img alt="{_esc(path.name)}" src="data:image/png;base64,{data}">'
-            f'<figcaption>{_esc(path.parent.name)}/{_esc(path.name)}</figcaption></figure>')
+    return (f'<figure onclick="this.classList.toggle(\'big\')" title="click to enlarge / shrink">'
+            f'<img alt="{_esc(path.name)}" src="data:image/png;base64,{data}">'
+            f'<figcaption>{_esc(path.parent.name)}/{_esc(path.name)} (click to enlarge)</figcaption></figure>')
 
 
 HEADLINE_FIGURES = ("*/headline_*.png", "08_reliability/reliability_diagrams.png")
@@ -82,19 +90,106 @@ def headline_figures(run: Run) -> list[Path]:
     return found
 
 
-def report_card_rows(run: Run) -> list[dict]:
-    """Stage 08's report card (report_card.csv): one row per backend and check."""
-    import csv
-    p = run.path / "artifacts" / STAGE_NAMES["08"] / "report_card.csv"
-    if not p.exists():
-        return []
-    with p.open(newline="") as f:
-        return list(csv.DictReader(f))
+def _pct(v: float) -> str:
+    return f"{100 * v:.2f} %"
+
+
+def _backends(names: list[str]) -> str:
+    return " = ".join(f"<code>{_esc(n)}</code>" for n in names)
+
+
+def summary_html(summary: RunSummary) -> str:
+    """The summary block at the top of the run page: what ran on what, and what it found."""
+    parts = ["<section class='summary'><h2>Summary</h2>", f"<p>{_esc(summary.model_data)}</p>"]
+    if summary.accuracy:
+        rows = [[_backends(b), f"<td class='num'>{_pct(v)}</td>",
+                 "same accuracy" if len(b) > 1 else ""] for b, v in summary.accuracy]
+        n = f", {summary.test_windows} windows" if summary.test_windows else ""
+        parts.append(f"<p><b>Accuracy</b> ({_esc(summary.accuracy_source)}{_esc(n)}); backends joined "
+                     "by = produced exactly the same accuracy:</p>"
+                     + _table(["backend", "accuracy", ""], rows))
+    i8 = summary.int8
+    if i8:
+        bits = []
+        if "delta_accuracy" in i8:
+            bits.append(f"accuracy {_pct(i8['fp32_accuracy'])} (<code>{_esc(i8['fp32_backend'])}</code>) "
+                        f"&rarr; {_pct(i8['int8_accuracy'])} (<code>ort-int8-emulated</code>), "
+                        f"&Delta; {100 * i8['delta_accuracy']:+.2f} points")
+        if "code_flip_rate" in i8:
+            bits.append(f"{_pct(i8['code_flip_rate'])} of test windows change their whole FSQ code")
+        if "level_flip_rate" in i8:
+            bits.append(f"{_pct(i8['level_flip_rate'])} of individual FSQ levels change")
+        if "prediction_flips" in i8:
+            bits.append(f"{int(i8['prediction_flips'])} predicted classes change")
+        if "npu_output_sqnr_db" in i8:
+            bits.append(f"NPU output SQNR {i8['npu_output_sqnr_db']:.1f} dB")
+        parts.append("<p><b>INT8 effect</b> (quantization emulated on CPU, stage 05/07): "
+                     + "; ".join(bits) + ".</p>")
+    if summary.ece:
+        rows = [[_backends(b), f"<td class='num'>{before:.4f}</td>", f"<td class='num'>{after:.4f}</td>"]
+                for b, (before, after) in summary.ece]
+        parts.append("<p><b>Probability calibration</b> (stage 08, temperature fitted on validation "
+                     "subjects, ECE on test subjects; lower is better):</p>"
+                     + _table(["backend", "ECE before", "ECE after temperature scaling"], rows))
+    if summary.conformal:
+        rows = [[_esc(c["method"]), _backends(c["backends"]), f"<td class='num'>{_pct(c['coverage'])}</td>",
+                 f"<td class='num'>{c['set_size']:.2f}</td>", _esc(c.get("target") or ""),
+                 _badge("passed" if c["passed"] else "fail") if c["passed"] is not None else ""]
+                for c in summary.conformal]
+        alpha = summary.alpha
+        meaning = ("Coverage is the share of test windows whose prediction set contains the true class; "
+                   + (f"the guarantee is at least {_pct(1 - alpha)} (1 &minus; &alpha;). " if alpha else "")
+                   + "<em>Pass</em> means the measured coverage lies in the target band; <em>fail</em> "
+                   "below it means the guarantee does not hold on these subjects, above it means the sets "
+                   "are larger (more cautious) than needed. Smaller average sets are more useful.")
+        parts.append("<p><b>Conformal prediction sets</b> (stage 08):</p>"
+                     + _table(["method", "backend", "coverage", "mean set size", "target", ""], rows)
+                     + f"<p class='note'>{meaning}</p>")
+    if summary.not_run:
+        items = "".join(f"<li><b>{_esc(n.what)}</b>: not run &mdash; {_esc(n.reason)}</li>"
+                        for n in summary.not_run)
+        parts.append(f"<p><b>Not run, and why</b></p><ul>{items}</ul>")
+    if summary.reused:
+        parents = sorted(set(summary.reused.values()))
+        parts.append("<p class='note'>Stages " + ", ".join(f"<code>{_esc(s)}</code>" for s in summary.reused)
+                     + " were reused from parent run " + ", ".join(f"<code>{_esc(p)}</code>" for p in parents)
+                     + "; their pages are copied into this folder and their numbers are marked "
+                       "<em>(parent)</em> below.</p>")
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def _copy_parent_pages(run: Run, html_dir: Path) -> dict[str, dict[str, str]]:
+    """Reused stages' rendered pages, copied from the parent chain into this run's html/ so links stay
+    inside the folder (which may be renamed, moved or sent on its own). Returns name -> kind -> file."""
+    import shutil
+    pages: dict[str, dict[str, str]] = {}
+    for name, entry in stage_statuses(run).items():
+        if not entry.get("reused_from"):
+            continue
+        parent = Run(run.path.parent / entry["reused_from"])
+        for kind, rel in (entry.get("html") or {}).items():
+            src = parent.path / "html" / Path(rel).name
+            dst = html_dir / Path(rel).name
+            if src.is_file():
+                if not dst.exists():
+                    shutil.copyfile(src, dst)
+                pages.setdefault(name, {})[kind] = dst.name
+    return pages
+
+
+def _stage_links(html: dict[str, str]) -> str:
+    # Pages live side by side in html/: link by file name only, so the folder can move.
+    return " · ".join(f"<a href='{_esc(Path(rel).name)}'>{'notebook' if kind == 'full' else 'results only'}</a>"
+                      for kind, rel in html.items())
 
 
 def write_index(run: Run) -> Path:
     man = run.manifest()
-    metrics = run.metrics()
+    html_dir = run.path / "html"
+    html_dir.mkdir(exist_ok=True)
+    copied = _copy_parent_pages(run, html_dir)
+    metrics = lineage_metrics(run)
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{_esc(run.run_id)}</title>"
              f"<style>{_CSS}</style></head><body>"]
     params = man.get("params", {})
@@ -103,22 +198,28 @@ def write_index(run: Run) -> Path:
                   else f'<span class="badge neutral">{_esc(dataset)} (real data)</span>')
     parts.append(f"<h1>Run {_esc(run.run_id)}</h1><p class='sub'>{_badge(man.get('status', '?'))} "
                  f"{data_badge} created {_esc(man.get('created'))}"
-                 + (f" · parent <code>{_esc(man['parent'])}</code>" if man.get("parent") else "") + "</p>")
+                 + (f" · parent run <code>{_esc(man['parent'])}</code>" if man.get("parent") else "") + "</p>")
+    try:
+        parts.append(summary_html(summarize(run)))
+    except Exception as exc:  # a summary must never hide the stage table of a broken run
+        parts.append(f"<p class='note'>summary unavailable: {_esc(type(exc).__name__)}: {_esc(exc)}</p>")
 
     # stages
     rows = []
-    for name, entry in man.get("stages", {}).items():
-        links = []
-        for kind, rel in (entry.get("html") or {}).items():
-            links.append(f"<a href='../{_esc(rel)}'>{'notebook' if kind == 'full' else 'results only'}</a>")
-        err = entry.get("error", {}).get("summary", "")
+    statuses = stage_statuses(run)
+    for name, entry in statuses.items():
+        if entry.get("reused_from"):
+            rows.append([f"<code>{_esc(name)}</code>", _badge("reused"),
+                         f"<td class='num'>{_fmt(entry.get('duration_s'))}</td>",
+                         _stage_links(copied.get(name, {})) + f" (parent <code>{_esc(entry['reused_from'])}"
+                                                              "</code>)", ""])
+            continue
+        err = (entry.get("error") or {}).get("summary", "")
+        reason = (entry.get("stage_status") or {}).get("reason") or ""
         rows.append([f"<code>{_esc(name)}</code>", _badge(entry.get("status", "?")),
-                     f"<td class='num'>{_fmt(entry.get('duration_s'))}</td>", " · ".join(links),
-                     _esc(err)])
-    for reused in man.get("reused_from_parent", []):
-        rows.append([f"<code>{_esc(reused)}</code>", _badge("reused"), "<td></td>",
-                     f"from parent {_esc(man.get('parent'))}", ""])
-    parts.append("<h2>Stages</h2>" + _table(["stage", "status", "seconds", "renders", "error"], rows))
+                     f"<td class='num'>{_fmt(entry.get('duration_s'))}</td>",
+                     _stage_links(entry.get("html") or {}), _esc(err or reason)])
+    parts.append("<h2>Stages</h2>" + _table(["stage", "status", "seconds", "renders", "error / note"], rows))
 
     # report card
     card = report_card_rows(run)
@@ -142,35 +243,37 @@ def write_index(run: Run) -> Path:
 
     # metrics
     if metrics:
+        parent_stages = {m["stage"] for m in metrics if m.get("from_run")}
         backends, prow = metrics_pivot(metrics)
-        rows = [[f"<code>{_esc(s)}</code>", _esc(n)] + [f"<td class='num'>{_fmt(v.get(b))}</td>"
-                                                        if b in v else "<td></td>" for b in backends]
+        rows = [[f"<code>{_esc(s)}</code>" + (" <em>(parent)</em>" if s in parent_stages else ""), _esc(n)]
+                + [f"<td class='num'>{_fmt(v.get(b))}</td>" if b in v else "<td></td>" for b in backends]
                 for s, n, v in prow]
         parts.append("<h2>Headline metrics (column = backend that produced the number)</h2>"
                      + _table(["stage", "metric"] + backends, rows))
 
     figs = headline_figures(run)
     if figs:
-        parts.append("<h2>Figures</h2>" + "".join(_image_tag(f) for f in figs))
+        parts.append("<h2>Figures</h2><p class='note'>Click a figure to show it at full width.</p>"
+                     + "".join(_image_tag(f) for f in figs))
 
-    # provenance
-    summary = run.path / "artifacts" / STAGE_NAMES["01"] / "data_summary.json"
-    prov = json.loads(summary.read_text()).get("provenance") if summary.exists() else None
-    parts.append("<h2>Provenance</h2>")
+    # provenance: collapsed, it is for whoever needs to reproduce the run
+    summary_file = run.path / "artifacts" / STAGE_NAMES["01"] / "data_summary.json"
+    prov = json.loads(summary_file.read_text()).get("provenance") if summary_file.exists() else None
+    parts.append("<h2>Provenance</h2><details><summary>git, command, versions</summary>")
     parts.append(_table(["", ""], [
         ["git commit", _esc((man.get("git") or {}).get("commit")) +
          (" (uncommitted changes)" if (man.get("git") or {}).get("dirty") else "")],
         ["command", f"<code>{_esc(man.get('command'))}</code>"],
         ["parent run", _esc(man.get("parent") or "none")],
         ["versions", ", ".join(f"{_esc(k)} {_esc(v)}" for k, v in (man.get("versions") or {}).items())],
-    ]))
+    ]) + "</details>")
     if prov:
-        parts.append("<details open><summary>data provenance</summary><pre>"
+        parts.append("<details><summary>data provenance</summary><pre>"
                      + _esc(json.dumps(prov, indent=2)) + "</pre></details>")
     parts.append("<details><summary>resolved parameters</summary><pre>"
                  + _esc(json.dumps(params, indent=2)) + "</pre></details>")
     parts.append("</body></html>")
-    target = run.path / "html" / "index.html"
+    target = html_dir / "index.html"
     target.write_text("\n".join(parts), encoding="utf-8")
     return target
 

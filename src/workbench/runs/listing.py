@@ -73,3 +73,30 @@ def format_run_list(root: Optional[Path] = None) -> str:
     lines = [f"{'run':<44} {'status':<12} {'started by':<12} {'dataset':<10} {'stages':<7} headline metrics"]
     lines += [run_line(run) for run in runs]
     return "\n".join(lines)
+
+
+def format_metric_list(names: list[str], root: Optional[Path] = None) -> str:
+    """`workbench list --metrics a,b`: one column per chosen metric and backend that reported it (reused
+    stages' numbers come from the parent run), ids never truncated, columns aligned to their content."""
+    from workbench.runs.summary import lineage_metrics
+    from workbench.runs.sweep_report import format_table
+    runs = runs_under(root)
+    if not runs:
+        return f"no runs under {Path(root) if root else outputs_root()}/ yet (make run)"
+    values: list[dict[str, str]] = []
+    columns: list[str] = []
+    for run in runs:
+        row: dict[str, str] = {}
+        for m in lineage_metrics(run):
+            if m["name"] in names and isinstance(m["value"], (int, float)) and not isinstance(m["value"], bool):
+                col = f"{m['name']} [{m['backend']}]"
+                row[col] = f"{m['value']:.4g}"
+                if col not in columns:
+                    columns.append(col)
+        values.append(row)
+    missing = [n for n in names if not any(c.startswith(n + " [") for c in columns)]
+    columns.sort(key=lambda c: (names.index(c.split(" [")[0]), c))
+    table = format_table(["run", "status"] + columns,
+                         [[r.run_id, r.manifest().get("status", "?")] + [v.get(c, "-") for c in columns]
+                          for r, v in zip(runs, values)])
+    return table + (f"\n(no run recorded: {', '.join(missing)})" if missing else "")

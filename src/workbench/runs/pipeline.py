@@ -179,11 +179,10 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAG
 
     from workbench.runs.index_page import write_index
 
-    # Headless kernels inherit this environment: progress bars update every 20 s, not per step, so the
-    # rendered notebooks keep a readable trace instead of hundreds of stderr lines. The run path tells
+    # Headless kernels inherit this environment (progress bars off; see runs.kernel). The run path tells
     # open_stage that this kernel belongs to the pipeline's own run.
-    env_keys = {"WORKBENCH_HEADLESS": "1", "TQDM_MININTERVAL": "20",
-                "WORKBENCH_PIPELINE_RUN": str(run.path.resolve())}
+    from workbench.runs.kernel import HEADLESS_ENV
+    env_keys = {**HEADLESS_ENV, "WORKBENCH_PIPELINE_RUN": str(run.path.resolve())}
     env_before = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
     handlers = _install_signal_handlers()
@@ -280,6 +279,8 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
                log) -> None:
     import papermill as pm
 
+    from workbench.runs.kernel import kernel_options
+
     name = STAGE_NAMES[s]
     out_nb = run.path / "notebooks" / f"{name}.ipynb"
     injected = {"run_dir": str(run.path.resolve())}
@@ -292,7 +293,8 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
     error: Optional[BaseException] = None
     try:
         pm.execute_notebook(str(nb_path), str(out_nb), parameters=injected, kernel_name=KERNEL_NAME,
-                            cwd=str(nb_path.parent), progress_bar=progress, log_output=False)
+                            cwd=str(nb_path.parent), progress_bar=progress, log_output=False,
+                            **kernel_options())
     except BaseException as exc:  # PapermillExecutionError, KeyboardInterrupt, kernel death
         error = exc
     entry["duration_s"] = round(time.perf_counter() - t0, 2)
@@ -379,6 +381,16 @@ def _render(nb_path: Path, run: Run) -> dict[str, str]:
     return {k: str(Path(v).relative_to(run.path)) for k, v in _render_to(nb_path, run.path / "html").items()}
 
 
+# Added to every rendered notebook: wide tables and long outputs scroll inside the page instead of being
+# cut off, figures never overflow, and stderr (warnings) reads as a note rather than an error block.
+RENDER_CSS = """<style>
+.jp-RenderedHTMLCommon table, .jp-OutputArea-output table{display:block;overflow-x:auto;max-width:100%}
+.jp-OutputArea-output pre{overflow-x:auto;white-space:pre}
+.jp-RenderedImage img, .jp-OutputArea-output img{max-width:100%;height:auto}
+.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]{background:#fff8e1;color:#5d4300}
+</style>"""
+
+
 def _render_to(nb_path: Path, html_dir: Path) -> dict[str, str]:
     """Full and results-only HTML side by side; images stay embedded as data URIs."""
     import nbformat
@@ -390,6 +402,7 @@ def _render_to(nb_path: Path, html_dir: Path) -> dict[str, str]:
         exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude,
                                 exclude_output_prompt=exclude)
         body, _ = exporter.from_notebook_node(nb)
+        body = body.replace("</head>", RENDER_CSS + "\n</head>", 1)
         suffix = "" if kind == "full" else ".results"
         target = html_dir / f"{nb_path.stem}{suffix}.html"
         target.write_text(body, encoding="utf-8")
