@@ -22,7 +22,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from workbench.graph.split import SplitError   # moves to workbench.errors with the layout refactor
+from workbench.errors import SplitError
 
 # Shape-only ops that may sit between the projection and the bound chain (and around the codes).
 RESHAPE_OPS = ("Reshape", "Unsqueeze", "Squeeze", "Flatten", "Identity")

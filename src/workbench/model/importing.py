@@ -29,7 +29,7 @@ import numpy as np
 import onnx
 
 from workbench.data import Normalizer
-from workbench.data.windowset import DataError
+from workbench.errors import DataError, ModelImportError
 
 LAYOUTS = ("NCST", "NCT", "NTC")
 IMPORT_RECORD = "imported_model.json"
@@ -39,10 +39,6 @@ WINDOW_INPUT = "imu"                   # the name of the (N, C, S, T) input put 
 # Accuracy within this many percentage points of chance (1 / K) on validation windows means the
 # imported model does not see the data it was trained on (wrong normaliser, layout or labels).
 NEAR_CHANCE_MARGIN = 0.10
-
-
-class ModelImportError(ValueError):
-    """An imported model or its companion files cannot be used; the message names the problem and fix."""
 
 
 # ---- what the user passed ---------------------------------------------------------------------------
@@ -566,7 +562,7 @@ def evaluate_split_import(stage_dir: str | Path, record: ImportedModel, data: An
 
 def save_import_artifacts(stage: Any, data: Any, record: ImportedModel) -> None:
     """windows.npz (raw windows + split) and data_summary.json; imported_model.* are already there."""
-    from workbench.stage01 import data_summary
+    from workbench.data.prepare import data_summary
     data.windows.save(stage.artifact("windows", must_exist=False), split=data.split_of_window)
     summary = data_summary(data)
     summary["model"] = {"origin": record.kind, "source": record.source, "normalizer": record.normalizer_source}

@@ -3,9 +3,6 @@ and real exports of models written elsewhere (vector-quantize-pytorch's FSQ, the
 an encoder without class output, a Round that is not FSQ)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import onnx
 import pytest
@@ -15,8 +12,7 @@ from workbench.graph.fsq_detect import FsqNotFound, find_fsq, levels_from_consta
 from workbench.graph.host import HostPostprocessor, compare_with_host_onnx
 from workbench.graph.split import SplitError, find_cut, host_onnx_outputs, prove_recomposition, split_model
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "foreign"))
-import byom_models as bm  # noqa: E402  (models written outside the workbench)
+from support import byom_models as bm      # models written outside the workbench
 
 
 def _consts(levels, eps=1e-3):

@@ -208,3 +208,36 @@ def fsq_reference_levels(levels: Sequence[int], z: np.ndarray, eps: float = 1e-3
 __all__ = ["HandFSQ", "InputRounder", "LucidrainsFSQNet", "PredecessorNet", "TcnEncoder", "author_accuracy",
            "author_normalizer", "build_lucidrains", "build_predecessor", "export", "fsq_reference_levels",
            "to_layout", "train_few_steps"]
+
+
+# ---- files a researcher would bring (for the end-to-end tests) ------------------------------------
+def author_files(out_dir, kind: str, X_train: np.ndarray, y_train: np.ndarray, steps: int = 40,
+                 seed: int = 0) -> dict:
+    """Train a foreign model a few steps on ``X_train`` (raw windows, (N, C, S, T)) and write what its
+    author would hand over: ``model.onnx`` (dynamic batch), ``normalizer.json`` (C x S), and for the
+    factory form ``weights.pt``. Returns the paths, the layout and the trained model."""
+    from pathlib import Path
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n, c, s, t = X_train.shape
+    k = int(y_train.max()) + 1
+    torch.manual_seed(seed)
+    norm = author_normalizer(X_train)
+    layout, outs = "NCST", ["logits"]
+    if kind == "predecessor":
+        model = PredecessorNet(c, k)
+    elif kind == "lucidrains":
+        model, outs = LucidrainsFSQNet(c, k), ["logits", "indices"]
+    elif kind == "encoder":
+        model, layout, outs = TcnEncoder(c * s, time_major=True), "NTC", ["latent_embeddings", "code_indices"]
+    elif kind == "rounder":
+        model = InputRounder(c, k)
+    else:
+        raise ValueError(kind)
+    train_few_steps(model, X_train, y_train, norm, steps=steps, seed=seed, layout=layout)
+    shape = {"NCST": (1, c, s, t), "NTC": (1, t, c * s)}[layout]
+    export(model, out / "model.onnx", shape, outs, dynamic=True)
+    (out / "normalizer.json").write_text(__import__("json").dumps(norm))
+    torch.save(model.state_dict(), out / "weights.pt")
+    return {"onnx": out / "model.onnx", "normalizer": out / "normalizer.json", "weights": out / "weights.pt",
+            "layout": layout, "model": model, "norm": norm}
