@@ -247,6 +247,7 @@ def measure_host_speed(post: "HostPostprocessor", npu_out: np.ndarray, calls: in
     this CPU (backend ``numpy-fp32``). Returns the summary and the per-call seconds for a histogram."""
     import time
 
+    npu_out = np.asarray(npu_out).reshape(len(npu_out), -1)    # NPU outputs may be (N, 1, 1, D)
     one = np.ascontiguousarray(npu_out[:1])
     for _ in range(warmup):
         post(one)

@@ -512,7 +512,7 @@ def prove_recomposition(full_path: str | Path, npu_path: str | Path, host_path: 
     (mid,) = _run_batched(s_npu, split_info["npu_input_name"], x, [split_info["npu_output_tensor"]], batch_size)
     h_all = _run_batched(s_host, split_info["host_input_name"], mid, names, batch_size)
     equal = {n: bool(f.shape == h.shape and f.tobytes() == h.tobytes()) for n, f, h in zip(names, f_all, h_all)}
-    f_levels, h_levels = f_all[names.index(lv)], h_all[names.index(lv)]
+    h_levels = h_all[names.index(lv)]
     logits_name = split_info.get("logits_output", outs[0])
     res: dict[str, Any] = {"n_windows": int(len(x)), "levels_bitwise_equal": equal[lv],
                            "outputs_bitwise_equal": equal, "passed": all(equal.values()), "backend": "ort-fp32",

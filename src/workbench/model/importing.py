@@ -504,7 +504,8 @@ def torch_round_inputs(model: Any, x: np.ndarray, batch_size: int = 256) -> tupl
             super().__init__()
             self.seen: list[Any] = []
 
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None
+                               ) -> Any:
             if func in (torch.round, torch.Tensor.round) and args:
                 self.seen.append(args[0].detach().clone())
             return func(*args, **(kwargs or {}))
@@ -658,7 +659,8 @@ def import_parity(record: ImportedModel, static_path: str | Path, dynamic_path: 
         if not rounds:
             raise ModelImportError("the PyTorch model never calls torch.round: it has no FSQ rounding to compare")
         ref_bound = rounds[0].reshape(len(x), -1)
-        ref = {"bound": ref_bound, "levels": np.rint(ref_bound), "logits": first.reshape(len(x), -1) if logits else None}
+        ref = {"bound": ref_bound, "levels": np.rint(ref_bound),
+               "logits": first.reshape(len(x), -1) if logits else None}
         ref_name = "torch-fp32"
         targets = {"model.onnx": static, "model_dynamic.onnx": outs(dynamic_path)}
     else:

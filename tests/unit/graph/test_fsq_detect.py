@@ -8,11 +8,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from support import byom_models as bm  # models written outside the workbench
 from workbench.graph.fsq_detect import FsqNotFound, find_fsq, levels_from_constants
 from workbench.graph.host import HostPostprocessor, compare_with_host_onnx
 from workbench.graph.split import SplitError, find_cut, host_onnx_outputs, prove_recomposition, split_model
-
-from support import byom_models as bm      # models written outside the workbench
 
 
 def _consts(levels, eps=1e-3):
