@@ -187,10 +187,49 @@ def adapt_input_layout(proto: onnx.ModelProto, layout: str, channels: int, sites
     return out
 
 
-def with_batch(proto: onnx.ModelProto, batch: Any) -> onnx.ModelProto:
-    """A copy whose input and outputs have batch axis ``batch`` (1 = static, a name = dynamic); shapes re-inferred."""
+def _unbake_batch_reshapes(proto: onnx.ModelProto) -> onnx.ModelProto:
+    """A static batch-1 export hard-codes the batch in Reshape targets (``[1, 1, 1, 4]``). Where a Reshape's
+    input has batch 1 and its target starts with 1, the target's first entry becomes 0 ("copy the input's
+    axis 0"), which is the same shape at batch 1 and follows the batch otherwise."""
+    from onnx import numpy_helper
+    static = with_batch(proto, 1, unbake=False)
+    shapes = {vi.name: _dims(vi) for vi in list(static.graph.value_info) + list(static.graph.input)}
+    inits = {i.name: i for i in proto.graph.initializer}
+    consts = {n.output[0]: n for n in proto.graph.node if n.op_type == "Constant"}
+    for n in proto.graph.node:
+        if n.op_type != "Reshape" or len(n.input) < 2:
+            continue
+        in_shape = shapes.get(n.input[0])
+        if not in_shape or in_shape[0] != 1:
+            continue
+        allowzero = next((a.i for a in n.attribute if a.name == "allowzero"), 0)
+        if allowzero:
+            continue
+        holder = inits.get(n.input[1])
+        if holder is not None:
+            target = numpy_helper.to_array(holder)
+        elif n.input[1] in consts:
+            target = numpy_helper.to_array(consts[n.input[1]].attribute[0].t)
+        else:
+            continue
+        if target.ndim != 1 or target.size == 0 or int(target[0]) != 1:
+            continue
+        fixed = target.copy()
+        fixed[0] = 0
+        name = f"{n.input[1]}_batch_follows"
+        proto.graph.initializer.append(numpy_helper.from_array(fixed.astype(target.dtype), name))
+        n.input[1] = name
+    return proto
+
+
+def with_batch(proto: onnx.ModelProto, batch: Any, unbake: bool = True) -> onnx.ModelProto:
+    """A copy whose input and outputs have batch axis ``batch`` (1 = static, a name = dynamic); shapes
+    re-inferred. Making a static batch-1 export dynamic also frees Reshapes that hard-code the batch."""
     out = onnx.ModelProto()
     out.CopyFrom(proto)
+    in_dims = _dims(out.graph.input[0]) if out.graph.input else []
+    if unbake and not isinstance(batch, int) and in_dims and in_dims[0] == 1:
+        out = _unbake_batch_reshapes(out)
     del out.graph.value_info[:]
     for vi in list(out.graph.input) + list(out.graph.output):
         dims = vi.type.tensor_type.shape.dim

@@ -160,3 +160,23 @@ def test_preflight_refuses_wrong_levels_and_non_fsq_round(tmp_path, data, author
         im.preflight_import(_params(model_path=str(rounder["onnx"])))
     with pytest.raises(ModelImportError, match="normalizer_path"):
         im.preflight_import(_params(model_path=str(author["onnx"]), normalizer_path=str(tmp_path / "none.json")))
+
+
+def test_static_batch_export_is_made_batch_dynamic(tmp_path, data):
+    """A batch-1 export of vector-quantize-pytorch's FSQ hard-codes the batch in its Reshapes; the import
+    frees them so evaluation can batch, and the batched graph equals the batch-1 graph window by window."""
+    tr = data.splits.train
+    f = bm.author_files(tmp_path / "a", "lucidrains", data.windows.X[tr], data.windows.y[tr], steps=10)
+    bm.export(f["model"], tmp_path / "static.onnx", (1, 9, 2, 100), ["logits", "indices"], dynamic=False)
+    p = _params(model_path=str(tmp_path / "static.onnx"), normalizer_path=str(f["normalizer"]),
+                fsq_levels=[8, 5, 5, 5])
+    (tmp_path / "s").mkdir()
+    rec, _ = im.import_into_stage(p, data, tmp_path / "s")
+    res = im.evaluate_split_import(tmp_path / "s", rec, data, "val")
+    idx = data.splits.val
+    assert res["accuracy"] == bm.author_accuracy(f["model"], data.windows.X[idx], data.windows.y[idx], f["norm"])
+    X, _ = data.arrays("test")
+    im.write_import_graphs(tmp_path / "s", rec, X.shape[1:], tmp_path / "m.onnx", tmp_path / "md.onnx")
+    par = im.import_parity(rec, tmp_path / "m.onnx", tmp_path / "md.onnx", X)
+    assert par["model_dynamic.onnx"]["passed"] and par["model_dynamic.onnx"]["reference_backend"].startswith("ort")
+    assert par["model_dynamic.onnx"]["max_abs_diff"] < 1e-5
