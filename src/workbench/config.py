@@ -58,10 +58,22 @@ class Params(BaseModel):
         description="explicit test subjects (overrides fraction)")
 
     # ---- 01 model and training ---------------------------------------------------------------
-    mode: Literal["train", "load"] = Field("train",
-        description="train a new model, or load one from checkpoint_path")
+    mode: Literal["train", "load", "import"] = Field("train",
+        description="train a new model, load one from checkpoint_path, or import your own (model_path)")
     checkpoint_path: Optional[str] = Field(None,
         description="mode load: a checkpoint.pt written by stage 01 of an earlier run")
+    # bring your own model (mode: import)
+    model_path: Optional[str] = Field(None, description="import: an .onnx file, or package.module:function "
+                                                        "(a factory returning the torch.nn.Module)")
+    weights_path: Optional[str] = Field(None, description="import from a factory: the state_dict file")
+    normalizer_path: Optional[str] = Field(
+        None, description='import: JSON {"mean": [...], "std": [...]} per channel (C) or channel x site (C x S), '
+                          "in data units; unset: fit on the training split")
+    model_input_layout: Literal["NCST", "NCT", "NTC"] = Field(
+        "NCST", description="import: the model's input layout; NCT/NTC take channel c*S+s of (C, S, T) windows")
+    logits_output: Optional[str] = Field(
+        None, description="import: graph output with the class logits (unset: first output whose last dim is "
+                          "the number of classes; 'none': an encoder without class output)")
     encoder_channels: list[int] = Field([32, 64, 64], min_length=1,
         description="output channels of each convolution block of the encoder")
     kernel_time: int = Field(5, ge=1, description="temporal kernel width of every conv")
@@ -108,6 +120,8 @@ class Params(BaseModel):
     cut: Literal["after_bound", "after_projection"] = Field("after_bound",
         description="where the NPU part ends: after FSQ's tanh bound or after the projection before it")
     host_ops: list[str] = Field(["Round"], min_length=1, description="op types the NPU cannot run")
+    cut_tensor: Optional[str] = Field(None, description="cut at this tensor instead of the FSQ chain found in "
+                                                        "the graph (graphs whose quantizer is not FSQ)")
 
     # ---- 05 INT8 quantization calibration (quant) --------------------------------------------
     quant_calib_strategy: Literal["random_windows", "stratified", "gaussian_noise"] = Field("stratified",
@@ -192,7 +206,7 @@ class Params(BaseModel):
                              f"(got {v}); use {v + 1}")
         return v
 
-    @field_validator("data_dir", "checkpoint_path", "hef_path")
+    @field_validator("data_dir", "checkpoint_path", "hef_path", "weights_path", "normalizer_path")
     @classmethod
     def _expand_home(cls, v: Optional[str]) -> Optional[str]:
         import os
@@ -215,6 +229,9 @@ class Params(BaseModel):
                              f"pass -p data_dir PATH or set it in the params file")
         if self.mode == "load" and not self.checkpoint_path:
             raise ValueError("mode 'load' needs checkpoint_path (a checkpoint.pt from an earlier run)")
+        if self.mode == "import" and not self.model_path:
+            raise ValueError("mode 'import' needs model_path: an .onnx file or package.module:function (with "
+                             "weights_path)")
         if self.dataset == "uci_har" and self.window != 128:
             raise ValueError("dataset 'uci_har' has fixed 128-sample windows: set window: 128")
         return self

@@ -28,6 +28,10 @@ class CheckpointError(WorkbenchError, ValueError):
     """A checkpoint that cannot be read or does not fit the requested model; says what and the fix."""
 
 
+class ModelImportError(WorkbenchError, ValueError):
+    """A model brought in with mode 'import' (or its normaliser/weights) cannot be used; says what and the fix."""
+
+
 class HefImportError(WorkbenchError, ValueError):
     """A HEF that cannot be imported; the message says why and what to do."""
 

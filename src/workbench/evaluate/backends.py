@@ -85,11 +85,11 @@ class EvalContext:
 
 
 def load_normalizer(checkpoint: Path) -> tuple[Any, list[str]]:
-    """The checkpoint's own normaliser (fitted on the training split) and its label names."""
-    from workbench.data import Normalizer
-    from workbench.model.checkpoint import load_checkpoint
-    _, meta = load_checkpoint(checkpoint)
-    return Normalizer.from_dict(meta["normalizer"]), list(meta["label_names"])
+    """The model's normaliser and label names: from the checkpoint, or for an imported model (no
+    checkpoint) from stage 01's imported_model.json next to where the checkpoint would be."""
+    from workbench.model.importing import load_run_model
+    rm = load_run_model(Path(checkpoint).parent)
+    return rm.normalizer, list(rm.label_names)
 
 
 def load_host_postprocessor(split_json: Path, host_weights: Path) -> Any:
@@ -215,12 +215,32 @@ class TorchFP32(Backend):
     name = TORCH_FP32
     hardware = "CPU (PyTorch FP32)"
 
+    def _imported(self) -> Optional[Any]:
+        from workbench.model.importing import IMPORT_RECORD, ImportedModel
+        rec = self.ctx.checkpoint.parent / IMPORT_RECORD
+        return ImportedModel.from_dict(json.loads(rec.read_text())) if rec.is_file() else None
+
     def _availability(self) -> tuple[bool, str]:
+        rec = self._imported()
+        if rec is not None:
+            if not rec.has_torch:
+                return False, ("absent for an ONNX import: there is no PyTorch model, so ort-fp32 is the FP32 "
+                               "reference")
+            if self.ctx.split.get("cut") != "after_bound" or self.ctx.split.get("cut_source") == "cut_tensor":
+                return False, ("an imported PyTorch model exposes its FSQ bound (the input of its first "
+                               "torch.round) only; use cut after_bound for torch-fp32")
+            return True, f"PyTorch factory {rec.source}, bound = input of its first torch.round"
         if not self.ctx.checkpoint.is_file():
             return False, f"no checkpoint at {self.ctx.checkpoint}; run stage 01"
         return True, f"checkpoint {self.ctx.checkpoint.name}, cut {self.ctx.split.get('cut')}"
 
     def _open(self) -> None:
+        rec = self._imported()
+        self.record = rec
+        if rec is not None:
+            from workbench.model.importing import load_imported_torch
+            self.model = load_imported_torch(self.ctx.checkpoint.parent, rec)
+            return
         from workbench.model.checkpoint import load_checkpoint
         self.model, _ = load_checkpoint(self.ctx.checkpoint)
         self.model.eval()
@@ -228,6 +248,10 @@ class TorchFP32(Backend):
 
     def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
         import torch
+        if self.record is not None:
+            from workbench.model.importing import to_model_layout, torch_round_inputs
+            rounds, _ = torch_round_inputs(self.model, to_model_layout(x, self.record.input_layout))
+            return rounds[0].reshape(len(x), -1)
         with torch.no_grad():
             return self.model.forward_parts(torch.from_numpy(x))[self.key].cpu().numpy()
 
@@ -534,7 +558,7 @@ def evaluate_backend(backend: Backend, data: EvalData, batch_size: int = 256) ->
         logits.append(lg)
     logits_all = np.concatenate(logits).astype(np.float32)
     num_classes = data.num_classes or int(logits_all.shape[1])
-    if logits_all.shape[1] != num_classes:
+    if logits_all.shape[1] not in (num_classes, 0):          # 0: a model without class output (an encoder)
         raise RuntimeError(f"{backend.name} produced {logits_all.shape[1]} logits per window but the "
                            f"data has {num_classes} classes")
     info = backend.info()

@@ -142,7 +142,14 @@ class BackendResult:
     info: dict = field(default_factory=dict)   # backend details (output bits, file used, ...)
 
     @property
+    def has_logits(self) -> bool:
+        """False for a model without class output (an encoder): its logits are (n, 0)."""
+        return self.logits.ndim == 2 and self.logits.shape[1] > 0
+
+    @property
     def pred(self) -> np.ndarray:
+        if not self.has_logits:
+            return np.full(self.y.shape[0], -1, dtype=np.int64)
         return np.argmax(self.logits, axis=1).astype(np.int64)
 
     @property
@@ -205,7 +212,10 @@ def compare_to_reference(result: BackendResult, ref: Optional[BackendResult]) ->
     a, b = _align(result, ref)
     if a.size == 0:
         return {**empty, "reference": ref.backend}
-    flips = prediction_flips(result.y[a], result.pred[a], ref.pred[b])
+    if not (result.has_logits and ref.has_logits):
+        flips = {"flips": np.nan, "flip_rate": np.nan, "broken": np.nan, "fixed": np.nan}
+    else:
+        flips = prediction_flips(result.y[a], result.pred[a], ref.pred[b])
     return {"reference": ref.backend, "n_compared": int(a.size),
             "level_agreement": level_agreement(result.levels[a], ref.levels[b]),
             "code_agreement": code_agreement(result.levels[a], ref.levels[b]),
@@ -231,8 +241,9 @@ def backend_table(results: Sequence[BackendResult]) -> pd.DataFrame:
     ref = pick_reference(results)
     rows = []
     for r in results:
-        row: dict[str, Any] = {"backend": r.backend, "n_windows": r.n, "accuracy": r.accuracy(),
-                               "macro_f1": r.macro_f1()}
+        row: dict[str, Any] = {"backend": r.backend, "n_windows": r.n,
+                               "accuracy": r.accuracy() if r.has_logits else np.nan,
+                               "macro_f1": r.macro_f1() if r.has_logits else np.nan}
         row.update(compare_to_reference(r, ref))
         for key in ("hardware", "output_bits", "source"):
             if key in r.info:
@@ -243,4 +254,7 @@ def backend_table(results: Sequence[BackendResult]) -> pd.DataFrame:
 
 def per_subject_table(results: Sequence[BackendResult]) -> pd.DataFrame:
     """Long table: backend, subject, n, correct, accuracy."""
-    return pd.concat([r.per_subject() for r in results], ignore_index=True)
+    parts = [r.per_subject() for r in results if r.has_logits]
+    if not parts:
+        return pd.DataFrame(columns=["backend", "subject", "n", "correct", "accuracy"])
+    return pd.concat(parts, ignore_index=True)

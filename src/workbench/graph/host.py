@@ -33,6 +33,13 @@ LOGIT_ROW_ULP_TOL = 16
 _BINARY = {"Add": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
 
 
+def _round_ste(x: np.ndarray, out: np.ndarray) -> None:
+    """The straight-through estimator as exported, ``x + (Round(x) - x)``, in ONNX's float32 op order."""
+    r = np.rint(x)
+    np.subtract(r, x, out=r)
+    np.add(x, r, out=out)
+
+
 def _matmul_step(w: np.ndarray, c: Optional[np.ndarray]) -> Callable[[np.ndarray, np.ndarray], None]:
     if c is None:
         return lambda x, out: np.matmul(x, w, out=out)
@@ -79,6 +86,9 @@ class HostPostprocessor:
             elif op == "Round":
                 self._fns.append(lambda x, out: np.rint(x, out=out))
                 self._round_index = k
+            elif op == "RoundSTE":
+                self._fns.append(_round_ste)
+                self._round_index = k
             elif op == "Relu":
                 self._fns.append(lambda x, out: np.maximum(x, np.float32(0.0), out=out))
             elif op in ("Gemm", "MatMul"):
@@ -98,6 +108,9 @@ class HostPostprocessor:
         if self._round_index < 0:
             raise HostError("host program has no Round step; split.json/host_weights.npz do not describe an "
                             "FSQ host part (rerun stage 04)")
+        shape = self.split_info.get("npu_output_shape")
+        if shape and all(isinstance(d, int) and d > 0 for d in list(shape)[1:]):
+            width = int(np.prod([int(d) for d in list(shape)[1:]]))
         if width is None:
             raise HostError("cannot tell the NPU output width from the host program")
         self.input_width = width
@@ -106,7 +119,9 @@ class HostPostprocessor:
         for k, wd in enumerate(self._widths):
             cur = cur if wd < 0 else wd
             self._widths[k] = cur
-        self.num_classes = self._widths[-1]
+        # A model without class logits (an encoder) ends at the FSQ levels: logits are then (N, 0).
+        self.has_logits = self._round_index != len(self._fns) - 1
+        self.num_classes = self._widths[-1] if self.has_logits else 0
         self._cache: dict[int, list[np.ndarray]] = {}
 
     # ---- construction -------------------------------------------------------------------
@@ -222,6 +237,14 @@ def compare_with_host_onnx(post: HostPostprocessor, levels_ref: np.ndarray, logi
                            npu_out: np.ndarray) -> dict[str, Any]:
     """Agreement of the numpy post-processor with host.onnx (ORT) outputs on the same NPU output."""
     levels, logits = post(npu_out)
+    levels_ref = np.asarray(levels_ref, np.float32).reshape(levels.shape)
+    if logits.shape[1] == 0:           # an encoder: no class logits, the levels are the whole result
+        return {"n_windows": int(len(levels)),
+                "levels_equal": float((levels == levels_ref).all(axis=1).mean()),
+                "levels_bitwise": bool(levels.tobytes() == np.ascontiguousarray(levels_ref).tobytes()),
+                "logits_bitwise": None, "logits_max_ulp": None, "logits_max_row_ulp": 0.0,
+                "logits_max_abs_diff": None, "backend": "numpy-host (vs ort-fp32 host.onnx)",
+                "note": "the model has no class logits; only the FSQ levels are compared"}
     ulp = ulp_distance(logits, logits_ref)
     row_ulp = row_scaled_ulp(logits, logits_ref)
     return {"n_windows": int(len(levels)),
@@ -240,6 +263,7 @@ def measure_host_speed(post: "HostPostprocessor", npu_out: np.ndarray, calls: in
     this CPU (backend ``numpy-fp32``). Returns the summary and the per-call seconds for a histogram."""
     import time
 
+    npu_out = np.asarray(npu_out).reshape(len(npu_out), -1)    # NPU outputs may be (N, 1, 1, D)
     one = np.ascontiguousarray(npu_out[:1])
     for _ in range(warmup):
         post(one)

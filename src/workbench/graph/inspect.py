@@ -94,9 +94,10 @@ def macs_per_layer(model: str | Path | onnx.ModelProto) -> "Any":
         elif n.op_type == "Gemm":
             a, b = dims(n.input[0]), dims(n.input[1])
             attrs = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
-            m, k = (a[1], a[0]) if attrs.get("transA", 0) else (a[0], a[1])
-            nn = b[0] if attrs.get("transB", 0) else b[1]
-            macs = m * k * nn
+            if len(b) == 2:   # the weight's shape is always known; the data's may not be (foreign graphs)
+                k, nn = (b[1], b[0]) if attrs.get("transB", 0) else (b[0], b[1])
+                m = (a[1] if attrs.get("transA", 0) else a[0]) if len(a) == 2 else 1
+                macs = m * k * nn
         elif n.op_type == "MatMul":
             a, out = dims(n.input[0]), dims(n.output[0])
             if a and out:

@@ -113,18 +113,22 @@ def codebook_stats(indices: np.ndarray, codebook_size: int) -> dict:
             "perplexity": float(np.exp(-(p * np.log(p)).sum()))}
 
 
-def fsq_bound_of(cut: str, fsq_levels: Sequence[int]) -> Callable[[np.ndarray], np.ndarray]:
-    """NPU output -> FSQ bound values, float32: identity for ``after_bound``; for ``after_projection``
-    the bound tanh(z + shift) * half_l - offset with the model's own constants (REFERENCE.md §1)."""
+def fsq_bound_of(cut: str, fsq_levels: Sequence[int], constants: Optional[dict] = None
+                 ) -> Callable[[np.ndarray], np.ndarray]:
+    """NPU output -> FSQ bound values (N, D) float32: identity for ``after_bound``; for ``after_projection``
+    the bound tanh(z + shift) * half_l - offset with the model's own constants (REFERENCE.md §1), or the
+    constants found in a foreign graph (``split.json['fsq']``: half_l, offset, shift)."""
     if cut == "after_bound":
-        return lambda z: np.asarray(z, dtype=np.float32)
+        return lambda z: np.asarray(z, dtype=np.float32).reshape(len(z), -1)
     if cut != "after_projection":
         raise ValueError(f"unknown cut {cut!r}; expected after_bound or after_projection")
     from workbench.model.fsq import fsq_numpy_constants
     k = fsq_numpy_constants(fsq_levels)
+    if constants:
+        k = {name: np.asarray(constants[name], np.float32) for name in ("half_l", "offset", "shift")}
 
     def bound(z: np.ndarray) -> np.ndarray:
-        z = np.asarray(z, dtype=np.float32)
+        z = np.asarray(z, dtype=np.float32).reshape(len(z), -1)
         return (np.tanh(z + k["shift"]) * k["half_l"] - k["offset"]).astype(np.float32)
     return bound
 
@@ -178,23 +182,26 @@ def compare_npu_outputs(npu_fp32: np.ndarray, npu_int8: np.ndarray, postprocess:
     a, b = np.asarray(npu_fp32, np.float32), np.asarray(npu_int8, np.float32)
     if a.shape != b.shape:
         raise ValueError(f"FP32 and INT8 outputs differ in shape: {a.shape} vs {b.shape}")
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)      # one row per window (NPU outputs may be (N, 1, 1, D))
     lv_a, logit_a = postprocess(a)
     lv_b, logit_b = postprocess(b)
     flipped = np.asarray(lv_a) != np.asarray(lv_b)
     margin = boundary_margin(bound_of(a))
-    pred_a, pred_b = np.argmax(logit_a, axis=1), np.argmax(logit_b, axis=1)
+    has_logits = np.asarray(logit_a).shape[1] > 0      # an encoder without class output has (N, 0) logits
+    pred_a = np.argmax(logit_a, axis=1) if has_logits else None
+    pred_b = np.argmax(logit_b, axis=1) if has_logits else None
     size = int(np.prod(fsq_levels))
     cb_a = codebook_stats(levels_to_indices(lv_a, fsq_levels), size)
     cb_b = codebook_stats(levels_to_indices(lv_b, fsq_levels), size)
     s = {"windows": int(a.shape[0]),
          "sqnr_db": sqnr_db(a, b), "cosine": cosine(a, b),
          "level_flip_rate": level_flip_rate(lv_a, lv_b), "code_flip_rate": code_flip_rate(lv_a, lv_b),
-         "prediction_flip_rate": float((pred_a != pred_b).mean()),
+         "prediction_flip_rate": float((pred_a != pred_b).mean()) if has_logits else float("nan"),
          "flipped_margin_median": float(np.median(margin[flipped])) if flipped.any() else float("nan"),
          "flipped_margin_max": float(margin[flipped].max()) if flipped.any() else float("nan"),
          "unique_codes_fp32": cb_a["unique_codes"], "unique_codes_int8": cb_b["unique_codes"],
          "backend": BACKEND_INT8, "reference_backend": BACKEND_FP32}
-    if y is not None:
+    if y is not None and has_logits:
         y = np.asarray(y)
         s["accuracy_fp32"] = float((pred_a == y).mean())
         s["accuracy_int8"] = float((pred_b == y).mean())

@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -44,17 +44,19 @@ def cut_model_from_split(split_dir: str | Path) -> CutModel:
     if not info.get("fsq_levels"):
         raise ValueError(f"{split_dir / 'split.json'} has no fsq_levels; rerun stage 04 with the model's levels")
     return CutModel(cut=info["cut"], npu_model=split_dir / info["files"]["npu_dynamic"], postprocess=post,
-                    bound_of=fsq_bound_of(info["cut"], info["fsq_levels"]))
+                    bound_of=fsq_bound_of(info["cut"], info["fsq_levels"], info.get("fsq")))
 
 
 def other_cut_model(model_onnx: str | Path, model_dynamic_onnx: str | Path, cut: str,
-                    host_ops: Sequence[str], fsq_levels: Sequence[int], out_dir: str | Path) -> CutModel:
-    """Re-split the exported model at the other cut kind into ``out_dir`` with workbench.graph."""
+                    host_ops: Sequence[str], fsq_levels: Sequence[int], out_dir: str | Path,
+                    logits_output: Optional[str] = "") -> CutModel:
+    """Re-split the exported model at the other cut kind into ``out_dir`` with workbench.graph
+    (``logits_output`` as in split.json: "" = the first output, None = a model without logits)."""
     from workbench.graph.split import split_model
     if cut not in CUTS:
         raise ValueError(f"unknown cut {cut!r}; expected one of {CUTS}")
     split_model(model_onnx, model_dynamic_onnx, out_dir, cut=cut, host_ops=list(host_ops),
-                fsq_levels=list(fsq_levels))
+                fsq_levels=list(fsq_levels), logits_output=logits_output)
     return cut_model_from_split(out_dir)
 
 

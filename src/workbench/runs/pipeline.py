@@ -40,7 +40,7 @@ KERNEL_NAME = "python3"
 VERSIONED = ["torch", "numpy", "onnx", "onnxruntime", "onnxslim", "papermill", "nbconvert", "scipy"]
 HAILO_DISTS = ["hailo-dataflow-compiler", "hailort", "hailo_sdk_client", "hailo_platform"]
 # Parameters holding paths: made absolute before injection, since notebooks run with their own cwd.
-PATH_PARAMS = ("data_dir", "checkpoint_path", "hef_path")
+PATH_PARAMS = ("data_dir", "checkpoint_path", "hef_path", "weights_path", "normalizer_path")
 # Signals that end a run through the failure path with status 'interrupted'.
 STOP_SIGNALS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
@@ -84,6 +84,9 @@ def _absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
     for key in PATH_PARAMS:
         if out.get(key):
             out[key] = str(Path(out[key]).expanduser().resolve())
+    mp = out.get("model_path")
+    if mp and (str(mp).lower().endswith(".onnx") or Path(mp).expanduser().exists()):   # not a module:function
+        out["model_path"] = str(Path(mp).expanduser().resolve())
     return out
 
 
@@ -147,6 +150,9 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAG
     if "01" in stages:
         from workbench.data.preflight import preflight
         preflight(params)
+        if params.mode == "import":
+            from workbench.model.importing import preflight_import
+            preflight_import(params)
 
     run = Run.create(params.run_label, root)
     try:  # a setup that fails leaves nothing behind

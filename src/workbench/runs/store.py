@@ -39,6 +39,9 @@ ARTIFACTS = {
     "windows": ("01", "windows.npz"),          # X (N,C,S,T) float32 raw, y, subject, split, label_names
     "data_summary": ("01", "data_summary.json"),
     "train_history": ("01", "train_history.json"),
+    "imported_model": ("01", "imported_model.json"),     # mode import: origin, sha256, outputs, FSQ found
+    "imported_onnx": ("01", "imported_model.onnx"),      # mode import: the model's graph as given / exported
+    "imported_weights": ("01", "imported_weights.pt"),   # mode import from a factory: the state_dict
     "model_onnx": ("02", "model.onnx"),          # static batch 1, for the compiler
     "model_dynamic_onnx": ("02", "model_dynamic.onnx"),  # batch-dynamic, for CPU evaluation
     "parity": ("02", "parity.json"),

@@ -10,6 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from test_export import SHAPE, tiny_model
 
 from workbench.graph.export import export_onnx
+from workbench.graph.fsq_detect import FsqNotFound
 from workbench.graph.split import SplitError, find_cut, prove_recomposition, split_model
 
 SPLIT_FIELDS = {"cut", "round_nodes", "npu_output_tensor", "npu_end_nodes", "npu_input_name", "npu_input_shape",
@@ -105,20 +106,20 @@ def test_skip_connection_around_round_is_refused():
              helper.make_node("Round", ["b"], ["r"], name="round"),
              helper.make_node("Add", ["r", "a"], ["logits"], name="skip_add")]     # reads 'a' from before the cut
     m = _model(nodes, {"w": np.eye(3) * 2.0})
+    # not an FSQ chain (no half_l scale): the cut must be named by hand
     with pytest.raises(SplitError, match=r"does not separate.*skip_add.*\['a'\]"):
-        find_cut(m, "after_bound")
-    # walking back to the projection makes 'a' the cut tensor, which then does separate the graph
-    plan = find_cut(m, "after_projection")
-    assert plan.tensor == "a" and plan.end_node == "scale"
+        find_cut(m, "after_bound", cut_tensor="b")
+    # cutting at the projection makes 'a' the cut tensor, which then does separate the graph
+    plan = find_cut(m, "after_bound", cut_tensor="a")
+    assert plan.tensor == "a" and plan.end_node == "scale" and plan.cut_source == "cut_tensor"
 
 
-def test_after_projection_needs_a_bound_chain():
+def test_round_without_fsq_chain_lists_rounds_and_cut_tensor():
     m = _model([helper.make_node("Mul", ["imu", "k"], ["a"], name="p"),
                 helper.make_node("Round", ["a"], ["logits"], name="round")], {"k": [2.0, 2.0, 2.0]})
-    # Mul with a constant is part of the walk-back chain: the cut reaches the graph input
-    with pytest.raises(SplitError, match="graph input"):
+    with pytest.raises(FsqNotFound, match=r"(?s)'round' \(node 1.*from Mul 'p'.*cut_tensor"):
         find_cut(m, "after_projection")
-    m2 = _model([helper.make_node("Relu", ["imu"], ["a"], name="p"),
-                 helper.make_node("Round", ["a"], ["logits"], name="round")], {})
-    with pytest.raises(SplitError, match="found none"):
-        find_cut(m2, "after_projection")
+    with pytest.raises(SplitError, match="graph input"):
+        find_cut(m, "after_bound", cut_tensor="imu")
+    with pytest.raises(SplitError, match=r"not produced by any node; did you mean \['a'\]"):
+        find_cut(m, "after_bound", cut_tensor="a_")
