@@ -16,7 +16,7 @@ import pytest
 from workbench.cli import main
 from workbench.config import load_params
 from workbench.data import make_synthetic
-from workbench.pipeline import run_pipeline
+from workbench.runs.pipeline import run_pipeline
 
 ROOT = Path(__file__).resolve().parents[2]
 SMOKE = ROOT / "params" / "smoke.yaml"
@@ -74,7 +74,8 @@ def test_hostile_names_are_escaped_in_every_page(tmp_path):
         text = page.read_text(encoding="utf-8")
         for pattern in FORBIDDEN:
             hit = re.search(pattern, text, flags=re.I)
-            assert hit is None, f"{page.name}: unescaped {hit.group(0)!r} near {text[max(0, hit.start() - 200):hit.end() + 80]!r}"
+            near = text[max(0, hit.start() - 200):hit.end() + 80] if hit else ""
+            assert hit is None, f"{page.name}: unescaped markup near {near!r}"
         for name in HOSTILE:
             assert name not in text, f"{page.name} holds {name!r} verbatim"
             if html.escape(name, quote=False) in text or html.escape(name) in text:

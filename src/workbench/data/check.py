@@ -62,10 +62,9 @@ def _has_rate(path: str | Path) -> bool:
 def check_subjects_for_split(subjects: list[int], where: str) -> None:
     """DataError when the default subject-wise split (train / val / conformal / test) cannot be made."""
     from workbench.config import Params
-    d = Params()
+    fractions = {k: Params.model_fields[k].default for k in ("val_fraction", "conformal_fraction", "test_fraction")}
     try:
-        split_by_subject(np.asarray(subjects, dtype=np.int64), val_fraction=d.val_fraction,
-                         conformal_fraction=d.conformal_fraction, test_fraction=d.test_fraction)
+        split_by_subject(np.asarray(subjects, dtype=np.int64), **fractions)
     except DataError as exc:
         raise DataError(f"{where}: {len(subjects)} subject(s) with labelled windows {subjects}; {exc}. "
                         f"Runs split by subject (train, val, conformal, test), so each needs its own "

@@ -1,9 +1,10 @@
 """Everything about a run's inputs that can be known before its run directory exists.
 
-A wrong `data_dir`, a window longer than the data, a sample-rate conflict, too few subjects for the
-split, quantization calibration sizes above the training split, a `hef_path` that is not a HEF or a
-checkpoint that cannot be loaded fail here in seconds, with one message naming the parameter and the
-fix, instead of inside stage 01 (or stage 05, after training).
+A wrong `data_dir`, a window longer than the data, a sample-rate conflict, class ids without windows,
+a channel-last layout, too few subjects for the split or quantization calibration sizes above the
+training split fail here in seconds, with one message naming the parameter and the fix, instead of
+inside stage 01 (or stage 05, after training). `workbench.runs.preflight` adds the checks of files
+other domains own (checkpoint, HEF) and is what the pipeline calls.
 
 `preflight` returns the parameters *resolved* against the data: `sample_rate_hz` left unset becomes
 the data's own rate, so the run records the rate it used.
@@ -46,17 +47,18 @@ class Preflight:
 
 
 def preflight(params: "Params", stages: Iterable[str] = ("01", "02", "03", "04", "05", "06", "07", "08"),
-              parent_windows: Optional[Path] = None) -> Preflight:
-    """Check the inputs of `stages`; raise DataError (or the domain error of the file at fault).
+              parent_windows: Optional[Path] = None,
+              split_subjects: Optional[dict[str, list[int]]] = None) -> Preflight:
+    """Check the data-side inputs of `stages`; raise DataError naming the parameter and the fix.
 
     `parent_windows`: the parent run's windows.npz when stage 01 is reused (``--from NN --parent``),
     so quantization calibration sizes are checked against the parent's training split.
+    `split_subjects`: the subject split a loaded checkpoint records (``mode: load``), used instead of
+    drawing one. Files of other domains (checkpoint, HEF) are checked by `workbench.runs.preflight`.
     """
     stages = [str(s) for s in stages]
     notes: list[str] = []
     problems: list[str] = []
-    if params.hef_path:
-        _check_hef(params.hef_path, notes)
     train_windows: Optional[int] = None
     subjects: Optional[int] = None
     if "01" in stages:
@@ -64,7 +66,6 @@ def preflight(params: "Params", stages: Iterable[str] = ("01", "02", "03", "04",
         notes += inv.notes
         params = params.model_copy(update={"sample_rate_hz": inv.sample_rate_hz})
         subjects = len(inv.windows_per_subject)
-        split_subjects = _checkpoint_split(params) if params.mode == "load" else None
         if split_subjects is None:
             split = split_by_subject(np.array(sorted(inv.windows_per_subject), dtype=np.int64),
                                      val_fraction=params.val_fraction,
@@ -179,22 +180,3 @@ def _npz_inventory(params: "Params", path: Path) -> DataInventory:
     subj, counts = np.unique(ws.subject, return_counts=True)
     source = "file" if ws.provenance.get("sample_rate_from") == "file" else "parameters"
     return DataInventory({int(s): int(c) for s, c in zip(subj, counts)}, ws.sample_rate_hz, source)
-
-
-# ---- files named by parameters ------------------------------------------------------------------
-def _check_hef(hef_path: str, notes: list[str]) -> None:
-    """A HEF the user named must exist and start with the HEF magic; say when nothing will run it."""
-    from workbench.hailo.hef_import import check_hef_file
-    check_hef_file(Path(hef_path).expanduser())
-    try:
-        import hailo_platform  # noqa: F401
-    except ImportError:
-        notes.append(f"hef_path {hef_path}: HailoRT (hailo_platform) is not installed here, so backend "
-                     f"hailo8-device cannot run it; stage 07 lists it as unavailable")
-
-
-def _checkpoint_split(params: "Params") -> Optional[dict]:
-    """The subject split a checkpoint was trained with (mode: load); loading it also checks it."""
-    from workbench.model.checkpoint import load_checkpoint
-    _, meta = load_checkpoint(params.checkpoint_path)
-    return (meta.get("provenance") or {}).get("split_subjects")

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 import numpy as np
-import onnx
 import pandas as pd
 
 from workbench.graph.export import load_onnx

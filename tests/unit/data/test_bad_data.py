@@ -11,10 +11,9 @@ import pytest
 from workbench.config import load_params
 from workbench.data import DataError, check_dataset, load_npz, make_synthetic
 from workbench.data.preflight import preflight
-from workbench.hailo.hef_import import HefImportError
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from test_data_hapt import write_hapt  # noqa: E402  (the HAPT layout fixture)
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_data_hapt import RECORDINGS, write_hapt  # noqa: E402  (the HAPT layout fixture)
 
 
 def _npz(path: Path, n_subjects=6, per_subject=12, classes=3, window=32, **extra) -> Path:
@@ -98,10 +97,9 @@ def test_time_before_sites_is_caught(tmp_path):
     assert load_npz(ok).X.shape == (72, 3, 32, 1)
 
 
-@pytest.mark.parametrize("content,message", [(b"subject,label\n1,walk\n", "it looks like a text file starting 'subject"),
-                                             (b"", "it is empty"),
-                                             (b"\x93NUMPY\x01\x00", "it is a single .npy array"),
-                                             (b"\x80\x04K\x01.", "it looks like a pickle")])
+@pytest.mark.parametrize("content,message", [
+    (b"subject,label\n1,walk\n", "it looks like a text file starting 'subject"), (b"", "it is empty"),
+    (b"\x93NUMPY\x01\x00", "it is a single .npy array"), (b"\x80\x04K\x01.", "it looks like a pickle")])
 def test_files_that_are_not_npz(tmp_path, content, message):
     f = tmp_path / "d.npz"
     f.write_bytes(content)
@@ -124,7 +122,6 @@ def test_single_subject_fails_data_check(tmp_path):
 
 
 def test_data_check_lists_hapt_subjects_without_labels(tmp_path):
-    from test_data_hapt import RECORDINGS
     recs = {**RECORDINGS, **{(10 + u, u, 120): [] for u in (3, 4, 5, 6)}}
     root = write_hapt(tmp_path / "a", recs)                 # six recorded users, labels for 1 and 2 only
     with pytest.raises(DataError, match=r"2 subject\(s\) with labelled windows \[1, 2\]"):
@@ -156,17 +153,3 @@ def test_calibration_sizes_checked_against_a_parent_run(tmp_path):
     with pytest.raises(DataError, match=r"quant_calib_size=64 > 10 training windows"):
         preflight(load_params([], {"quant_calib_size": 64, "quant_compare": False}), stages=["05", "06"],
                   parent_windows=tmp_path / "windows.npz")
-
-
-# ---- files named by parameters ------------------------------------------------------------------
-def test_hef_path_missing_or_not_a_hef(tmp_path):
-    with pytest.raises(HefImportError, match="is not a file"):
-        preflight(load_params([], {"hef_path": str(tmp_path / "nope.hef"), "quant_calib_size": 64}))
-    fake = tmp_path / "model.hef"
-    fake.write_bytes(b"ONNX not a hef")
-    with pytest.raises(HefImportError, match="does not start with the HEF magic"):
-        preflight(load_params([], {"hef_path": str(fake), "quant_calib_size": 64}))
-    real_magic = tmp_path / "ok.hef"
-    real_magic.write_bytes(bytes.fromhex("01484546") + b"\0" * 60)
-    notes = preflight(load_params([], {"hef_path": str(real_magic), "quant_calib_size": 64})).notes
-    assert any("hailo8-device cannot run it" in n for n in notes)   # HailoRT is not installed here

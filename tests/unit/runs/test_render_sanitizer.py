@@ -8,7 +8,7 @@ import nbformat
 import pandas as pd
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from workbench.pipeline import _render_to, sanitize_html
+from workbench.runs.pipeline import _render_to, sanitize_html
 
 
 def _render(tmp_path, cells):
