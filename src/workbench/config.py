@@ -191,6 +191,8 @@ class Params(BaseModel):
             out["hop"] = f"dataset '{self.dataset}' holds windows already cut"
         if self.mode == "train" and self.checkpoint_path:
             out["checkpoint_path"] = "mode is 'train'; the checkpoint is only read with mode 'load'"
+        if self.hef_path and self.backends is not None and HAILO8_DEVICE not in self.backends:
+            out["hef_path"] = f"backends {self.backends} do not include {HAILO8_DEVICE}, the only one that runs a HEF"
         if self.mode == "load":
             for name in ("epochs", "batch_size", "learning_rate", "weight_decay", "patience",
                          "augment_rotation_deg", "augment_scale", "max_train_seconds", "dropout"):

@@ -29,6 +29,17 @@ if TYPE_CHECKING:
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~$-])")
 
 
+def _names_are_not_tex() -> None:
+    """Label, channel and site names are data: a name like ``$\\frac$`` must be drawn as written, not
+    parsed as TeX (matplotlib raises on malformed math and the stage would crash). No workbench figure
+    uses math text, so it is switched off for every figure made after a notebook imports this module."""
+    import matplotlib
+    matplotlib.rcParams["text.parse_math"] = False
+
+
+_names_are_not_tex()
+
+
 def headless() -> bool:
     """True when nobody watches the notebook (the pipeline, or papermill run by hand), so interactive
     servers and live progress bars are skipped."""

@@ -56,6 +56,8 @@ def test_parameters_without_effect_are_listed():
     assert {"synthetic_subjects", "synthetic_channels", "hop"} <= set(unused)
     assert set(p.explicitly_set_not_applied()) == {"synthetic_subjects", "hop"}
     assert "epochs" not in unused and Params().not_applied() == {}
+    hef = load_params([], {"hef_path": "m.hef", "backends": ["ort-fp32"]}).not_applied()
+    assert "hef_path" in hef and "hailo8-device" in hef["hef_path"]
     loaded = load_params([], {"mode": "load", "checkpoint_path": "c.pt", "epochs": 5})
     assert loaded.explicitly_set_not_applied() == {"epochs": "mode is 'load': the checkpoint is not trained again"}
 

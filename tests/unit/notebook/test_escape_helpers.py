@@ -33,3 +33,17 @@ def test_styled_escapes_cells_index_columns_and_index_names():
         assert raw not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page and "a&amp;b" in page and "0.12" in page
     assert "color: red" in page
+
+
+def test_names_are_drawn_as_text_not_tex():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import workbench.notebook  # noqa: F401  (switches math text off, as in every notebook)
+    fig, ax = plt.subplots()
+    ax.set_title(r"$\frac$")                   # malformed TeX: matplotlib's parser would raise
+    ax.set_xticks([0])
+    ax.set_xticklabels(["$^$"])
+    fig.canvas.draw()
+    plt.close(fig)
