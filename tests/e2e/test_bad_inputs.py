@@ -7,6 +7,7 @@ The fast refusals (CLI exit code, no run directory) run in the quick suite; the 
 from __future__ import annotations
 
 import html
+import json
 import re
 from pathlib import Path
 
@@ -30,6 +31,8 @@ HOSTILE_CHANNELS = ["<script>alert(3)</script>", "<img src=x onerror=alert(4)>",
 HOSTILE_SITES = ["<svg onload=alert(6)>", "wrist\"'&<"]
 HOSTILE = HOSTILE_LABELS + HOSTILE_CHANNELS + HOSTILE_SITES
 # markup that must never appear as a tag in any page (matched case-insensitively)
+# both files are generated here: the provenance keeps every report labelling them synthetic
+SYNTHETIC = json.dumps({"kind": "synthetic", "generator": "tests/e2e/test_bad_inputs.py"})
 FORBIDDEN = [r"<script>alert\(", r"<img src=x onerror", r"<svg onload", r"<b>bold</b>"]
 
 
@@ -37,7 +40,7 @@ def _hostile_npz(path: Path) -> Path:
     ws = make_synthetic(n_subjects=10, windows_per_class=3, channels=6, sites=2, window=100, seed=0)
     np.savez(path, X=ws.X, y=ws.y, subject=ws.subject, label_names=np.array(HOSTILE_LABELS),
              channel_names=np.array(HOSTILE_CHANNELS), site_names=np.array(HOSTILE_SITES),
-             sample_rate_hz=np.array(50.0))
+             sample_rate_hz=np.array(50.0), provenance=np.array(SYNTHETIC))
     return path
 
 
@@ -51,7 +54,8 @@ def _separable_npz(path: Path, n_subjects: int = 8, per_class: int = 8, window: 
             y += [k] * per_class
             s += [subj] * per_class
     np.savez(path, X=np.concatenate(X).astype(np.float32), y=np.array(y), subject=np.array(s),
-             label_names=np.array(["low", "mid", "high"]), sample_rate_hz=np.array(25.0))
+             label_names=np.array(["low", "mid", "high"]), sample_rate_hz=np.array(25.0),
+             provenance=np.array(SYNTHETIC))
     return path
 
 
@@ -80,6 +84,9 @@ def test_hostile_names_are_escaped_in_every_page(tmp_path):
             assert name not in text, f"{page.name} holds {name!r} verbatim"
             if html.escape(name, quote=False) in text or html.escape(name) in text:
                 seen_escaped.add(name)
+    # generated data stays labelled synthetic although it arrived as an .npz
+    assert 'class="badge synthetic"' in (run.path / "html" / "index.html").read_text()
+    assert "SYNTHETIC (generated" in (run.path / "html" / "01_train_or_load.results.html").read_text()
     # the names are shown (escaped), not dropped: the labels and channels appear in the stage-01 page
     assert set(HOSTILE_LABELS[:2]) <= seen_escaped and HOSTILE_CHANNELS[0] in seen_escaped, seen_escaped
 
