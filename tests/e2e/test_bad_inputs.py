@@ -100,7 +100,7 @@ def test_perfectly_separable_data_runs_every_stage(tmp_path):
     """
     data = _separable_npz(tmp_path / "separable.npz")
     params = load_params([SMOKE], {"dataset": "npz", "data_dir": str(data), "window": 64,
-                                   "run_label": "separable", "epochs": 4})
+                                   "run_label": "separable", "epochs": 30, "patience": 30})
     run = run_pipeline(params, root=tmp_path / "out", progress=False, log=lambda *_: None)
     man = run.manifest()
     assert man["status"] == "succeeded", man.get("error")
