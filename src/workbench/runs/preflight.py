@@ -17,11 +17,12 @@ if TYPE_CHECKING:
 
 
 def check_inputs(params: "Params", stages: Iterable[str] = ("01", "02", "03", "04", "05", "06", "07", "08"),
-                 parent_windows: Optional[Path] = None) -> Preflight:
+                 parent_windows: Optional[Path] = None, parent_params: Optional[dict] = None) -> Preflight:
     """Check HEF, checkpoint and data for `stages`; return the resolved parameters and notes to print.
 
     Raises the domain error of the input at fault (HefImportError, CheckpointError, DataError), each a
-    WorkbenchError whose message names the parameter and the fix.
+    WorkbenchError whose message names the parameter and the fix. `parent_params`: the parent run's
+    parameters when earlier stages are reused (their data-resolved values, e.g. the sample rate, carry over).
     """
     stages = [str(s) for s in stages]
     notes: list[str] = []
@@ -30,6 +31,9 @@ def check_inputs(params: "Params", stages: Iterable[str] = ("01", "02", "03", "0
     split_subjects = None
     if params.mode == "load" and "01" in stages and params.checkpoint_path:
         split_subjects = _checkpoint_split(params.checkpoint_path)
+    if "01" not in stages and parent_params and params.sample_rate_hz is None:
+        # stage 01 is reused: the windows, and so their rate, are the parent's
+        params = params.model_copy(update={"sample_rate_hz": parent_params.get("sample_rate_hz")})
     checked = preflight(params, stages, parent_windows=parent_windows, split_subjects=split_subjects)
     checked.notes[:0] = notes
     return checked
