@@ -1,8 +1,8 @@
 """Bad inputs through the real pipeline (papermill, real kernels): hostile names in a user's .npz never
-reach a rendered page as markup, a perfectly separable dataset runs every stage, and inputs that can be
-judged before a run starts are refused before a run directory exists.
+reach a rendered page as markup, and inputs that can be judged before a run starts are refused before a
+run directory exists (perfectly separable data: tests/e2e/test_separable_pipeline.py).
 
-The fast refusals (CLI exit code, no run directory) run in the quick suite; the two pipeline runs are slow.
+The fast refusals (CLI exit code, no run directory) run in the quick suite; the pipeline run is slow.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ HOSTILE_CHANNELS = ["<script>alert(3)</script>", "<img src=x onerror=alert(4)>",
 HOSTILE_SITES = ["<svg onload=alert(6)>", "wrist\"'&<"]
 HOSTILE = HOSTILE_LABELS + HOSTILE_CHANNELS + HOSTILE_SITES
 # markup that must never appear as a tag in any page (matched case-insensitively)
-# both files are generated here: the provenance keeps every report labelling them synthetic
+# the file is generated here: the provenance keeps every report labelling them synthetic
 SYNTHETIC = json.dumps({"kind": "synthetic", "generator": "tests/e2e/test_bad_inputs.py"})
 FORBIDDEN = [r"<script>alert\(", r"<img src=x onerror", r"<svg onload", r"<b>bold</b>"]
 
@@ -41,21 +41,6 @@ def _hostile_npz(path: Path) -> Path:
     np.savez(path, X=ws.X, y=ws.y, subject=ws.subject, label_names=np.array(HOSTILE_LABELS),
              channel_names=np.array(HOSTILE_CHANNELS), site_names=np.array(HOSTILE_SITES),
              sample_rate_hz=np.array(50.0), provenance=np.array(SYNTHETIC))
-    return path
-
-
-def _separable_npz(path: Path, n_subjects: int = 8, per_class: int = 8, window: int = 64) -> Path:
-    """Three classes whose windows differ by a constant offset 40x the noise: any model separates them."""
-    rng = np.random.default_rng(0)
-    X, y, s = [], [], []
-    for subj in range(n_subjects):
-        for k in range(3):
-            X.append(rng.normal(0, 0.05, (per_class, 3, 1, window)) + 2.0 * (k - 1))
-            y += [k] * per_class
-            s += [subj] * per_class
-    np.savez(path, X=np.concatenate(X).astype(np.float32), y=np.array(y), subject=np.array(s),
-             label_names=np.array(["low", "mid", "high"]), sample_rate_hz=np.array(25.0),
-             provenance=np.array(SYNTHETIC))
     return path
 
 
@@ -89,24 +74,6 @@ def test_hostile_names_are_escaped_in_every_page(tmp_path):
     assert "SYNTHETIC (generated" in (run.path / "html" / "01_train_or_load.results.html").read_text()
     # the names are shown (escaped), not dropped: the labels and channels appear in the stage-01 page
     assert set(HOSTILE_LABELS[:2]) <= seen_escaped and HOSTILE_CHANNELS[0] in seen_escaped, seen_escaped
-
-
-@pytest.mark.slow
-def test_perfectly_separable_data_runs_every_stage(tmp_path):
-    """A model that classifies held-out subjects perfectly is the goal of training, not an error.
-
-    Needs the reliability fix for a flat validation NLL (temperature not identifiable); stage 08 failed
-    on such data before it.
-    """
-    data = _separable_npz(tmp_path / "separable.npz")
-    params = load_params([SMOKE], {"dataset": "npz", "data_dir": str(data), "window": 64,
-                                   "run_label": "separable", "epochs": 30, "patience": 30})
-    run = run_pipeline(params, root=tmp_path / "out", progress=False, log=lambda *_: None)
-    man = run.manifest()
-    assert man["status"] == "succeeded", man.get("error")
-    assert man["params"]["sample_rate_hz"] == 25.0     # the file's own rate, recorded as used
-    acc = {(m["name"], m["backend"]): m["value"] for m in run.metrics() if m["name"] == "test_accuracy"}
-    assert acc[("test_accuracy", "torch-fp32")] == 1.0
 
 
 # ---- refused before a run directory exists (fast) -------------------------------------------------
