@@ -6,6 +6,7 @@ checked before anything runs, so a typo or an impossible value costs seconds, no
 """
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, Mapping, Optional, get_args
 
@@ -25,7 +26,9 @@ ConformalMethod = Literal["LAC marginal", "APS marginal", "LAC Mondrian", "APS M
 
 
 class Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # strict: a value must already have the field's type (no bool for int, no "3" for 3, no 3.7 for 3);
+    # numbers in YAML files and -p overrides are read as YAML 1.2 (see read_yaml), so 1e-3 is a float.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, strict=True, allow_inf_nan=False)
 
     # ---- run -------------------------------------------------------------------------------
     run_label: str = Field("run", description="short label that goes into the run id")
@@ -40,9 +43,11 @@ class Params(BaseModel):
     window: int = Field(100, ge=4, description="samples per window")
     hop: int = Field(50, ge=1,
         description="samples between window starts (50 at window 100: half-overlapping windows)")
-    sample_rate_hz: float = Field(50.0, gt=0, description="sampling rate of the recordings in Hz")
+    sample_rate_hz: Optional[float] = Field(
+        None, gt=0, description="None: the data's own rate (the .npz's sample_rate_hz, the dataset README, "
+                                "50 Hz for synthetic); a value that contradicts the data is an error")
     label_set: Optional[list[int]] = Field(
-        None, description="dataset activity ids to keep (hapt default: 1-6, the basic activities)")
+        None, description="hapt only: activity ids to keep (default 1-6, the basic activities)")
     synthetic_subjects: int = Field(24, ge=4,
         description="synthetic data: number of subjects (splits are by subject)")
     synthetic_windows_per_class: int = Field(24, ge=1,
@@ -234,7 +239,38 @@ class Params(BaseModel):
                              "weights_path)")
         if self.dataset == "uci_har" and self.window != 128:
             raise ValueError("dataset 'uci_har' has fixed 128-sample windows: set window: 128")
+        if self.label_set is not None and self.dataset != "hapt":
+            raise ValueError(f"label_set applies only to dataset 'hapt' (it picks HAPT activity ids); dataset "
+                             f"'{self.dataset}' would train on every class while the run recorded "
+                             f"{self.label_set}. Remove label_set, or keep only the wanted classes in the data "
+                             f"itself (for npz: X[np.isin(y, keep)] with y remapped to 0..K-1)")
         return self
+
+    def not_applied(self) -> dict[str, str]:
+        """Parameters whose value has no effect with this dataset / mode, with the reason.
+
+        Recorded next to the parameters in the manifest so no one reads them as applied; the run
+        prints the ones the user set explicitly (`model_fields_set`)."""
+        out: dict[str, str] = {}
+        if self.dataset != "synthetic":
+            for name in ("synthetic_subjects", "synthetic_windows_per_class", "synthetic_channels",
+                         "synthetic_sites"):
+                out[name] = f"dataset is '{self.dataset}', not synthetic"
+        if self.dataset in ("npz", "uci_har"):
+            out["hop"] = f"dataset '{self.dataset}' holds windows already cut"
+        if self.mode == "train" and self.checkpoint_path:
+            out["checkpoint_path"] = "mode is 'train'; the checkpoint is only read with mode 'load'"
+        if self.hef_path and self.backends is not None and HAILO8_DEVICE not in self.backends:
+            out["hef_path"] = f"backends {self.backends} do not include {HAILO8_DEVICE}, the only one that runs a HEF"
+        if self.mode == "load":
+            for name in ("epochs", "batch_size", "learning_rate", "weight_decay", "patience",
+                         "augment_rotation_deg", "augment_scale", "max_train_seconds", "dropout"):
+                out[name] = "mode is 'load': the checkpoint is not trained again"
+        return out
+
+    def explicitly_set_not_applied(self) -> dict[str, str]:
+        """The subset of `not_applied` the user set (in a file or with -p), worth a warning."""
+        return {k: v for k, v in self.not_applied().items() if k in self.model_fields_set}
 
     def stage_subset(self, names: list[str]) -> dict[str, Any]:
         """Values for the names a notebook declares in its parameters cell."""
@@ -246,8 +282,11 @@ def _format_validation_error(err: ValidationError, origin: str) -> str:
     lines = [f"invalid parameters ({origin}):"]
     fields = Params.model_fields
     for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "(whole file)"
-        top = str(e["loc"][0]) if e["loc"] else ""
+        if not e["loc"]:  # a rule across parameters: its message names them
+            lines.append(f"  - {str(e['msg']).removeprefix('Value error, ')}")
+            continue
+        key = ".".join(str(p) for p in e["loc"])
+        top = str(e["loc"][0])
         if e["type"] == "extra_forbidden":
             close = _close_names(top)
             hint = f" Did you mean {close}?" if close else " See params/default.yaml for every name."
@@ -267,10 +306,53 @@ def _close_names(name: str) -> list[str]:
     return difflib.get_close_matches(name, list(Params.model_fields), n=3, cutoff=0.6)
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """SafeLoader with YAML 1.2 core-schema scalars: ``1e-3`` is a float (YAML 1.1 reads a string) and
+    only true/false are booleans (YAML 1.1 also turns yes/no/on/off into booleans)."""
+
+
+_REPLACED_TAGS = ("tag:yaml.org,2002:float", "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int",
+                  "tag:yaml.org,2002:timestamp")
+_Yaml12Loader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag not in _REPLACED_TAGS]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7_]+|0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"))
+
+
+def _construct_int12(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    """Decimal unless 0x / 0o: YAML 1.1 would read 010 as octal 8."""
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    if text.startswith(("0x", "0o")):
+        return int(text[2:], 16 if text[1] == "x" else 8)
+    return int(text, 10)
+
+
+_Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _construct_int12)
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |\.[0-9][0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[0-9][0-9_]*[eE][-+]?[0-9]+)
+                  |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+# a float resolver must be tried before the int one for the same first character
+for _ch, _res in _Yaml12Loader.yaml_implicit_resolvers.items():
+    _res.sort(key=lambda tr: tr[0] != "tag:yaml.org,2002:float")
+
+
+def read_yaml(text: str) -> Any:
+    """Parse YAML text with YAML 1.2 numbers and booleans (parameter files, sweeps, -p values)."""
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def parse_override(raw: str) -> Any:
     """Read a ``-p name value`` string as YAML, so numbers, booleans and [lists] keep their type."""
     try:
-        value = yaml.safe_load(raw)
+        value = read_yaml(raw)
     except yaml.YAMLError:
         return raw
     return raw if value is None and raw.strip() not in ("null", "~", "None") else value
@@ -286,7 +368,7 @@ def load_params(files: list[str | Path] = (), overrides: dict[str, Any] | None =
             raise ParamError(f"parameter file not found: {path} (params/ holds default.yaml, smoke.yaml, "
                              f"hapt.yaml)")
         try:
-            content = yaml.safe_load(path.read_text()) or {}
+            content = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise ParamError(f"{path} is not valid YAML: {exc}") from exc
         if not isinstance(content, dict):

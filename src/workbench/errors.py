@@ -73,6 +73,15 @@ class BackendUnavailable(WorkbenchError, RuntimeError):
     """A backend that was asked for explicitly cannot run here; the message says why and what to do."""
 
 
+# ---- non-finite numbers: never a metric, always an error naming where they came from ------------
+class NonFiniteModel(WorkbenchError, ValueError):
+    """A model whose weights or outputs hold NaN/inf; the message names the tensors."""
+
+
+class NonFiniteOutput(WorkbenchError, RuntimeError):
+    """A backend produced NaN or inf; no metric is computed from such outputs."""
+
+
 # ---- runs ---------------------------------------------------------------------------------------
 class RunError(WorkbenchError, RuntimeError):
     """A run directory problem: missing artifact, unknown run, or an attempt to overwrite."""

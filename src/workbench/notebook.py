@@ -1,11 +1,19 @@
 """What every stage notebook needs besides the domain calls: validated parameters from the
-notebook's namespace, a figure shown (and saved) in one call, and the table of a stage's artifacts.
+notebook's namespace, a figure shown (and saved) in one call, the table of a stage's artifacts, and
+safe display of text that comes from data.
+
+Names in a report come from data (label, channel and site names of a user's .npz, ONNX node names,
+paths): they are text, never markup. pandas' Styler does not escape cell values or index labels by
+default and Markdown passes raw HTML through, so notebooks render such text with `escape_markdown`
+and tables with `styled`.
 
 Kept small on purpose: notebooks narrate and call; logic lives in the domain packages.
 """
 from __future__ import annotations
 
+import html
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Optional
 
@@ -14,6 +22,22 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from workbench.config import Params
+
+
+# Markdown punctuation that could start emphasis, code, links, headings, tables or math;
+# < > & " ' are left to html.escape (escaping them twice would show the entities).
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~$-])")
+
+
+def _names_are_not_tex() -> None:
+    """Label, channel and site names are data: a name like ``$\\frac$`` must be drawn as written, not
+    parsed as TeX (matplotlib raises on malformed math and the stage would crash). No workbench figure
+    uses math text, so it is switched off for every figure made after a notebook imports this module."""
+    import matplotlib
+    matplotlib.rcParams["text.parse_math"] = False
+
+
+_names_are_not_tex()
 
 
 def headless() -> bool:
@@ -55,3 +79,25 @@ def artifact_table(folder: Path) -> "pd.DataFrame":
     import pandas as pd
     rows = [(p.name, f"{p.stat().st_size / 1024:.1f} KiB") for p in sorted(Path(folder).iterdir()) if p.is_file()]
     return pd.DataFrame(rows, columns=["artifact", "size"])
+
+
+def escape_markdown(value: Any) -> str:
+    """``value`` as literal text inside a Markdown string: Markdown punctuation is backslash-escaped and
+    HTML special characters become entities, so a name like ``<img onerror=...>`` or ``*x*`` shows as
+    written. Lists and tuples are joined with ", "."""
+    if isinstance(value, (list, tuple)):
+        return ", ".join(escape_markdown(v) for v in value)
+    return html.escape(_MD_SPECIAL.sub(r"\\\1", str(value)), quote=True)
+
+
+def styled(frame: "pd.DataFrame", formatter: Optional[Any] = None, **format_kwargs: Any) -> Any:
+    """``frame.style`` with HTML escaping of every cell, index label, column label and index name.
+
+    Pass what you would give ``Styler.format`` here (a later ``.format`` call would replace the
+    escaping); chain ``.map`` / ``.apply`` for colours as usual.
+    """
+    sty = frame.style.format(formatter, escape="html", **format_kwargs)
+    sty = sty.format_index(escape="html", axis=0).format_index(escape="html", axis=1)
+    if hasattr(sty, "format_index_names"):  # pandas >= 3
+        sty = sty.format_index_names(escape="html", axis=0).format_index_names(escape="html", axis=1)
+    return sty

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .splits import split_by_subject
 from .windowset import DataError, WindowSet
 
 
@@ -42,21 +43,32 @@ def check_dataset(path: str | Path, window: int = 100, hop: int = 50) -> str:
         head = [f"UCI HAR windowed layout: {ws.provenance['path']}",
                 f"  splits: {', '.join(ws.provenance['splits'])}; official test subjects: "
                 f"{ws.provenance['official_test_subjects']}"]
+        check_subjects_for_split(ws.subjects, str(path))
         return "\n".join(head + _summary(ws))
     from .arrays import load_npz
     has_rate = _has_rate(path)
     # without a stored rate, validate with a placeholder and say so instead of printing a made-up rate
     ws = load_npz(path, sample_rate_hz=None if has_rate else 1.0)
+    check_subjects_for_split(ws.subjects, str(path))
     return "\n".join([f"array file: {Path(path).resolve()}", f"  provenance kind: {ws.provenance['kind']}"]
                      + _summary(ws, rate_known=has_rate))
 
 
 def _has_rate(path: str | Path) -> bool:
+    from .arrays import npz_keys
+    return "sample_rate_hz" in npz_keys(path)
+
+
+def check_subjects_for_split(subjects: list[int], where: str) -> None:
+    """DataError when the default subject-wise split (train / val / conformal / test) cannot be made."""
+    from workbench.config import Params
+    fractions = {k: Params.model_fields[k].default for k in ("val_fraction", "conformal_fraction", "test_fraction")}
     try:
-        with np.load(path, allow_pickle=False) as z:
-            return "sample_rate_hz" in z.files
-    except (OSError, ValueError) as exc:
-        raise DataError(f"{path}: not a readable .npz ({exc})") from exc
+        split_by_subject(np.asarray(subjects, dtype=np.int64), **fractions)
+    except DataError as exc:
+        raise DataError(f"{where}: {len(subjects)} subject(s) with labelled windows {subjects}; {exc}. "
+                        f"Runs split by subject (train, val, conformal, test), so each needs its own "
+                        f"people") from None
 
 
 def _summary(ws: WindowSet, rate_known: bool = True) -> list[str]:
@@ -102,9 +114,16 @@ def _check_hapt(path: Path, window: int, hop: int) -> str:
     wins = expected_window_count(labels, window, hop, acts)
     labelled = int(np.sum(labels[:, 4] - labels[:, 3] + 1))
     users = sorted({u for _e, u, _a, _g in pairs})
+    labelled_users = sorted({int(u) for u in labels[:, 1]})
+    unlabelled = [u for u in users if u not in labelled_users]
+    check_subjects_for_split(labelled_users, str(raw / "labels.txt"))
+    subject_line = f"  subjects: {len(users)} with recordings ({users[0]}..{users[-1]})"
+    if unlabelled:
+        subject_line += (f"; WARNING: {len(unlabelled)} without any row in labels.txt (no windows): "
+                         f"{unlabelled}; {len(labelled_users)} labelled: {labelled_users}")
     lines = [f"UCI HAPT raw layout: {raw}",
              f"  recordings: {len(pairs)} acc/gyro pairs, rows match in every pair; {len(labels)} label rows",
-             f"  subjects: {len(users)} ({users[0]}..{users[-1]})",
+             subject_line,
              f"  sample rate: {SAMPLE_RATE_HZ:g} Hz (dataset README); {total} samples = "
              f"{total / SAMPLE_RATE_HZ / 3600:.2f} h, {labelled} labelled "
              f"({labelled / SAMPLE_RATE_HZ / 3600:.2f} h)",

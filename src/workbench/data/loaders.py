@@ -1,11 +1,11 @@
 """`load_dataset(params)`: the one place that maps `params.dataset` to a loader."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Optional
 
 from workbench.data.arrays import load_npz
 from workbench.data.hapt import load_hapt
-from workbench.data.synthetic import make_synthetic
+from workbench.data.synthetic import SYNTHETIC_RATE_HZ, make_synthetic
 from workbench.data.uci_har import load_uci_har
 from workbench.data.windowset import DataError, WindowSet
 
@@ -20,7 +20,8 @@ def load_dataset(params: "Params") -> WindowSet:
         return make_synthetic(n_subjects=params.synthetic_subjects,
                               windows_per_class=params.synthetic_windows_per_class,
                               channels=params.synthetic_channels, sites=params.synthetic_sites,
-                              window=params.window, sample_rate_hz=params.sample_rate_hz, seed=params.seed)
+                              window=params.window, sample_rate_hz=params.sample_rate_hz or SYNTHETIC_RATE_HZ,
+                              seed=params.seed)
     if not params.data_dir:
         raise DataError(f"dataset '{kind}' needs data_dir (pass -p data_dir PATH)")
     if kind == "hapt":
@@ -44,7 +45,8 @@ def load_dataset(params: "Params") -> WindowSet:
     raise DataError(f"unknown dataset {kind!r}; choose synthetic, hapt, uci_har or npz")
 
 
-def _same_rate(asked: float, actual: float, name: str) -> None:
-    if abs(float(asked) - actual) > 1e-6:
+def _same_rate(asked: Optional[float], actual: float, name: str) -> None:
+    """A dataset with a documented rate: None takes it, another value is an error naming both."""
+    if asked is not None and abs(float(asked) - actual) > 1e-6:
         raise DataError(f"{name} is recorded at {actual:g} Hz but sample_rate_hz={asked:g}; set "
                         f"sample_rate_hz: {actual:g} (resampling is not supported)")

@@ -76,7 +76,7 @@ def data_summary(data: PreparedData) -> dict[str, Any]:
         per_split[name] = {"windows": int(len(idx)),
                            "subjects": sorted(int(s) for s in np.unique(ws.subject[idx])),
                            "per_class": {ws.label_names[k]: int(c) for k, c in enumerate(counts)}}
-    return {"source": ws.source, "synthetic": ws.source == "synthetic",
+    return {"source": ws.source, "synthetic": ws.source == "synthetic" or ws.provenance.get("kind") == "synthetic",
             "shape": list(ws.X.shape), "layout": "(N, C, S, T)",
             "channels": ws.channel_names, "sites": ws.site_names, "labels": ws.label_names,
             "sample_rate_hz": ws.sample_rate_hz, "splits": per_split, "provenance": ws.provenance}

@@ -346,8 +346,11 @@ def _sensors(yaw, pitch, roll, acc_h, mount, fs, channels):
     return np.concatenate(out, axis=1)
 
 
+SYNTHETIC_RATE_HZ = 50.0  # used when the parameters leave sample_rate_hz unset
+
+
 def make_synthetic(n_subjects: int = 24, windows_per_class: int = 24, channels: int = 9, sites: int = 2,
-                   window: int = 100, sample_rate_hz: float = 50.0, seed: int = 0) -> WindowSet:
+                   window: int = 100, sample_rate_hz: float = SYNTHETIC_RATE_HZ, seed: int = 0) -> WindowSet:
     """Labelled synthetic IMU windows, X (N, channels, sites, window) with N = subjects x 6 x windows.
 
     channels: 3 (acc), 6 (acc + gyro) or 9 (acc + gyro + mag); sites: 1 (back) or 2 (back, leg).

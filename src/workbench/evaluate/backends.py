@@ -24,7 +24,7 @@ from tqdm import tqdm
 from workbench.config import BACKEND_NAMES, HAILO8_DEVICE, HAILO_EMULATOR, ORT_FP32, ORT_INT8, TORCH_FP32
 from workbench.data.layout import nchw_to_nhwc
 from workbench.data.windowset import SplitWindows, load_split_windows
-from workbench.errors import BackendUnavailable
+from workbench.errors import BackendUnavailable, NonFiniteOutput
 from workbench.evaluate.metrics import BackendResult
 from workbench.hailo.compile import EMULATOR_FILES
 
@@ -33,6 +33,21 @@ from workbench.hailo.compile import EMULATOR_FILES
 EMULATOR_QUANTIZED_FILE = EMULATOR_FILES["quantized"]
 EMULATOR_FP_FILE = EMULATOR_FILES["fp_optimized"]
 EMULATOR_INDEX_FILE = EMULATOR_FILES["indices"]
+
+
+def check_finite_output(backend: str, what: str, arr: np.ndarray) -> np.ndarray:
+    """Return ``arr`` unchanged, or raise NonFiniteOutput naming the backend, the tensor and the windows.
+
+    argmax over NaN logits picks class 0 and accuracies, ECE and coverage would then be computed on
+    numbers that mean nothing; stopping here keeps every reported figure real.
+    """
+    a = np.asarray(arr)
+    if a.size and np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
+        rows = np.flatnonzero(~np.all(np.isfinite(a.reshape(len(a), -1)), axis=1))
+        raise NonFiniteOutput(f"{backend} produced NaN/inf in its {what} for {len(rows)} of {len(a)} windows "
+                              f"(first: batch row {int(rows[0])}); no metrics are computed from it. Check the "
+                              f"model's weights (checkpoint) and the files this backend reads")
+    return arr
 
 
 # ---- what every backend needs ---------------------------------------------------------------------
@@ -166,12 +181,13 @@ class Backend(ABC):
         if out.ndim != 2 or out.shape != (x.shape[0], self.ctx.npu_output_dim):
             raise RuntimeError(f"{self.name} returned shape {out.shape}; expected "
                                f"({x.shape[0]}, {self.ctx.npu_output_dim}) (split.json npu_output_shape)")
-        return out
+        return check_finite_output(self.name, "NPU output (pre-Round tensor)", out)
 
     def host(self, npu_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shared numpy host post-processor: NPU output -> (levels, logits)."""
         levels, logits = self.ctx.host(npu_out)
-        return np.asarray(levels), np.asarray(logits)
+        return np.asarray(levels), check_finite_output(self.name, "logits (host post-processor)",
+                                                       np.asarray(logits))
 
     def predict(self, x: np.ndarray, index: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """(levels (N, D), logits (N, K)); always via the shared host post-processor."""

@@ -141,6 +141,13 @@ class BackendResult:
     num_classes: int
     info: dict = field(default_factory=dict)   # backend details (output bits, file used, ...)
 
+    def __post_init__(self) -> None:
+        # argmax over NaN picks class 0: no accuracy, F1 or agreement is computed from such logits
+        bad = int(np.size(self.logits) - np.count_nonzero(np.isfinite(self.logits)))
+        if bad:
+            raise ValueError(f"{self.backend}: {bad} NaN/inf logits; metrics are not computed from non-finite "
+                             f"predictions (check the model's weights and this backend's inputs)")
+
     @property
     def has_logits(self) -> bool:
         """False for a model without class output (an encoder): its logits are (n, 0)."""
@@ -189,6 +196,10 @@ def load_predictions(path: str | Path) -> BackendResult:
         if missing:
             raise ValueError(f"{path} lacks {sorted(missing)}; it was not written by stage 07")
         logits = z["logits"]
+        if not np.all(np.isfinite(logits)):
+            raise ValueError(f"{path}: logits hold {int(np.size(logits) - np.isfinite(logits).sum())} NaN/inf "
+                             f"values; stage 07 never writes such a file, so it was altered or damaged: rerun "
+                             f"stage 07")
         return BackendResult(backend=str(z["backend"]), index=z["index"], y=z["y"], subject=z["subject"],
                              levels=z["levels"], logits=logits, num_classes=int(logits.shape[1]))
 

@@ -11,6 +11,8 @@ from typing import Any, Optional
 
 import onnx
 
+from .export import load_onnx
+
 _COLOURS = {"supported": "#cfe8cf", "unsupported": "#f4a6a6", "unknown": "#f8d7a0", None: "#dde6f2"}
 
 
@@ -37,7 +39,7 @@ def draw_graph(model: str | Path | onnx.ModelProto, status: Optional[dict[str, s
     import matplotlib.pyplot as plt
     from matplotlib.patches import FancyBboxPatch
 
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    proto = load_onnx(model)
     proto = onnx.shape_inference.infer_shapes(proto)
     shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
                         for d in vi.type.tensor_type.shape.dim]

@@ -67,6 +67,23 @@ def export_onnx(model: Any, path: str | Path, input_shape: Sequence[int], opset:
     return path
 
 
+def load_onnx(model: "str | Path | onnx.ModelProto") -> onnx.ModelProto:
+    """``onnx.load`` that names the file when it is missing or not an ONNX model (protobuf's own
+    ``DecodeError: Wire format was corrupt`` says neither which file nor what to do)."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    path = Path(model)
+    if not path.is_file():
+        raise ExportError(f"ONNX model not found: {path}; the stage that writes it (02 export, 04 split, "
+                          f"05 quantization) has not run in this run")
+    try:
+        return onnx.load(str(path))
+    except Exception as exc:  # noqa: BLE001 - DecodeError, RuntimeError, ValueError from protobuf
+        raise ExportError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); it is damaged "
+                          f"or not ONNX. Re-run the stage that wrote it in a new run "
+                          f"(python -m workbench run --from NN --parent RUN)") from None
+
+
 def check_and_infer(proto: onnx.ModelProto) -> onnx.ModelProto:
     """onnx.checker with full checks, then strict shape inference (shapes land in value_info)."""
     try:
@@ -121,7 +138,7 @@ def simplify_onnx(src: str | Path, dst: str | Path, method: SimplifyMethod) -> P
     The result is checked again; parity must be re-proved on it by the caller.
     """
     src, dst = Path(src), Path(dst)
-    proto = onnx.load(str(src))
+    proto = load_onnx(src)
     if method == "none":
         out = proto
     elif method == "onnxslim":
@@ -171,7 +188,7 @@ def run_onnx_parts(model: str | Path | onnx.ModelProto, x: np.ndarray, batch_siz
 
     A batch-dynamic model runs in chunks of ``batch_size``; a static batch-1 model one by one.
     """
-    proto = onnx.load(str(model)) if not isinstance(model, onnx.ModelProto) else model
+    proto = load_onnx(model)
     rounds = round_nodes(proto)
     if len(rounds) != 1:
         raise ExportError(f"expected exactly one Round node, found {len(rounds)}")
@@ -214,11 +231,16 @@ def parity_metrics(ref_logits: np.ndarray, ref_levels: np.ndarray, logits: np.nd
     """
     if ref_logits.shape != logits.shape:
         raise ParityError(f"logit shapes differ: reference {ref_logits.shape}, candidate {logits.shape}")
+    check_finite({f"{BACKEND_TORCH} logits": ref_logits, f"{BACKEND_ORT} logits": logits,
+                  f"{BACKEND_ORT} pre-Round tensor": bound,
+                  **({f"{BACKEND_TORCH} pre-Round tensor": ref_bound} if ref_bound is not None else {})})
     a = ref_logits.astype(np.float64)
     b = logits.astype(np.float64)
     num = (a * b).sum(axis=1)
-    den = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), 1.0)
+    na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
+    den = na * nb
+    # two zero vectors agree exactly; one zero vector against a non-zero one does not
+    cos = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.where((na == 0) & (nb == 0), 1.0, 0.0))
     levels = np.rint(bound)
     return {
         "n_windows": int(len(a)),
@@ -231,6 +253,23 @@ def parity_metrics(ref_logits: np.ndarray, ref_levels: np.ndarray, logits: np.nd
         "bound_max_abs_diff": (float(np.abs(bound.astype(np.float64) - ref_bound).max())
                                if ref_bound is not None else float("nan")),
     }
+
+
+def check_finite(arrays: dict[str, Optional[np.ndarray]]) -> None:
+    """ParityError naming every array with NaN or inf: a NaN makes every comparison false, so the
+    parity metrics would read as agreement (or as NaN that a threshold test lets through)."""
+    bad = []
+    for name, arr in arrays.items():
+        if arr is None:
+            continue
+        arr = np.asarray(arr, dtype=np.float64)
+        n = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        if n:
+            rows = int(np.any(~np.isfinite(arr.reshape(len(arr), -1)), axis=1).sum()) if arr.ndim else 1
+            bad.append(f"{name}: {n} non-finite values in {rows} of {len(arr) if arr.ndim else 1} windows")
+    if bad:
+        raise ParityError("non-finite outputs, parity cannot pass: " + "; ".join(bad) + ". The model's weights "
+                          "or the input windows hold NaN/inf; check the checkpoint (mode: load) or retrain")
 
 
 def check_parity(model: Any, onnx_path: str | Path, x: np.ndarray, cosine_min: float = 0.99999,

@@ -16,9 +16,11 @@ from typing import Any, Optional
 import numpy as np
 import onnx
 
+from .export import load_onnx
+
 
 def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    proto = load_onnx(model)
     return onnx.shape_inference.infer_shapes(proto)
 
 
@@ -52,13 +54,13 @@ def node_table(model: str | Path | onnx.ModelProto) -> "Any":
 
 def op_histogram(model: str | Path | onnx.ModelProto) -> dict[str, int]:
     """Count of nodes per op type, most common first."""
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    proto = load_onnx(model)
     return dict(Counter(n.op_type for n in proto.graph.node).most_common())
 
 
 def parameter_count(model: str | Path | onnx.ModelProto) -> dict[str, int]:
     """Numbers of values in initializers (weights, biases) and in Constant nodes (e.g. FSQ constants)."""
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    proto = load_onnx(model)
     init = sum(int(np.prod(i.dims)) if i.dims else 1 for i in proto.graph.initializer)
     const = 0
     for n in proto.graph.node:
@@ -124,7 +126,7 @@ def hailo_compatibility(model: str | Path | onnx.ModelProto, table: Optional[dic
     """
     import pandas as pd
 
-    proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    proto = load_onnx(model)
     ops = (table or load_hailo_ops())["ops"]
     rows = []
     for i, n in enumerate(proto.graph.node):

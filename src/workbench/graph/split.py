@@ -25,7 +25,7 @@ from onnx import numpy_helper
 
 from workbench.errors import SplitError
 
-from .export import ort_session, with_extra_outputs
+from .export import load_onnx, ort_session, with_extra_outputs
 
 CutKind = Literal["after_bound", "after_projection"]
 CUT_KINDS = ("after_bound", "after_projection")
@@ -410,8 +410,8 @@ def split_model(model_path: str | Path, dynamic_path: str | Path, out_dir: str |
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    static = onnx.shape_inference.infer_shapes(onnx.load(str(model_path)))
-    dynamic = onnx.shape_inference.infer_shapes(onnx.load(str(dynamic_path)))
+    static = onnx.shape_inference.infer_shapes(load_onnx(model_path))
+    dynamic = onnx.shape_inference.infer_shapes(load_onnx(dynamic_path))
     plan = find_cut(static, cut, host_ops, cut_tensor=cut_tensor, fsq_levels=fsq_levels)
     plan_d = find_cut(dynamic, cut, host_ops, cut_tensor=cut_tensor, fsq_levels=fsq_levels)
     probe = [plan.tensor] + ([plan.fsq.levels_tensor] if plan.fsq else [])
@@ -500,8 +500,8 @@ def prove_recomposition(full_path: str | Path, npu_path: str | Path, host_path: 
     All three models must be batch-dynamic (npu_dynamic.onnx, host.onnx, model_dynamic.onnx).
     """
     lv = split_info["levels_tensor"]
-    full = onnx.load(str(full_path))
-    host = onnx.load(str(host_path))
+    full = load_onnx(full_path)
+    host = load_onnx(host_path)
     s_full = ort_session(with_extra_outputs(full, [lv]))
     s_npu = ort_session(str(npu_path))
     s_host = ort_session(with_extra_outputs(host, [lv]))
@@ -531,7 +531,7 @@ def host_onnx_outputs(host_path: str | Path, split_info: dict, npu_out: np.ndarr
     """(levels, logits) of host.onnx under ONNX Runtime, the reference for the numpy post-processor."""
     lv = split_info["levels_tensor"]
     logits_name = split_info.get("logits_output", split_info["host_output_names"][0])
-    sess = ort_session(with_extra_outputs(onnx.load(str(host_path)), [lv]))
+    sess = ort_session(with_extra_outputs(load_onnx(host_path), [lv]))
     x = np.ascontiguousarray(npu_out, np.float32)
     if not logits_name:
         (levels,) = _run_batched(sess, split_info["host_input_name"], x, [lv], batch_size)

@@ -6,13 +6,14 @@ loading never unpickles arbitrary objects, which makes a shared checkpoint safe 
 from __future__ import annotations
 
 import datetime as _dt
+import re
 from pathlib import Path
 from typing import Any, Optional, Union
 
 import numpy as np
 import torch
 
-from workbench.errors import CheckpointError
+from workbench.errors import CheckpointError, NonFiniteModel
 
 from .network import FSQClassifier, ModelConfig
 
@@ -60,13 +61,18 @@ def save_checkpoint(path: Union[str, Path], model: FSQClassifier, config: ModelC
     if getattr(model, "config", None) is not None and model.config.diff(config):
         raise CheckpointError(f"the model was built with a different config than the one passed: "
                               f"{model.config.diff(config)}")
+    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(f"refusing to save {path}: non-finite weights (NaN or inf) in "
+                              f"{_describe_nonfinite(bad, state)}; training diverged (lower learning_rate)")
     payload = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "created": _dt.datetime.now().isoformat(timespec="seconds"),
         "torch_version": str(torch.__version__),   # TorchVersion is not weights_only-safe
         "config": _plain(config.to_dict(), "config"),
-        "state_dict": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "state_dict": state,
         "normalizer": _plain(normalizer, "normalizer"),
         "label_names": [str(s) for s in label_names],
         "provenance": _plain(provenance, "provenance"),
@@ -104,13 +110,56 @@ def _fix_hint(diff: dict[str, tuple[Any, Any]]) -> str:
             f"the checkpoint ({settings}).")
 
 
+# torch's message around a refused pickle advises retrying with weights_only=False, which would run
+# the payload; those sentences are never repeated to the user.
+_TORCH_ADVICE = ("weights_only", "re-running", "pytorch 2.6", "file an issue", "check the documentation",
+                 "trusted source", "torch.serialization", "safe_globals")
+
+
 def _reason(exc: Exception) -> str:
-    """The informative line of a torch.load failure (its message starts with generic advice)."""
-    lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-    for ln in lines:
-        if "WeightsUnpickler error" in ln:
-            return ln
-    return lines[0] if lines else "no message"
+    """What was wrong with the file, in words that do not suggest loading it unsafely."""
+    text = str(exc)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    glob = re.search(r"GLOBAL\s+([\w.]+)", text)
+    if glob:
+        return (f"it holds a pickled reference to {glob.group(1).rstrip('.')}, which a checkpoint never needs "
+                f"and which could run code when unpickled; it was not loaded")
+    kept = [ln for ln in lines if not any(a in ln.lower() for a in _TORCH_ADVICE)]
+    kept = [ln.split("WeightsUnpickler error:", 1)[-1].strip() for ln in kept]
+    kept = [ln for ln in kept if ln]
+    if kept:
+        return f"{type(exc).__name__}: {kept[0]}"
+    return f"{type(exc).__name__}: torch could not parse it as a tensor archive"
+
+
+def nonfinite_tensors(state: dict[str, Any]) -> dict[str, int]:
+    """Floating tensors holding NaN or inf, with the count of such entries (empty when all are finite)."""
+    bad = {}
+    for name, t in state.items():
+        if isinstance(t, torch.Tensor) and t.is_floating_point():
+            n = int((~torch.isfinite(t)).sum())
+            if n:
+                bad[name] = n
+    return bad
+
+
+def check_model_outputs(model: torch.nn.Module, outputs: dict[str, torch.Tensor], where: str) -> None:
+    """NonFiniteModel when any output is NaN/inf, naming the non-finite weights (or saying they are
+    finite, which points at the input windows or the normaliser)."""
+    bad_out = {k: int((~torch.isfinite(v)).reshape(len(v), -1).any(dim=1).sum()) for k, v in outputs.items()
+               if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())}
+    if not bad_out:
+        return
+    state = model.state_dict()
+    bad_w = nonfinite_tensors(state)
+    cause = (f"non-finite weights: {_describe_nonfinite(bad_w, state)}" if bad_w else
+             "every weight is finite, so the input windows or the normaliser hold NaN/inf")
+    raise NonFiniteModel(f"{where}: NaN/inf outputs ({', '.join(f'{k} in {n} windows' for k, n in bad_out.items())}); "
+                         f"{cause}")
+
+
+def _describe_nonfinite(bad: dict[str, int], state: dict[str, Any]) -> str:
+    return ", ".join(f"{k} ({n} of {state[k].numel()})" for k, n in bad.items())
 
 
 def load_checkpoint(path: Union[str, Path], expected: Optional[ModelConfig] = None,
@@ -127,8 +176,7 @@ def load_checkpoint(path: Union[str, Path], expected: Optional[ModelConfig] = No
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure here means "not a readable checkpoint"
-        raise CheckpointError(f"{path} is not a workbench checkpoint that torch.load(weights_only=True) can "
-                              f"read ({type(exc).__name__}: {_reason(exc)}). "
+        raise CheckpointError(f"{path} is not a workbench checkpoint ({_reason(exc)}). "
                               f"Use a checkpoint.pt written by stage 01 (save_checkpoint)") from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a workbench checkpoint (no '{FORMAT}' format tag; got a "
@@ -144,6 +192,13 @@ def load_checkpoint(path: Union[str, Path], expected: Optional[ModelConfig] = No
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path}: stored model config is invalid: {exc}") from None
     state = payload["state_dict"]
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: state_dict is a {type(state).__name__}, not a mapping of tensors")
+    bad = nonfinite_tensors(state)
+    if bad:
+        raise CheckpointError(f"{path}: non-finite weights (NaN or inf) in {_describe_nonfinite(bad, state)}; "
+                              f"every number computed from them would be meaningless. The training that wrote "
+                              f"it diverged or the file was altered: train again (mode: train)")
 
     if expected is not None:
         diff = stored.diff(expected)

@@ -92,6 +92,8 @@ def evaluate_split(model: "FSQClassifier", data: PreparedData, split: str) -> di
     model.cpu().eval()  # train_model may leave it on CUDA; evaluation and export run on the CPU
     with torch.no_grad():
         parts = model.forward_parts(torch.from_numpy(X))
+    from workbench.model.checkpoint import check_model_outputs
+    check_model_outputs(model, parts, f"torch-fp32 on the {split} split")
     logits = parts["logits"].numpy()
     levels = parts["levels"].numpy().astype(np.int64)
     indices = model.fsq.codes_to_indices(parts["levels"]).numpy()

@@ -158,6 +158,11 @@ class FSQ(nn.Module):
         levels = torch.as_tensor(levels)
         self._check_last_dim(levels)
         if levels.is_floating_point():
+            if not bool(torch.isfinite(levels).all()):
+                n = int((~torch.isfinite(levels)).any(dim=-1).sum())
+                raise ValueError(f"FSQ levels hold NaN/inf in {n} code vector(s): the encoder produced non-finite "
+                                 f"values (NaN/inf weights in the checkpoint, or in the input windows); these "
+                                 f"are not codes")
             rounded = torch.round(levels)
             if not torch.equal(rounded, levels):
                 raise ValueError("codes_to_indices expects integer levels; got non-integer values. "

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
-import onnx
 import pandas as pd
 
+from workbench.graph.export import load_onnx
 from workbench.graph.host import levels_to_indices  # noqa: F401  (lives next to the host post-processor)
 
 from .emulate import BACKEND_FP32, BACKEND_INT8, ArrayCalibrationReader, io_names
@@ -242,7 +242,7 @@ def per_layer_sqnr(fp32_model: str | Path, int8_model: str | Path, x_nchw: np.nd
     act_q = collect_activations(str(aug_q), ArrayCalibrationReader(x_nchw, in_name, batch_size))
     matched = create_activation_matching(act_q, act_f)
     errors = compute_activation_error(matched)
-    graph = onnx.load(str(fp32_model)).graph
+    graph = load_onnx(fp32_model).graph
     order = {in_name: -1}
     order.update({t: i for i, n in enumerate(graph.node) for t in n.output})
     rows = [{"tensor": name, "xmodel_sqnr_db": float(e.get("xmodel_err", float("nan"))),

@@ -27,6 +27,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 
 from workbench.config import ORT_FP32, ORT_INT8
 from workbench.errors import QuantError
+from workbench.graph.export import load_onnx
 
 BACKEND_FP32 = ORT_FP32
 BACKEND_INT8 = ORT_INT8
@@ -72,7 +73,7 @@ def _load(model: str | Path | onnx.ModelProto) -> onnx.ModelProto:
     path = Path(model)
     if not path.is_file():
         raise QuantError(f"ONNX model not found: {path}")
-    return onnx.load(str(path))
+    return load_onnx(path)
 
 
 def io_names(model: str | Path | onnx.ModelProto) -> tuple[str, str]:

@@ -22,6 +22,8 @@ import onnx
 import pandas as pd
 from tqdm import tqdm
 
+from workbench.graph.export import load_onnx
+
 from .analysis import Postprocess, code_flip_rate, level_flip_rate
 from .emulate import BACKEND_INT8, compute_nodes, quantize_npu, run_onnx
 
@@ -41,7 +43,7 @@ def hn_layer_guesses(model: str | Path | onnx.ModelProto) -> dict[str, str]:
     A guess, not a fact: Relu after Conv/Gemm maps to that layer (the DFC fuses it), shape-only ops map
     to ``(folded)``, and numbering counts kinds in graph order. Verify against ``get_hn_dict()``.
     """
-    m = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    m = load_onnx(model)
     producer = {o: n for n in m.graph.node for o in n.output}
     counters: dict[str, int] = defaultdict(int)
     names: dict[str, str] = {}
@@ -74,7 +76,7 @@ def layer_sensitivity(fp32_model: str | Path, calib_nchw: np.ndarray, eval_nchw:
     if cache.exists():
         cache.unlink()
     nodes = list(nodes) if nodes is not None else compute_nodes(fp32_model)
-    graph = onnx.load(str(fp32_model))
+    graph = load_onnx(fp32_model)
     op_of = {n.name: n.op_type for n in graph.graph.node}
     unknown = [n for n in nodes if n not in op_of]
     if unknown:

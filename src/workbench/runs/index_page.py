@@ -184,6 +184,18 @@ def _stage_links(html: dict[str, str]) -> str:
                       for kind, rel in html.items())
 
 
+def _is_synthetic(run: Run, dataset: str) -> bool:
+    """Synthetic by parameter, or an array file whose provenance says it was generated (stage 01's
+    data_summary.json records it), so generated windows are never badged as real data."""
+    if dataset == "synthetic":
+        return True
+    path = run.artifact("data_summary", must_exist=False)
+    try:
+        return bool(json.loads(path.read_text()).get("synthetic")) if path.is_file() else False
+    except (OSError, ValueError):
+        return False
+
+
 def write_index(run: Run) -> Path:
     man = run.manifest()
     html_dir = run.path / "html"
@@ -194,7 +206,7 @@ def write_index(run: Run) -> Path:
              f"<style>{_CSS}</style></head><body>"]
     params = man.get("params", {})
     dataset = params.get("dataset", "?")
-    data_badge = ('<span class="badge synthetic">synthetic data</span>' if dataset == "synthetic"
+    data_badge = ('<span class="badge synthetic">synthetic data</span>' if _is_synthetic(run, dataset)
                   else f'<span class="badge neutral">{_esc(dataset)} (real data)</span>')
     parts.append(f"<h1>Run {_esc(run.run_id)}</h1><p class='sub'>{_badge(man.get('status', '?'))} "
                  f"{data_badge} created {_esc(man.get('created'))}"

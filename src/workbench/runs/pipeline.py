@@ -102,6 +102,10 @@ def select_stages(from_stage: str = "01", to_stage: str = STAGES[-1][0]) -> list
     return keys[keys.index(a): keys.index(b) + 1]
 
 
+# Parameters whose unset value means "what the data says"; a run resolves them before it starts.
+RESOLVED_FROM_DATA = ("sample_rate_hz",)
+
+
 def reused_param_differences(params: Params, parent: Run, reused: list[str],
                               notebooks_dir: Path = NOTEBOOK_DIR) -> dict[str, tuple[Any, Any]]:
     """Parameters a reused stage's notebook declares whose value differs from the parent's: the reused
@@ -112,6 +116,8 @@ def reused_param_differences(params: Params, parent: Run, reused: list[str],
     out: dict[str, tuple[Any, Any]] = {}
     for s in reused:
         for name in declared_parameters(notebook_for(s, notebooks_dir)):
+            if name in RESOLVED_FROM_DATA and mine.get(name) is None:
+                continue  # unset = "the data's own value": the parent's resolved one is reused as is
             if name in mine and name in theirs and mine[name] != theirs[name] and name not in out:
                 out[name] = (theirs[name], mine[name])
     return out
@@ -147,12 +153,21 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAG
     earlier = [n for n, _ in STAGES][: [n for n, _ in STAGES].index(stages[0])]
     notebooks = {s: notebook_for(s, notebooks_dir) for s in stages}  # fail before creating anything
     parent_run = _validate_parent(params, parent, root, stages, earlier, notebooks_dir)
-    if "01" in stages:
-        from workbench.data.preflight import preflight
-        preflight(params)
-        if params.mode == "import":
-            from workbench.model.importing import preflight_import
-            preflight_import(params)
+    from workbench.runs.preflight import check_inputs
+    checked = check_inputs(params, stages,
+                           parent_windows=parent_run.artifact("windows", must_exist=False) if parent_run else None,
+                           parent_params=(parent_run.manifest().get("params") or parent_run.params()
+                                          if parent_run else None))
+    params = checked.params   # resolved against the data (e.g. sample_rate_hz from the file)
+    for note in checked.notes:
+        log(f"note: {note}")
+    unused = params.explicitly_set_not_applied()
+    if unused:
+        log("note: parameters set but not used by this run: "
+            + "; ".join(f"{k} ({why})" for k, why in unused.items()))
+    if "01" in stages and params.mode == "import":
+        from workbench.model.importing import preflight_import
+        preflight_import(params)
 
     run = Run.create(params.run_label, root)
     try:  # a setup that fails leaves nothing behind
@@ -166,6 +181,8 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAG
             "started_by": "pipeline",
             "command": " ".join(sys.argv),
             "params": params.model_dump(),
+            "params_not_applied": params.not_applied(),   # present in "params" but without effect here
+            "preflight_notes": checked.notes,
             "parent": parent_run.run_id if parent_run else None,
             "reused_from_parent": [STAGE_NAMES[s] for s in earlier],
             "versions": package_versions(),
@@ -397,8 +414,44 @@ RENDER_CSS = """<style>
 </style>"""
 
 
+# The HTML the sanitiser keeps: what Markdown, pandas tables (DataFrame and Styler) and nbconvert's
+# own wrappers produce. No script, img, iframe, form, object or event-handler attributes; links only
+# with http(s)/mailto or in-page targets (bleach's default protocols).
+SAFE_TAGS = frozenset({
+    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details",
+    "div", "dl", "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre",
+    "s", "span", "strong", "style", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
+    "tr", "u", "ul"})
+SAFE_ATTRIBUTES = {"*": ["class", "id", "title", "style"], "a": ["href", "title", "class", "id"],
+                   "th": ["colspan", "rowspan", "class", "id", "style"],
+                   "td": ["colspan", "rowspan", "class", "id", "style"], "table": ["border", "class", "id"],
+                   "style": ["type", "scoped"], "ol": ["start"]}
+
+
+def sanitize_html(fragment: Any) -> str:
+    """Backstop for rendered reports: bleach with an allow-list wide enough for Markdown and pandas tables.
+
+    Notebooks escape data-derived text themselves (``workbench.notebook``); this runs on every HTML and
+    Markdown output and Markdown cell, so markup that slipped through is shown as text, never executed.
+    ``<style>`` stays allowed because pandas' Styler puts its colours there (CSS cannot run script);
+    inline styles pass bleach's CSS property allow-list.
+    """
+    import bleach
+    from bleach.css_sanitizer import CSSSanitizer
+
+    text = fragment.decode() if isinstance(fragment, bytes) else str(fragment)
+    return bleach.clean(text, tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, strip=False, strip_comments=True,
+                        css_sanitizer=CSSSanitizer())
+
+
 def _render_to(nb_path: Path, html_dir: Path) -> dict[str, str]:
-    """Full and results-only HTML side by side; images stay embedded as data URIs."""
+    """Full and results-only HTML side by side; images stay embedded as data URIs.
+
+    nbconvert's ``sanitize_html`` is on: Markdown cells, HTML and Markdown outputs pass ``clean_html``,
+    JavaScript outputs are dropped. nbconvert 7's own ``clean_html`` allows too few tags for our reports
+    (no headings, paragraphs or table headers: they would show as literal tags), so the filter is
+    replaced by :func:`sanitize_html`.
+    """
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -406,7 +459,8 @@ def _render_to(nb_path: Path, html_dir: Path) -> dict[str, str]:
     out = {}
     for kind, exclude in (("full", False), ("results", True)):
         exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude,
-                                exclude_output_prompt=exclude)
+                                exclude_output_prompt=exclude, sanitize_html=True,
+                                filters={"clean_html": sanitize_html})
         body, _ = exporter.from_notebook_node(nb)
         body = body.replace("</head>", RENDER_CSS + "\n</head>", 1)
         suffix = "" if kind == "full" else ".results"

@@ -27,9 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
-from workbench.config import ParamError, load_params
+from workbench.config import ParamError, load_params, read_yaml
 from workbench.errors import SweepError
 from workbench.runs.store import STAGES, new_run_id, outputs_root, stage_key
 
@@ -39,7 +37,7 @@ ALLOWED_KEYS = {"base", "params", "from", "to", "parent", "workers", "grid"}
 def read_sweep(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise SweepError(f"sweep file not found: {path} (examples in params/sweeps/)")
-    spec = yaml.safe_load(path.read_text()) or {}
+    spec = read_yaml(path.read_text()) or {}
     if not isinstance(spec, dict):
         raise SweepError(f"{path}: expected a mapping with keys {sorted(ALLOWED_KEYS)}")
     unknown = set(spec) - ALLOWED_KEYS

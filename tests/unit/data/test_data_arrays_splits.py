@@ -67,12 +67,13 @@ def test_load_npz_valid_and_names(tmp_path):
 
 @pytest.mark.parametrize("change,message", [
     (dict(X=None), r"missing array\(s\) \['X'\]"),
-    (dict(X=np.zeros((12, 3, 10), np.float32)), r"3-D.*add a site axis"),
+    (dict(X=np.zeros((12, 3, 10), np.float32)), r"looks like \(N, C, T\).*add a site axis with X\[:, :, None, :\]"),
+    (dict(X=np.zeros((12, 10, 3), np.float32)), r"looks like \(N, T, C\).*X\.transpose\(0, 2, 1\)\[:, :, None, :\]"),
     (dict(y=np.arange(11)), r"y must have shape \(12,\)"),
     (dict(subject=np.linspace(0, 1, 12)), "subject must be integers"),
     (dict(label_names=np.array(["a", "b"])), r"label 2 at window 2 has no name"),
     (dict(y=np.arange(12) - 1), "labels must be 0..K-1"),
-    (dict(sample_rate_hz=-5.0), "sample_rate_hz must be a positive"),
+    (dict(sample_rate_hz=-5.0), "sample_rate_hz must be one positive number"),
 ])
 def test_load_npz_errors(tmp_path, change, message):
     a = _arrays()
@@ -90,7 +91,7 @@ def test_load_npz_nan_rate_conflict_and_missing(tmp_path):
     with pytest.raises(DataError, match="first at window 4, channel 1, site 0, sample 7"):
         load_npz(tmp_path / "d.npz")
     np.savez(tmp_path / "e.npz", **_arrays(), sample_rate_hz=100.0)
-    with pytest.raises(DataError, match="set sample_rate_hz: 100"):
+    with pytest.raises(DataError, match="records sample_rate_hz=100 but the parameters set sample_rate_hz=50"):
         load_npz(tmp_path / "e.npz", sample_rate_hz=50.0)
     with pytest.raises(DataError, match="not found"):
         load_npz(tmp_path / "nope.npz")
@@ -192,6 +193,7 @@ def test_preflight_npz_window(tmp_path):
     from workbench.config import load_params
     from workbench.data.preflight import preflight
     f = tmp_path / "d.npz"
-    np.savez(f, X=np.zeros((2, 3, 1, 64), np.float32), y=np.zeros(2, int), subject=np.arange(2))
+    np.savez(f, X=np.zeros((2, 3, 1, 64), np.float32), y=np.zeros(2, int), subject=np.arange(2),
+             sample_rate_hz=50.0)
     with pytest.raises(DataError, match="set window: 64"):
         preflight(load_params([], {"dataset": "npz", "data_dir": str(f), "window": 100}))

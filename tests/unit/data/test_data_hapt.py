@@ -135,11 +135,21 @@ def test_error_nan_in_signal_names_line(tmp_path):
         check_dataset(root)
 
 
+# four labelled subjects: the fewest a subject-wise train / val / conformal / test split can use
+FOUR_SUBJECTS = {**RECORDINGS, (5, 3, 120): [(1, 1, 60), (4, 61, 120)], (6, 4, 120): [(5, 1, 120)]}
+
+
 def test_check_dataset_summary_on_fixture(tmp_path):
-    root = write_hapt(tmp_path)
+    root = write_hapt(tmp_path, FOUR_SUBJECTS)
     text = check_dataset(root, window=20, hop=10)
-    assert "4 acc/gyro pairs" in text and "subjects: 2 (1..2)" in text
-    assert "SITTING" in text and text.strip().endswith("OK")
+    assert "6 acc/gyro pairs" in text and "subjects: 4 with recordings (1..4)" in text
+    assert "SITTING" in text and text.strip().endswith("OK") and "WARNING" not in text
+
+
+def test_check_dataset_fails_two_subjects(tmp_path):
+    root = write_hapt(tmp_path)   # users 1 and 2 only
+    with pytest.raises(DataError, match=r"2 subject\(s\) with labelled windows \[1, 2\].*too few subjects"):
+        check_dataset(root, window=20, hop=10)
 
 
 @pytest.mark.hapt

@@ -68,7 +68,12 @@ def test_not_the_layout(tmp_path):
 
 
 def test_check_dataset_detects_uci_har(tmp_path):
-    write_uci_har(tmp_path)
+    write_uci_har(tmp_path)   # subjects 1, 2, 3: too few for train / val / conformal / test
+    with pytest.raises(DataError, match=r"3 subject\(s\).*too few subjects \(3\)"):
+        check_dataset(tmp_path)
+    # a fourth subject in the training files makes the split possible
+    sub = tmp_path / "UCI HAR Dataset" / "train" / "subject_train.txt"
+    sub.write_text(sub.read_text().replace("3\n", "4\n", 1))
     text = check_dataset(tmp_path)
     assert text.startswith("UCI HAR") and "windows: 8 of 128 samples at 50 Hz" in text
     assert "official test subjects: [2]" in text
