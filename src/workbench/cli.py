@@ -56,6 +56,12 @@ def build_parser() -> argparse.ArgumentParser:
     hi.add_argument("path")
     hi.add_argument("--run", required=True, metavar="RUN")
     hi.add_argument("--outputs", metavar="DIR")
+
+    dr = sub.add_parser("doctor", help="check this machine for the Hailo stages and say what to fix")
+    dr.add_argument("--run", metavar="RUN", help="check the DFC <-> HailoRT pairing and hw_arch of this run's HEF")
+    dr.add_argument("--hef", metavar="PATH", help="a HEF built elsewhere")
+    dr.add_argument("--outputs", metavar="DIR")
+    dr.add_argument("--no-device", action="store_true", help="do not call hailortcli fw-control identify")
     return ap
 
 
@@ -83,6 +89,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             from workbench.data.check import check_dataset
             print(check_dataset(args.path))
             return 0
+        if args.command == "doctor":
+            from workbench.hailo.doctor import doctor
+            from workbench.runs import Run
+            run = Run.open(args.run, root) if args.run else None
+            return doctor(run=run, hef=Path(args.hef) if args.hef else None, device=not args.no_device)
         if args.command == "hailo":
             from workbench.hailo.hef_import import import_hef
             from workbench.runs import Run

@@ -103,6 +103,9 @@ class Params(BaseModel):
     latency_iterations: int = Field(500, ge=1)
     latency_warmup: int = Field(50, ge=0)
     hailortcli_seconds: int = Field(10, ge=1)
+    hailo_multi_process_service: bool = Field(
+        False, description="share the Hailo-8 through HailoRT's multi-process service (hailort_service must "
+                           "run); off: stage 07 releases the device before each hailortcli call")
     target_core_ms: float = Field(15.0, gt=0)
     target_e2e_p95_ms: float = Field(100.0, gt=0)
 

@@ -28,6 +28,10 @@ class CheckpointError(WorkbenchError, ValueError):
     """A checkpoint that cannot be read or does not fit the requested model; says what and the fix."""
 
 
+class ModelMetaError(CheckpointError):
+    """model_meta.json (what stages 06-08 read instead of the checkpoint) is missing or malformed."""
+
+
 class HefImportError(WorkbenchError, ValueError):
     """A HEF that cannot be imported; the message says why and what to do."""
 

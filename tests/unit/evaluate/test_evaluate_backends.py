@@ -7,7 +7,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 from workbench.evaluate.backends import (
@@ -127,7 +126,9 @@ def test_ort_backends_output_and_host_path(tmp_path, cls, fname, batch):
         b.npu_output(np.transpose(x, (0, 2, 3, 1)))
 
 
+@pytest.mark.torch
 def test_torch_backend_takes_the_cut_tensor(tmp_path):
+    import torch
     from workbench.model.checkpoint import save_checkpoint
     from workbench.model.network import FSQClassifier, ModelConfig
     torch.manual_seed(0)
@@ -195,8 +196,8 @@ class RecordingRunner:
 
     instances: list = []
 
-    def __init__(self, hef_path, api="auto"):
-        self.hef_path, self.api = hef_path, api
+    def __init__(self, hef_path, api="auto", multi_process_service=False):
+        self.hef_path, self.api, self.multi_process_service = hef_path, api, multi_process_service
         self.inputs, self.entered, self.exited = [], False, False
         self.output_quant = {"bits": 16, "scale": 0.001, "zero_point": 0, "format": "UINT16"}
         RecordingRunner.instances.append(self)
