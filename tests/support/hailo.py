@@ -114,9 +114,9 @@ def make_tiny_hef(tmp_path: Path, bits16: bool = False) -> Path:
     """A fake HEF of the tiny NPU graph, compiled by the fake DFC (the fakes must be installed)."""
     import numpy as np
 
+    from workbench.data.layout import nchw_to_nhwc
     from workbench.hailo.alls import make_model_script
     from workbench.hailo.compile import compile_with_dfc
-    from workbench.data.layout import nchw_to_nhwc
     split = make_tiny_npu_onnx(tmp_path / "npu.onnx")
     calib = np.random.default_rng(3).normal(0, 1, (32, TINY["C"], TINY["S"], TINY["T"])).astype(np.float32)
     script = make_model_script(calibset_size=32, calib_batch_size=8, optimization_level=0, compression_level=0,

@@ -3,8 +3,8 @@
 The DFC reports some decisions only as log lines (REFERENCE.md §2, §7): it lowers the optimization
 level when no GPU is present and when the calibration set has fewer than the recommended 1024 entries
 ("... because there's less data than the recommended amount (1024), and there's no available GPU"),
-and the explanation must name each reason with its own fix; it uses only as many calibration entries as ``calibset_size`` allows, and at
-compression levels > 0 it may move weights to 4 bit. Each is easy to miss in a long log, so the
+and the explanation must name each reason with its own fix; it uses only as many calibration entries
+as ``calibset_size`` allows, and at compression levels > 0 it may move weights to 4 bit. Each is easy to miss in a long log, so the
 notebook lifts them into warnings. Patterns match the phrases, not the exact line prefixes
 (``[info]``/``[warning]`` and timestamps differ between DFC versions).
 """
@@ -127,4 +127,4 @@ def _reduction_explained(level: int, reason: str, too_few: bool, recommended: Op
     if not causes:
         causes.append(f"the log says: {reason}" if reason else "the log gives no reason")
     return (f"DFC lowered the optimization level to {level} because " + "; and ".join(causes) + ". The HEF is "
-            f"quantized without the higher-level optimization algorithms until every listed cause is fixed.")
+            "quantized without the higher-level optimization algorithms until every listed cause is fixed.")

@@ -172,7 +172,8 @@ def check_driver(hailort_version: Optional[str], driver_file: Path = DRIVER_VERS
         return [Check("HailoRT PCIe driver", OK, f"hailo_pci {drv} = HailoRT {hailort_version}")]
     return [Check("HailoRT PCIe driver", FAIL, f"hailo_pci {drv} != HailoRT {hailort_version}: HailoRT refuses a "
                                                f"different driver (HAILO_INVALID_DRIVER_VERSION)",
-                  "install one version of hailort, hailo-dkms and python3-hailort (sudo apt install --reinstall hailo-all, with dkms), reboot")]
+                  "install one version of hailort, hailo-dkms and python3-hailort "
+                  "(sudo apt install --reinstall hailo-all, with dkms), reboot")]
 
 
 def _triple(v: str) -> Optional[str]:
@@ -250,7 +251,8 @@ def check_device(facts: Optional[HefFacts], run_cmd: Callable[..., Any] = subpro
     try:
         proc = run_cmd([exe, "fw-control", "identify"], capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.SubprocessError) as exc:
-        return [Check("device", FAIL, f"hailortcli fw-control identify failed: {exc}", "hailortcli scan; dmesg | grep hailo")]
+        return [Check("device", FAIL, f"hailortcli fw-control identify failed: {exc}",
+                      "hailortcli scan; dmesg | grep hailo")]
     text = (proc.stdout or "") + (proc.stderr or "")
     if proc.returncode != 0:
         fix = "hailortcli scan must list the device; check the PCIe connection and `dmesg | grep hailo`"

@@ -129,6 +129,7 @@ def test_ort_backends_output_and_host_path(tmp_path, cls, fname, batch):
 @pytest.mark.torch
 def test_torch_backend_takes_the_cut_tensor(tmp_path):
     import torch
+
     from workbench.model.checkpoint import save_checkpoint
     from workbench.model.network import FSQClassifier, ModelConfig
     torch.manual_seed(0)

@@ -57,7 +57,8 @@ def _compiled_run(tmp_path, dfc_version="3.31.0", hw_arch="hailo8"):
 def test_with_fakes_pairing_device_and_arch(hailo_fakes, tmp_path, monkeypatch):
     run = _compiled_run(tmp_path, hw_arch="hailo8")
     checks = {c.name: c for c in dr.run_checks(run=run)}
-    assert checks["hailo_platform (HailoRT)"].verdict == "ok" and "0.0.0+fake" in checks["hailo_platform (HailoRT)"].detail
+    hp = checks["hailo_platform (HailoRT)"]
+    assert hp.verdict == "ok" and "0.0.0+fake" in hp.detail
     assert checks["hailortcli"].verdict == "ok"
     assert checks["device"].verdict == "ok" and "HAILO8" in checks["device"].detail
     assert checks["HEF hw_arch vs device"].verdict == "ok"

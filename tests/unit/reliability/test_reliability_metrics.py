@@ -7,7 +7,6 @@ import pytest
 from workbench.reliability import metrics as M
 
 
-
 def _random_probs(rng, n, k, scale=2.0):
     z = rng.normal(size=(n, k)) * scale
     return M.softmax(z), rng.integers(0, k, size=n)
@@ -110,6 +109,7 @@ def test_debiased_ece_below_plugin_when_perfectly_calibrated():
 @pytest.mark.torch
 def test_debiased_l2_matches_torchmetrics_debias_formula_on_equal_width():
     import torch
+
     # torchmetrics' private _ce_compute(debias=True) implements the same Kumar et al. estimator.
     from torchmetrics.functional.classification.calibration_error import _ce_compute
     rng = np.random.default_rng(7)
