@@ -2,7 +2,7 @@
 
 A parent run with stages 01-05 (they need torch) comes from ``WORKBENCH_PARENT_RUN`` (``make
 test-profiles`` makes it with the default environment and runs this module in the Python 3.10 and
-3.11 no-torch environments); where it is not set and torch is installed, the test makes one.
+3.11 no-torch environments); where it is not set and torch is installed, the suite's smoke run is it.
 Then ``workbench run --from 06 --parent R`` and ``--from 07 --parent <that run>`` run through the CLI
 in a fresh interpreter, with the fake DFC and HailoRT (tests/fakes) on the path. Where torch is
 installed it is blocked for these runs, so a stray ``import torch`` fails here too. Every notebook
@@ -30,7 +30,7 @@ PROBE = f'import sys\nprint("{MARK}", "torch" in sys.modules)'
 
 
 @pytest.fixture(scope="module")
-def parent_run(tmp_path_factory) -> Path:
+def parent_run(request) -> Path:
     ref = os.environ.get("WORKBENCH_PARENT_RUN")
     if ref:
         path = Path(ref)
@@ -39,13 +39,7 @@ def parent_run(tmp_path_factory) -> Path:
     if importlib.util.find_spec("torch") is None:
         pytest.fail("no torch here and WORKBENCH_PARENT_RUN is not set: make the parent run (stages 01-05) with "
                     "the default environment and point WORKBENCH_PARENT_RUN at it (make test-profiles does)")
-    from workbench.config import load_params
-    from workbench.runs.pipeline import run_pipeline
-    params = load_params([ROOT / "params" / "smoke.yaml"],        # stage 05's comparison passes: not read later
-                         {"run_label": "parent", "quant_compare": False, "quant_sensitivity": False})
-    run = run_pipeline(params, to_stage="05", root=tmp_path_factory.mktemp("parent"), progress=False,
-                       log=lambda *_: None)
-    return run.path
+    return request.getfixturevalue("smoke_run").path    # the suite's one smoke run (stages 01-08)
 
 
 @pytest.fixture(scope="module")
