@@ -136,8 +136,8 @@ def check_hailo_packages() -> tuple[list[Check], Optional[str], Optional[str]]:
     else:
         fix = PI_FIX
         if _venv_hides_system_site():
-            fix = ("this venv was made without --system-site-packages and cannot see apt's hailo_platform: "
-                   "`make install-pi` makes one that can")
+            fix = (PI_FIX + "; this venv was made without --system-site-packages, so it would not see an "
+                   "apt-installed hailo_platform either")
         out.append(Check("hailo_platform (HailoRT)", INFO, f"{why_hp}: stage 07 runs the CPU backends only", fix))
     return out, dfc_v, rt_v
 
