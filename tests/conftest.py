@@ -69,3 +69,20 @@ def smoke_run_fake_hailo(smoke_run):
             os.environ.pop("PYTHONPATH", None)
         else:
             os.environ["PYTHONPATH"] = before
+
+
+# ---- tests that need torch (stages 01-02, cross-checks against torchmetrics) ------------------------
+# The Hailo install profiles (make install-pi / install-dfc) leave torch out. `make test-profiles` sets
+# WORKBENCH_NO_TORCH=1 there, and only then are `@pytest.mark.torch` tests skipped (with that reason in
+# the -ra summary). Everywhere else they run, so a missing torch fails loudly instead of skipping.
+def pytest_collection_modifyitems(config, items):
+    if os.environ.get("WORKBENCH_NO_TORCH") != "1":
+        return
+    import importlib.util
+    if importlib.util.find_spec("torch") is not None:
+        raise pytest.UsageError("WORKBENCH_NO_TORCH=1 but torch is installed: this environment is not a "
+                                "no-torch Hailo profile")
+    skip = pytest.mark.skip(reason="needs torch; this is a no-torch Hailo profile (WORKBENCH_NO_TORCH=1)")
+    for item in items:
+        if "torch" in item.keywords:
+            item.add_marker(skip)

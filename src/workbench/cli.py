@@ -87,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--port", type=int, default=9000)
     sv.add_argument("--max-windows", type=int, default=4096, help="most windows in one request")
     sv.add_argument("--max-body-mb", type=float, default=64.0, help="largest request body in MiB")
+
+    dr = sub.add_parser("doctor", help="check this machine for the Hailo stages and say what to fix")
+    dr.add_argument("--run", metavar="RUN", help="check the DFC <-> HailoRT pairing and hw_arch of this run's HEF")
+    dr.add_argument("--hef", metavar="PATH", help="a HEF built elsewhere")
+    dr.add_argument("--outputs", metavar="DIR")
+    dr.add_argument("--no-device", action="store_true", help="do not call hailortcli fw-control identify")
     return ap
 
 
@@ -129,6 +135,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return _cmd_deploy(args, root)
         if args.command == "serve":
             return _cmd_serve(args)
+        if args.command == "doctor":
+            from workbench.hailo.doctor import doctor
+            from workbench.runs import Run
+            run = Run.open(args.run, root) if args.run else None
+            return doctor(run=run, hef=Path(args.hef) if args.hef else None, device=not args.no_device)
         if args.command == "hailo":
             from workbench.hailo.hef_import import import_hef
             from workbench.runs import Run

@@ -173,6 +173,9 @@ class Params(BaseModel):
     latency_warmup: int = Field(50, ge=0, description="untimed iterations before timing starts")
     hailortcli_seconds: int = Field(10, ge=1,
         description="duration of each hailortcli run or benchmark on a Hailo-8")
+    hailo_multi_process_service: bool = Field(
+        False, description="share the Hailo-8 through HailoRT's multi-process service (hailort_service must "
+                           "run); off: stage 07 releases the device before each hailortcli call")
     target_core_ms: float = Field(15.0, gt=0, description="latency target for the NPU part (p95, ms)")
     target_e2e_p95_ms: float = Field(100.0, gt=0, description="end-to-end latency target (p95, ms)")
 

@@ -32,6 +32,10 @@ class ModelImportError(WorkbenchError, ValueError):
     """A model brought in with mode 'import' (or its normaliser/weights) cannot be used; says what and the fix."""
 
 
+class ModelMetaError(CheckpointError):
+    """model_meta.json (what stages 06-08 read instead of the checkpoint) is missing or malformed."""
+
+
 class HefImportError(WorkbenchError, ValueError):
     """A HEF that cannot be imported; the message says why and what to do."""
 

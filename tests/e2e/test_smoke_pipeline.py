@@ -108,6 +108,7 @@ def test_hailo_stages_with_fake_dfc_and_hailort(smoke_run, monkeypatch):
     import os
     fakes = Path(__file__).resolve().parents[1] / "fakes"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fakes), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("PATH", os.pathsep.join([str(fakes / "bin"), os.environ.get("PATH", "")]))   # fake hailortcli
     params = load_params([ROOT / "params" / "smoke.yaml"], {"run_label": "with-fakes"})
     run = run_pipeline(params, from_stage="06", parent=smoke_run.run_id, root=smoke_run.path.parent,
                        progress=False, log=lambda *_: None)
@@ -115,6 +116,8 @@ def test_hailo_stages_with_fake_dfc_and_hailort(smoke_run, monkeypatch):
     assert stages["06_compile_hailo"]["status"] == "compiled"
     assert run.artifact("hef").read_bytes()[:4] == b"\x01HEF"
     assert set(stages["07_evaluate_on_device"]["backends"]) >= {"hailo-emulator", "hailo8-device"}
+    cli = json.loads(run.artifact("device_cli").read_text())
+    assert cli["errors"] == {} and cli["measure_latency"] and cli["benchmark"]   # device released for hailortcli
     sources = {s["backend"]: s for s in json.loads(run.artifact("reliability").read_text())["sources"]}
     assert sources["hailo8-device"]["used"] and not sources["hailo-emulator"]["used"]
     assert "replays stored test-window outputs" in sources["hailo-emulator"]["reason"]

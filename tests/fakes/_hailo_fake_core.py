@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
@@ -83,3 +83,72 @@ def onnx_b64(data: bytes) -> str:
 
 def onnx_from_b64(s: str) -> bytes:
     return base64.b64decode(s.encode())
+
+
+# ---- one holder of the (fake) Hailo-8 at a time, across processes --------------------------------
+# A real Hailo-8 is held by one process unless HailoRT's multi-process service is used; a second
+# opener (e.g. `hailortcli run` while a notebook still holds a VDevice) gets HAILO_OUT_OF_PHYSICAL_DEVICES.
+# The fakes keep the holder's pid in a lock file so the fake `hailortcli` (a separate process) sees it.
+OUT_OF_DEVICES = "HAILO_OUT_OF_PHYSICAL_DEVICES"
+
+
+def device_lock_path() -> "Path":
+    """HAILO_FAKE_DEVICE_LOCK, else one file per checkout of the fakes (clones never share a device)."""
+    import hashlib
+    import os
+    import tempfile
+    from pathlib import Path
+    env = os.environ.get("HAILO_FAKE_DEVICE_LOCK")
+    if env:
+        return Path(env)
+    tag = hashlib.sha1(str(Path(__file__).resolve().parent).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"hailo-fake-device-{tag}.lock"
+
+
+def _alive(pid: int) -> bool:
+    import os
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def device_holder() -> "Optional[tuple[int, str]]":
+    """(pid, what) of the live process holding the device, or None."""
+    path = device_lock_path()
+    try:
+        pid_s, what = path.read_text().split(" ", 1)
+        pid = int(pid_s)
+    except (OSError, ValueError):
+        return None
+    return (pid, what) if _alive(pid) else None
+
+
+def acquire_device(what: str) -> None:
+    """Take the device for this process; raise RuntimeError(HAILO_OUT_OF_PHYSICAL_DEVICES) if held."""
+    import os
+    held = device_holder()
+    if held is not None:
+        raise RuntimeError(f"{OUT_OF_DEVICES}: the Hailo-8 is held by pid {held[0]} ({held[1]}); release it "
+                           f"first or use the multi-process service")
+    record("device.acquire", what=what, pid=os.getpid())
+    device_lock_path().write_text(f"{os.getpid()} {what}")
+
+
+def check_device_free(what: str) -> None:
+    """For multi-process-service clients: fail only when a process holds the device exclusively."""
+    held = device_holder()
+    if held is not None:
+        raise RuntimeError(f"{OUT_OF_DEVICES}: the Hailo-8 is held exclusively by pid {held[0]} ({held[1]}), "
+                           f"so {what} cannot reach it through the multi-process service")
+
+
+def release_device() -> None:
+    import os
+    held = device_holder()
+    if held is not None and held[0] == os.getpid():
+        record("device.release", pid=os.getpid())
+        device_lock_path().unlink()

@@ -1,8 +1,9 @@
 """Install the fake Hailo packages for one test: ``with installed_fakes() as core:`` or the
 ``hailo_fakes`` fixture (defined in tests/conftest.py).
 
-The fakes live in tests/fakes; this puts that folder first on sys.path, drops any cached
-``hailo_*`` modules so the fakes load fresh, and undoes both afterwards.
+The fakes live in tests/fakes; this puts that folder first on sys.path and its ``bin`` (the fake
+``hailortcli``) first on PATH, drops any cached ``hailo_*`` modules so the fakes load fresh, and undoes
+all of it afterwards (a fake device a test left open is released).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import Iterator
 
 FAKES_DIR = Path(__file__).resolve().parents[1] / "fakes"
+FAKES_BIN = FAKES_DIR / "bin"
 _PREFIXES = ("hailo_sdk_client", "hailo_platform", "_hailo_fake_core")
 
 
@@ -27,11 +29,16 @@ def installed_fakes() -> Iterator[object]:
     """Yield the shared fake core module (``.CALLS``, ``.calls(name)``, ``.reset()``)."""
     _drop_cached()
     sys.path.insert(0, str(FAKES_DIR))
+    old_path = os.environ.get("PATH", "")
+    os.environ["PATH"] = os.pathsep.join([str(FAKES_BIN), old_path])
     try:
         import _hailo_fake_core as core
         core.reset()
         yield core
     finally:
+        import _hailo_fake_core as core
+        core.release_device()
+        os.environ["PATH"] = old_path
         with contextlib.suppress(ValueError):
             sys.path.remove(str(FAKES_DIR))
         _drop_cached()
@@ -42,6 +49,7 @@ def fakes_env() -> dict:
     env = dict(os.environ)
     rest = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
     env["PYTHONPATH"] = os.pathsep.join([str(FAKES_DIR), *rest])
+    env["PATH"] = os.pathsep.join([str(FAKES_BIN), env.get("PATH", "")])
     return env
 
 
@@ -100,3 +108,18 @@ def ort_reference(onnx_path: Path, x_nchw):
     name = sess.get_inputs()[0].name
     return np.concatenate([sess.run(None, {name: x_nchw[i:i + 1].astype(np.float32)})[0]
                            for i in range(len(x_nchw))]).reshape(len(x_nchw), -1)
+
+
+def make_tiny_hef(tmp_path: Path, bits16: bool = False) -> Path:
+    """A fake HEF of the tiny NPU graph, compiled by the fake DFC (the fakes must be installed)."""
+    import numpy as np
+
+    from workbench.data.layout import nchw_to_nhwc
+    from workbench.hailo.alls import make_model_script
+    from workbench.hailo.compile import compile_with_dfc
+    split = make_tiny_npu_onnx(tmp_path / "npu.onnx")
+    calib = np.random.default_rng(3).normal(0, 1, (32, TINY["C"], TINY["S"], TINY["T"])).astype(np.float32)
+    script = make_model_script(calibset_size=32, calib_batch_size=8, optimization_level=0, compression_level=0,
+                               output_layer="output_layer1" if bits16 else None, input_is_normalized=True)
+    return compile_with_dfc(tmp_path / "npu.onnx", split, nchw_to_nhwc(calib), script, tmp_path / "06", "hailo8",
+                            "fsq").hef_path

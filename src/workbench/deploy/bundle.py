@@ -110,7 +110,7 @@ def sources_from_run(run: Any, hef_path: Optional[Path] = None) -> BundleSources
     if not ({ORT_INT8, ORT_FP32} & set(npu)):
         raise BundleError(f"run {run.run_id} has neither npu_int8.onnx (stage 05) nor npu_dynamic.onnx "
                           f"(stage 04): run the pipeline through stage 05 first")
-    normalizer, labels = load_normalizer(checkpoint)
+    normalizer, labels = load_normalizer(run.artifact("model_meta", must_exist=False), checkpoint)
     ws, _ = WindowSet.load(windows)
     if list(ws.label_names) != list(labels):
         raise BundleError(f"windows.npz labels {ws.label_names} differ from the checkpoint's {labels}: stage 01 "

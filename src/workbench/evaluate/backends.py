@@ -11,11 +11,12 @@ Inputs are NCHW ``(N, C, S, T)`` float32 windows already normalised with the che
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Optional, Sequence
+from typing import Any, Callable, ClassVar, Iterator, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -63,6 +64,8 @@ class EvalContext:
     npu_int8_onnx: Path
     compile_dir: Path                             # stage 06 folder
     hef_path: Optional[Path] = None               # params.hef_path, resolved later if None
+    model_meta: Optional[Path] = None             # stage 01 model_meta.json (normaliser, labels; no torch)
+    multi_process_service: bool = False           # open the Hailo-8 through HailoRT's multi-process service
     runner_factory: Optional[Callable[..., Any]] = None   # tests inject; default HailoRTRunner
     # Stage 05's chosen remedy (issue 14): per-channel scale + clip the host applies before the deployed
     # NPU graph (npu_int8.onnx / the HEF), which was calibrated in that input space. None = identity.
@@ -80,7 +83,8 @@ class EvalContext:
         return len(self.split["fsq_levels"])
 
     @classmethod
-    def from_stage(cls, stage: Any, hef_path: Optional[str] = None, host: Any = None) -> "EvalContext":
+    def from_stage(cls, stage: Any, hef_path: Optional[str] = None, host: Any = None,
+                   multi_process_service: bool = False) -> "EvalContext":
         """Build from an open stage-07 :class:`~workbench.runs.Stage` (artifacts of stages 01-06)."""
         split_path = stage.artifact("split")
         split = json.loads(Path(split_path).read_text())
@@ -93,17 +97,21 @@ class EvalContext:
         return cls(run_dir=run.path, split=split, host=host,
                    input_transform=None if transform.identity else transform,
                    checkpoint=run.artifact("checkpoint", must_exist=False),
+                   model_meta=run.artifact("model_meta", must_exist=False),
                    npu_dynamic_onnx=run.artifact("npu_dynamic_onnx", must_exist=False),
                    npu_int8_onnx=run.artifact("npu_int8_onnx", must_exist=False),
                    compile_dir=run.artifact("hef", must_exist=False).parent,   # no mkdir: 06 may not have run
-                   hef_path=Path(hef_path).expanduser() if hef_path else None)
+                   hef_path=Path(hef_path).expanduser() if hef_path else None,
+                   multi_process_service=bool(multi_process_service))
 
 
-def load_normalizer(checkpoint: Path) -> tuple[Any, list[str]]:
-    """The model's normaliser and label names: from the checkpoint, or for an imported model (no
-    checkpoint) from stage 01's imported_model.json next to where the checkpoint would be."""
+def load_normalizer(model_meta: Optional[Path], checkpoint: Optional[Path] = None) -> tuple[Any, list[str]]:
+    """The model's own normaliser (fitted on the training split) and its label names: for an imported
+    model from stage 01's imported_model.json, else from model_meta.json (no torch); runs older than that
+    file fall back to the checkpoint, which needs torch."""
     from workbench.model.importing import load_run_model
-    rm = load_run_model(Path(checkpoint).parent)
+    stage01 = Path(model_meta if model_meta is not None else checkpoint).parent
+    rm = load_run_model(stage01)
     return rm.normalizer, list(rm.label_names)
 
 
@@ -248,6 +256,11 @@ class TorchFP32(Backend):
             return True, f"PyTorch factory {rec.source}, bound = input of its first torch.round"
         if not self.ctx.checkpoint.is_file():
             return False, f"no checkpoint at {self.ctx.checkpoint}; run stage 01"
+        try:
+            import torch  # noqa: F401
+        except ImportError as exc:
+            return False, (f"torch does not import here ({exc}; the Hailo install profiles leave it out); "
+                           f"ort-fp32 runs the same FP32 NPU graph")
         return True, f"checkpoint {self.ctx.checkpoint.name}, cut {self.ctx.split.get('cut')}"
 
     def _open(self) -> None:
@@ -257,7 +270,11 @@ class TorchFP32(Backend):
             from workbench.model.importing import load_imported_torch
             self.model = load_imported_torch(self.ctx.checkpoint.parent, rec)
             return
+        import torch
+
         from workbench.model.checkpoint import load_checkpoint
+        # one thread, like the ONNX Runtime sessions: comparable timings, stable on a shared CPU
+        torch.set_num_threads(1)
         self.model, _ = load_checkpoint(self.ctx.checkpoint)
         self.model.eval()
         self.key = _cut_key(self.ctx.split)
@@ -464,7 +481,8 @@ class Hailo8Device(Backend):
         if factory is None:
             from workbench.hailo.runtime import HailoRTRunner
             factory = HailoRTRunner
-        self.runner = factory(str(self.hef()), api="auto")
+        self.runner = factory(str(self.hef()), api="auto",
+                              multi_process_service=self.ctx.multi_process_service)
         self.runner.__enter__()
 
     def close(self) -> None:
@@ -475,6 +493,23 @@ class Hailo8Device(Backend):
 
     def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
         return self.runner.infer(nchw_to_nhwc(x))
+
+    @contextlib.contextmanager
+    def released(self) -> Iterator[bool]:
+        """Let another process (``hailortcli``) use the device, then take it back.
+
+        A Hailo-8 has one holder at a time; a second opener gets HAILO_OUT_OF_PHYSICAL_DEVICES. So the
+        HailoRT objects are closed for the block and reopened after it, unless the context uses the
+        multi-process service, through which both share the device. Yields whether it was released.
+        """
+        release = self._ready and not self.ctx.multi_process_service
+        if release:
+            self.close()
+        try:
+            yield release
+        finally:
+            if release:
+                self.open()
 
     def output_bits(self) -> Optional[int]:
         self.open()

@@ -173,10 +173,13 @@ def _first(d: dict[str, Any], key: str) -> Optional[float]:
 
 
 # ---- hailortcli on the device ----------------------------------------------------------------------
-def device_cli_measurements(hef: Any, seconds: int) -> dict[str, Any]:
+def device_cli_measurements(hef: Any, seconds: int, multi_process_service: bool = False) -> dict[str, Any]:
     """``hailortcli run --measure-latency --measure-overall-latency [--measure-power]`` and
     ``hailortcli benchmark`` on the HEF, parsed (workbench.hailo.cli_tools). Every entry is tagged
-    ``hailo8-device``; a measurement that could not run is None with its reason in ``errors``."""
+    ``hailo8-device``; a measurement that could not run is None with its reason in ``errors``.
+
+    hailortcli is a second process: the caller must not hold the device meanwhile (release it with
+    ``Hailo8Device.released()``), unless both go through the multi-process service."""
     from workbench.hailo.cli_tools import benchmark, hailortcli_available, run_measure_latency
     out: dict[str, Any] = {"backend": "hailo8-device", "hef": str(hef), "measure_latency": None,
                            "benchmark": None, "errors": {}}
@@ -185,8 +188,10 @@ def device_cli_measurements(hef: Any, seconds: int) -> dict[str, Any]:
     if not ok:
         out["errors"]["hailortcli"] = why
         return out
-    for key, fn in (("measure_latency", lambda: run_measure_latency(hef, seconds)),
-                    ("benchmark", lambda: benchmark(hef, seconds))):
+    mps = bool(multi_process_service)
+    out["multi_process_service"] = mps
+    for key, fn in (("measure_latency", lambda: run_measure_latency(hef, seconds, multi_process_service=mps)),
+                    ("benchmark", lambda: benchmark(hef, seconds, multi_process_service=mps))):
         try:
             res = fn()
             res.pop("raw", None)

@@ -17,14 +17,12 @@ import numpy as np
 
 from workbench.hailo.alls import script_calibset_size
 from workbench.hailo.compile import HW_ARCHS
+from workbench.hailo.versions import VERSION_PAIRS, pairs_text  # noqa: F401  (re-exported for notebook 06)
 
 BUNDLE_FILES = ("npu.onnx", "calibset_nhwc.npy", "model.alls", "split.json", "compile.sh", "README.txt")
 # Only with stage 05's mixed precision / input transform (issue 14).
 SIXTEEN_BIT_FILES = ("sixteen_bit.json", "resolve16.py")
 INPUT_TRANSFORM_FILE = "input_transform.json"
-
-# DFC <-> HailoRT pairs for Hailo-8 (hailo_model_zoo docs/CHANGELOG.rst, REFERENCE.md §2).
-VERSION_PAIRS = [("3.30", "4.20"), ("3.31", "4.21"), ("3.32", "4.22"), ("3.33.x", "4.23")]
 
 
 def compile_commands(*, net_name: str, hw_arch: str, end_node_names: Sequence[str],
@@ -106,7 +104,7 @@ def _normalizes(script: str) -> bool:
 
 
 def _readme(net_name: str, hw_arch: str, split_info: dict, calib_shape: Sequence[int], alls: str) -> str:
-    pairs = ", ".join(f"DFC {d} <-> HailoRT {r}" for d, r in VERSION_PAIRS)
+    pairs = pairs_text()
     calib_state = "raw (model.alls normalises)" if _normalizes(alls) else "already normalised"
     return f"""Hailo compile bundle (workbench stage 06)
 ==========================================

@@ -107,14 +107,21 @@ def _run(cmd: list[str], timeout: float) -> str:
 
 
 def run_measure_latency(hef: Union[str, Path], seconds: int, batch_size: int = 1,
-                        measure_power: bool = True) -> dict[str, Any]:
+                        measure_power: bool = True, multi_process_service: bool = False) -> dict[str, Any]:
     """``hailortcli run <hef> --measure-latency --measure-overall-latency [--measure-power] -t S``.
     Power is not measurable on every board (e.g. M.2 modules); when the run with --measure-power fails,
-    it is retried once without and ``power_error`` says why."""
+    it is retried once without and ``power_error`` says why. With ``multi_process_service`` the device is
+    reached through HailoRT's service (``--multi-process-service``), which excludes ``--measure-power``
+    (hailortcli run_command.cpp)."""
     hef = str(Path(hef))
     base = ["hailortcli", "run", hef, "--measure-latency", "--measure-overall-latency", "-t", str(int(seconds)),
             "--batch-size", str(int(batch_size))]
     power_error = None
+    if multi_process_service:
+        base.append("--multi-process-service")
+        if measure_power:
+            power_error = "not measured: hailortcli run --multi-process-service excludes --measure-power"
+        measure_power = False
     if measure_power:
         try:
             text = _run(base + ["--measure-power"], timeout=seconds * 4 + 60)
@@ -129,9 +136,11 @@ def run_measure_latency(hef: Union[str, Path], seconds: int, batch_size: int = 1
     return res
 
 
-def benchmark(hef: Union[str, Path], seconds: int) -> dict[str, Any]:
-    """``hailortcli benchmark <hef> -t S`` (three measurements of S seconds each)."""
+def benchmark(hef: Union[str, Path], seconds: int, multi_process_service: bool = False) -> dict[str, Any]:
+    """``hailortcli benchmark <hef> -t S [--multi-process-service]`` (three measurements of S seconds each)."""
     cmd = ["hailortcli", "benchmark", str(Path(hef)), "-t", str(int(seconds))]
+    if multi_process_service:
+        cmd.append("--multi-process-service")
     text = _run(cmd, timeout=seconds * 6 + 120)
     res = parse_benchmark_output(text)
     res.update(command=" ".join(cmd), raw=text)

@@ -149,6 +149,61 @@ def capture_dfc_log(log_path: Path) -> Iterator[io.StringIO]:
         Path(log_path).write_text(buf.getvalue())
 
 
+SDK_LOG_NAME = "hailo_sdk.client.log"   # the DFC's own log file, in its working directory (REFERENCE.md §7)
+
+
+@contextlib.contextmanager
+def _working_dir(path: Path) -> Iterator[None]:
+    """Run the DFC inside the stage folder, so the log files it writes there belong to this run
+    (contextlib.chdir is Python >= 3.11; the DFC machine runs 3.10)."""
+    import os
+    old = Path.cwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(old)
+
+
+def _sdk_log_marks(folders: Sequence[Path]) -> dict[Path, int]:
+    """Where hailo_sdk.client.log may grow during this compile, and its size now."""
+    marks = {}
+    for folder in folders:
+        p = (folder / SDK_LOG_NAME).resolve()
+        marks[p] = p.stat().st_size if p.is_file() else 0
+    return marks
+
+
+def _sdk_log_since(marks: dict[Path, int]) -> str:
+    """What the DFC appended to its own log files since ``_sdk_log_marks``."""
+    parts = []
+    for p, offset in marks.items():
+        if p.is_file() and p.stat().st_size > offset:
+            with open(p, "rb") as fh:
+                fh.seek(offset)
+                parts.append(fh.read().decode("utf-8", errors="replace"))
+    return "".join(parts)
+
+
+def _log_facts(log_path: Path, sdk_marks: dict[Path, int], calib_size: int) -> dict:
+    """DFC facts from the captured log; when the capture holds none of them (the DFC's log records never
+    reached Python logging here), from what the DFC wrote to hailo_sdk.client.log during this compile,
+    which is then appended to dfc.log so the log the facts come from is kept with the run."""
+    captured = log_path.read_text()
+    facts = parse_dfc_log(captured, calibset_size=calib_size)
+    if facts["calibration_entries"] is None and facts["optimization_level_reduced_to"] is None:
+        sdk_text = _sdk_log_since(sdk_marks)
+        if sdk_text.strip():
+            with open(log_path, "a") as fh:
+                fh.write(f"\n# ---- {SDK_LOG_NAME} (the DFC's own log file, lines of this compile) ----\n")
+                fh.write(sdk_text)
+            facts = parse_dfc_log(sdk_text, calibset_size=calib_size)
+            facts["source"] = SDK_LOG_NAME
+            return facts
+    facts["source"] = "captured log records"
+    return facts
+
+
 # ------------------------------------------------------------------------------------------------
 def hn_input_layers(hn: dict) -> dict[str, list]:
     """{HN input layer name: its input shape} from ``runner.get_hn_dict()``."""
@@ -227,8 +282,8 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
         raise CompileError(f"{version}. Use the bundle (compile.sh) on a machine with the DFC.")
     from hailo_sdk_client import ClientRunner, InferenceContext
 
-    npu_onnx = Path(npu_onnx)
-    out = Path(out_dir)
+    npu_onnx = Path(npu_onnx).resolve()   # absolute: the DFC runs with the stage folder as working dir
+    out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not npu_onnx.is_file():
         raise CompileError(f"{npu_onnx} not found: stage 04 writes npu.onnx")
@@ -247,7 +302,8 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
     hef_len = 0
     emulator = None
     hn_in_name, hn_in_shape, outs = "", [], []
-    with capture_dfc_log(log_path):
+    sdk_logs = _sdk_log_marks([Path.cwd(), out])
+    with capture_dfc_log(log_path), _working_dir(out):
         t = time.perf_counter()
         runner = ClientRunner(hw_arch=hw_arch)
         kwargs: dict[str, Any] = dict(end_node_names=end_nodes, net_input_shapes={input_name: input_shape})
@@ -293,7 +349,7 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
         hef_len = len(hef)
         har_path = out / "model.har"
         runner.save_har(str(har_path))
-    facts = parse_dfc_log(log_path.read_text(), calibset_size=len(calib))
+    facts = _log_facts(log_path, sdk_logs, len(calib))
     result = CompileResult(dfc_version=version, hw_arch=hw_arch, net_name=net_name, hn_input_layer=hn_in_name,
                            hn_input_shape=hn_in_shape, hn_output_layers=outs, calib_entries_passed=len(calib),
                            log_path=log_path, log_facts=facts, hef_path=hef_path, har_path=har_path,

@@ -1,8 +1,10 @@
 """Parse a Dataflow Compiler log for the messages that change what a HEF means.
 
-The DFC reports some decisions only as log lines (REFERENCE.md §2): it lowers the optimization level
-when no GPU is present, it uses only as many calibration entries as ``calibset_size`` allows, and at
-compression levels > 0 it may move weights to 4 bit. Each is easy to miss in a long log, so the
+The DFC reports some decisions only as log lines (REFERENCE.md §2, §7): it lowers the optimization
+level when no GPU is present and when the calibration set has fewer than the recommended 1024 entries
+("... because there's less data than the recommended amount (1024), and there's no available GPU"),
+and the explanation must name each reason with its own fix; it uses only as many calibration entries
+as ``calibset_size`` allows, and at compression levels > 0 it may move weights to 4 bit. Each is easy to miss in a long log, so the
 notebook lifts them into warnings. Patterns match the phrases, not the exact line prefixes
 (``[info]``/``[warning]`` and timestamps differ between DFC versions).
 """
@@ -19,6 +21,7 @@ _FOURBIT_RATIO = re.compile(r"Ratio of weights in 4[- ]?bit is ([0-9.]+)", re.IG
 _SNR = re.compile(r"([A-Za-z0-9_./-]+)\s+SNR:?\s*(-?[0-9.]+|inf)\s*dB", re.IGNORECASE)
 _LEVEL = re.compile(r"^\s*(?:\S+\s+)?\[(info|warning|error|critical)\]", re.IGNORECASE)
 _NO_GPU = re.compile(r"no (?:available )?GPU|GPU (?:is )?not (?:available|found)", re.IGNORECASE)
+_LESS_DATA = re.compile(r"less data than the recommended amount\s*\((\d+)\)", re.IGNORECASE)
 
 
 def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str, Any]:
@@ -39,6 +42,7 @@ def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str
     warn_lines: list[str] = []
     err_lines: list[str] = []
     no_gpu = False
+    recommended: Optional[int] = None
     for raw in text.splitlines():
         line = raw.strip()
         if not line:
@@ -54,6 +58,9 @@ def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str
         if m:
             reduced = int(m.group(1))
             reason = m.group(2).strip(" .:")
+            less = _LESS_DATA.search(line)
+            if less:
+                recommended = int(less.group(1))
         m = _CALIB_ENTRIES.search(line)
         if m:
             entries = int(m.group(1))
@@ -67,10 +74,10 @@ def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str
             snr[m.group(1)] = float(m.group(2))
 
     warnings: list[str] = []
+    too_few = recommended is not None
+    gpu_reason = reduced is not None and bool(_NO_GPU.search(reason))
     if reduced is not None:
-        why = f": {reason}" if reason else ""
-        warnings.append(f"DFC lowered the optimization level to {reduced}{why}. The HEF is quantized "
-                        f"without the higher-level algorithms; compile on a machine with a GPU for them.")
+        warnings.append(_reduction_explained(reduced, reason, too_few, recommended, entries, gpu_reason))
     if entries is not None:
         if calibset_size is not None and entries != calibset_size:
             warnings.append(f"DFC used {entries} calibration entries, but the calibration set has "
@@ -92,6 +99,9 @@ def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str
     return {
         "optimization_level_reduced_to": reduced,
         "optimization_reduced_reason": reason or None,
+        "reduced_for_too_few_entries": too_few,
+        "recommended_calibration_entries": recommended,
+        "reduced_for_no_gpu": gpu_reason,
         "no_gpu": no_gpu,
         "calibration_entries": entries,
         "four_bit_lines": four_bit,
@@ -101,3 +111,20 @@ def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str
         "error_lines": err_lines,
         "warnings": warnings,
     }
+
+
+def _reduction_explained(level: int, reason: str, too_few: bool, recommended: Optional[int],
+                         entries: Optional[int], no_gpu: bool) -> str:
+    """One sentence per reason the DFC gave, each with its own fix (both can apply at once)."""
+    causes = []
+    if too_few:
+        used = f" (it used {entries})" if entries is not None else ""
+        causes.append(f"the calibration set has fewer than the recommended {recommended} entries{used}: build a "
+                      f"larger one in stage 05 (quant_calib_size >= {recommended}; model.alls calibset_size "
+                      f"follows it)")
+    if no_gpu:
+        causes.append("no GPU was available to the DFC: compile on a machine whose GPU the DFC sees")
+    if not causes:
+        causes.append(f"the log says: {reason}" if reason else "the log gives no reason")
+    return (f"DFC lowered the optimization level to {level} because " + "; and ".join(causes) + ". The HEF is "
+            "quantized without the higher-level optimization algorithms until every listed cause is fixed.")

@@ -2,12 +2,19 @@
 
 Two code paths, both from REFERENCE.md §3 (hailort branch ``hailo8``, pyhailort.py):
 
-* ``infer_model`` (HailoRT >= 4.18): ``VDevice.create_infer_model(hef)``, batch size 1, FLOAT32 on
+* ``infer_model`` (HailoRT >= 4.18): a VDevice with the scheduler on (``HailoSchedulingAlgorithm.ROUND_ROBIN``,
+  as HailoRT's own InferModel tutorials set it: ``VDevice.create_params()`` defaults to NONE in the
+  Python binding, and then nothing activates the model), ``create_infer_model(hef)``, batch size 1, FLOAT32 on
   the input and output streams so HailoRT quantizes and dequantizes on the host, ``configure()``,
   ``create_bindings()``, buffers without the batch dimension, ``run([bindings], timeout_ms)``.
 * ``vstreams`` (older HailoRT): ``HEF`` + ``ConfigureParams.create_from_hef(PCIe)``,
   ``vdevice.configure``, ``Input/OutputVStreamParams.make(format_type=FLOAT32)``, ``InferVStreams``
   inside ``network_group.activate(...)``.
+
+One process holds a Hailo-8 at a time. ``multi_process_service=True`` opens the VDevice through
+HailoRT's multi-process service instead (the ``hailort_service`` daemon must run; it needs the
+scheduler, so the legacy path then skips the explicit ``activate()``), which lets ``hailortcli`` share
+the device; otherwise close the runner before another process uses the device.
 
 ``infer_quantized`` asks for the output in the device's own integer format (UINT8/UINT16) and
 dequantizes here with float = (q - qp_zp) * qp_scale, so the integer grid can be inspected. Numbers
@@ -91,7 +98,8 @@ class HailoRTRunner:
     output_shape: tuple
     output_quant: dict
 
-    def __init__(self, hef_path: Union[str, Path], *, api: str = "auto", timeout_ms: int = 10000):
+    def __init__(self, hef_path: Union[str, Path], *, api: str = "auto", timeout_ms: int = 10000,
+                 multi_process_service: bool = False):
         self.hef_path = Path(hef_path)
         if not self.hef_path.is_file():
             raise FileNotFoundError(f"HEF not found: {self.hef_path} (build it in stage 06 or import one with "
@@ -101,6 +109,7 @@ class HailoRTRunner:
         self.requested_api = api
         self.api: Optional[str] = None
         self.timeout_ms = int(timeout_ms)
+        self.multi_process_service = bool(multi_process_service)
         self.backend = BACKEND
         self._stack: Optional[contextlib.ExitStack] = None
         self._hp: Any = None
@@ -145,9 +154,24 @@ class HailoRTRunner:
         self._float = self._quant = None
 
     # ---- InferModel API -----------------------------------------------------------------------
-    def _open_infer_model(self) -> None:
+    def _vdevice_params(self, scheduler: bool) -> Any:
         hp = self._hp
         params = hp.VDevice.create_params()
+        algo = hp.HailoSchedulingAlgorithm.ROUND_ROBIN if (scheduler or self.multi_process_service) \
+            else hp.HailoSchedulingAlgorithm.NONE
+        params.scheduling_algorithm = algo
+        if self.multi_process_service:
+            params.multi_process_service = True
+        return params
+
+    @property
+    def scheduled(self) -> bool:
+        """True when HailoRT's scheduler runs this model (InferModel path, or the multi-process service)."""
+        return self.api == "infer_model" or self.multi_process_service
+
+    def _open_infer_model(self) -> None:
+        hp = self._hp
+        params = self._vdevice_params(scheduler=True)
         self._vdevice = self._stack.enter_context(hp.VDevice(params))
         probe = self._vdevice.create_infer_model(str(self.hef_path))
         self.input_name = probe.input().name
@@ -180,10 +204,7 @@ class HailoRTRunner:
     # ---- legacy InferVStreams API -------------------------------------------------------------
     def _open_vstreams(self) -> None:
         hp = self._hp
-        params = hp.VDevice.create_params()
-        sched = getattr(hp, "HailoSchedulingAlgorithm", None)
-        if sched is not None and hasattr(params, "scheduling_algorithm"):
-            params.scheduling_algorithm = sched.NONE  # explicit activate() below needs the scheduler off
+        params = self._vdevice_params(scheduler=False)   # explicit activate() below needs the scheduler off
         self._vdevice = self._stack.enter_context(hp.VDevice(params))
         self._hef = hp.HEF(str(self.hef_path))
         cfg = hp.ConfigureParams.create_from_hef(self._hef, interface=hp.HailoStreamInterface.PCIe)
@@ -208,7 +229,8 @@ class HailoRTRunner:
         out_p = hp.OutputVStreamParams.make(self._ng, format_type=out_type)
         self._pipe_stack = contextlib.ExitStack()
         self._pipe = self._pipe_stack.enter_context(hp.InferVStreams(self._ng, in_p, out_p))
-        self._pipe_stack.enter_context(self._ng.activate(self._ng_params))
+        if not self.multi_process_service:   # with the scheduler (the service needs it) activate() is deprecated
+            self._pipe_stack.enter_context(self._ng.activate(self._ng_params))
         self._pipe_kind = kind
         return self._pipe
 

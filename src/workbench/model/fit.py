@@ -108,15 +108,20 @@ def evaluate_split(model: "FSQClassifier", data: PreparedData, split: str) -> di
 def save_artifacts(stage: Any, model: "FSQClassifier", config: "ModelConfig", data: PreparedData,
                    history: Optional[dict],
                    metrics: dict[str, Any], params: Params) -> None:
-    """checkpoint.pt, windows.npz, data_summary.json, train_history.json in the stage folder."""
+    """checkpoint.pt, model_meta.json, windows.npz, data_summary.json, train_history.json in the stage
+    folder. model_meta.json repeats the checkpoint's normaliser, labels and config as JSON, so stages
+    06-08 can run where torch is not installed."""
     import json
 
     from workbench.model import save_checkpoint
+    from workbench.model.meta import write_model_meta
     provenance = {"data": data.windows.provenance, "source": data.windows.source,
                   "split_subjects": split_subjects(data), "seed": params.seed,
                   "window": params.window, "hop": params.hop}
     save_checkpoint(stage.artifact("checkpoint", must_exist=False), model, config,
                     data.normalizer.to_dict(), data.windows.label_names, provenance, metrics)
+    write_model_meta(stage.artifact("model_meta", must_exist=False), normalizer=data.normalizer,
+                     label_names=data.windows.label_names, config=config)
     data.windows.save(stage.artifact("windows", must_exist=False), split=data.split_of_window)
     stage.artifact("data_summary", must_exist=False).write_text(json.dumps(data_summary(data), indent=2))
     if history is not None:

@@ -352,14 +352,13 @@ def load_run_model(stage01_dir: str | Path) -> RunModel:
         return RunModel(origin=rec.kind, normalizer=Normalizer.from_dict(rec.normalizer),
                         label_names=list(rec.label_names), fsq_levels=list(rec.fsq_levels),
                         logits_output=rec.logits_output, has_torch=rec.has_torch, record=rec)
-    from workbench.model.checkpoint import load_checkpoint
+    from workbench.model.meta import read_model_meta
     ckpt = d / "checkpoint.pt"
-    if not ckpt.is_file():
+    if not ckpt.is_file() and not (d / "model_meta.json").is_file():
         raise DataError(f"{d} holds neither {IMPORT_RECORD} nor checkpoint.pt: run stage 01 first")
-    _, meta = load_checkpoint(ckpt)
-    cfg = meta["config"]
-    return RunModel(origin="workbench", normalizer=Normalizer.from_dict(meta["normalizer"]),
-                    label_names=list(meta["label_names"]), fsq_levels=list(cfg.fsq_levels),
+    meta = read_model_meta(d / "model_meta.json", ckpt)      # model_meta.json needs no torch (stages 06-08)
+    return RunModel(origin="workbench", normalizer=meta.make_normalizer(),
+                    label_names=list(meta.label_names), fsq_levels=list(meta.config["fsq_levels"]),
                     logits_output="logits", has_torch=True)
 
 

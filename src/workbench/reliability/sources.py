@@ -35,7 +35,7 @@ def collect_split_logits(stage: Any, backends: Optional[Sequence[str]] = None,
     from workbench.evaluate.metrics import load_predictions
 
     ctx = be.EvalContext.from_stage(stage, hef_path=hef_path)
-    normalizer, label_names = be.load_normalizer(ctx.checkpoint)
+    normalizer, label_names = be.load_normalizer(ctx.model_meta, ctx.checkpoint)
     windows = stage.artifact("windows")
     data = {s: be.load_test_data(windows, normalizer, split_name=s) for s in ("val", "conformal")}
     test_data = None

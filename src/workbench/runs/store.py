@@ -36,6 +36,7 @@ STAGE_NAMES = {num: f"{num}_{name}" for num, name in STAGES}
 # Artifact file names, one place, so stages and tests agree on them.
 ARTIFACTS = {
     "checkpoint": ("01", "checkpoint.pt"),
+    "model_meta": ("01", "model_meta.json"),   # normaliser, label names, config: read without torch (06-08)
     "windows": ("01", "windows.npz"),          # X (N,C,S,T) float32 raw, y, subject, split, label_names
     "data_summary": ("01", "data_summary.json"),
     "train_history": ("01", "train_history.json"),

@@ -5,8 +5,15 @@ optimize, infer_context/infer, compile, save_har, get_hn_dict), records them in
 ``_hailo_fake_core.CALLS`` and checks their arguments the way the DFC would fail on them:
 unknown end nodes, non-static or wrong NCHW net_input_shapes, calibration data that is not NHWC of
 the HN input, unknown layers in the model script. It logs DFC-style messages through the
-``hailo_sdk_client`` logger (calibration entries used, optimization level lowered without a GPU,
-4-bit ratio, output SNR) and prints one progress line to stdout.
+``hailo_sdk_client`` logger (calibration entries used, optimization level lowered, 4-bit ratio, output
+SNR), appends the same lines to ``hailo_sdk.client.log`` in the working directory as the DFC does
+(REFERENCE.md §7), and prints one progress line to stdout.
+
+The optimization level drops to 0 when there is no GPU (``HAS_GPU``, False here) and also when fewer
+than 1024 calibration entries are used; the warning names every reason that applies, worded as the
+DFC's ("... because there's less data than the recommended amount (1024), and there's no available
+GPU"). ``LOG_RECORDS = False`` makes the logger silent, so only the log file has the facts (tests use it
+for the DFC builds whose logging never reaches Python's root logger).
 """
 from __future__ import annotations
 
@@ -26,6 +33,19 @@ __version__ = "0.0.0+fake"
 _log = logging.getLogger("hailo_sdk_client.runner")
 _log.setLevel(logging.INFO)   # the DFC logs at INFO by default
 INFER_OUTPUT_4D = True   # the fake emulator returns dense outputs as (N, 1, 1, D); tests may flip it
+HAS_GPU = False          # the fake never has one; tests may flip it
+LOG_RECORDS = True       # False: nothing reaches Python logging, only hailo_sdk.client.log
+RECOMMENDED_CALIB_ENTRIES = 1024
+SDK_LOG_FILE = "hailo_sdk.client.log"
+
+
+def _emit(level: int, message: str) -> None:
+    """A DFC log line: to the logger (unless LOG_RECORDS is off) and to hailo_sdk.client.log in the cwd."""
+    if LOG_RECORDS:
+        _log.log(level, message)
+    tag = {logging.WARNING: "warning", logging.ERROR: "error"}.get(level, "info")
+    with open(Path.cwd() / SDK_LOG_FILE, "a") as fh:
+        fh.write(f"[{tag}] {message}\n")
 
 
 class InferenceContext(enum.Enum):
@@ -40,7 +60,7 @@ _KNOWN_COMMANDS = {"model_optimization_config", "model_optimization_flavor", "qu
 
 
 class ClientRunner:
-    def __init__(self, hn: Any = None, hw_arch: Optional[str] = None, har: Optional[str] = None, **kwargs: Any):
+    def __init__(self, hn: Any = None, hw_arch: Optional[str] = None, har: Optional[str] = None):
         core.record("ClientRunner", hw_arch=hw_arch, har=har)
         if hw_arch not in ("hailo8", "hailo8l", "hailo8r", "hailo15h", "hailo10h"):
             raise ValueError(f"fake DFC: unsupported hw_arch {hw_arch!r}")
@@ -61,7 +81,7 @@ class ClientRunner:
     def translate_onnx_model(self, model: str, net_name: Optional[str] = None, start_node_names: Any = None,
                              end_node_names: Any = None, net_input_shapes: Any = None, augmented_path: Any = None,
                              disable_shape_inference: bool = False, disable_rt_metadata_extraction: bool = False,
-                             net_input_format: Any = None, **kwargs: Any) -> tuple[dict, dict]:
+                             net_input_format: Any = None) -> tuple[dict, dict]:
         import onnx
         core.record("translate_onnx_model", model=model, net_name=net_name, start_node_names=start_node_names,
                     end_node_names=end_node_names, net_input_shapes=net_input_shapes)
@@ -176,22 +196,29 @@ class ClientRunner:
         used = min(size, len(calib))
         level = int(self._script_value("model_optimization_flavor", "optimization_level", 2))
         compression = int(self._script_value("model_optimization_flavor", "compression_level", 1))
-        if level > 0:
-            _log.warning("Reducing optimization level to 0 (the accuracy won't be optimized and compression "
-                         "won't be used) because there's no available GPU")
-        _log.info(f"Using dataset with {used} entries for calibration")
+        reasons = []
+        if used < RECOMMENDED_CALIB_ENTRIES:
+            reasons.append(f"there's less data than the recommended amount ({RECOMMENDED_CALIB_ENTRIES})")
+        if not HAS_GPU:
+            reasons.append("there's no available GPU")
+        if level > 0 and reasons:
+            _emit(logging.WARNING, "Reducing optimization level to 0 (the accuracy won't be optimized and "
+                                   "compression won't be used) because " + ", and ".join(reasons))
+            level = 0
+        _emit(logging.INFO, f"Using dataset with {used} entries for calibration")
         print(f"Calibration: 100%|##########| {used}/{used} entries")
         y = self._forward(calib[:used])
         bits = self._output_bits()
         scale, zp = core.grid_from(y, bits)
         self._quant = {"bits": bits, "scale": scale, "zp": zp}
         if compression > 0 and level > 0:
-            _log.info("Ratio of weights in 4bit is 0.20")
+            _emit(logging.INFO, "Ratio of weights in 4bit is 0.20")
         deq = (core.quantize(y, scale, zp, bits) - zp) * scale
         noise = float(np.linalg.norm(y - deq))
         snr = float("inf") if noise == 0 else 20 * np.log10(float(np.linalg.norm(y)) / noise)
-        _log.info("Output layers signal-to-noise ratio (SNR): measures the quantization noise (higher is better)")
-        _log.info(f"\t{self._name}/output_layer1 SNR:\t{snr:.2f} dB")
+        _emit(logging.INFO, "Output layers signal-to-noise ratio (SNR): measures the quantization noise "
+                            "(higher is better)")
+        _emit(logging.INFO, f"\t{self._name}/output_layer1 SNR:\t{snr:.2f} dB")
         self._state = "quantized"
 
     # ---- emulator ------------------------------------------------------------------------------
@@ -204,7 +231,7 @@ class ClientRunner:
             raise RuntimeError(f"fake DFC: {target.name} needs an optimized model")
         yield {"target": target}
 
-    def infer(self, context: Any, dataset: Any, data_count: Any = None, batch_size: int = 8, **kwargs: Any):
+    def infer(self, context: Any, dataset: Any, data_type: Any = "auto", data_count: Any = None, batch_size: int = 8):
         x = np.asarray(dataset)
         core.record("infer", target=context["target"], shape=tuple(x.shape), batch_size=batch_size)
         want = tuple(self._hn["layers"][f"{self._name}/input_layer1"]["input_shapes"][0][1:])

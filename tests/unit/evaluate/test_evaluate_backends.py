@@ -7,7 +7,6 @@ import json
 import numpy as np
 import onnx
 import pytest
-import torch
 from onnx import TensorProto, helper
 
 from workbench.evaluate.backends import (
@@ -141,7 +140,10 @@ def test_stage05_input_transform_reaches_only_the_deployed_graph_backends(tmp_pa
     #                                                                         # outputs, computed on transformed input
 
 
+@pytest.mark.torch
 def test_torch_backend_takes_the_cut_tensor(tmp_path):
+    import torch
+
     from workbench.model.checkpoint import save_checkpoint
     from workbench.model.network import FSQClassifier, ModelConfig
     torch.manual_seed(0)
@@ -209,8 +211,8 @@ class RecordingRunner:
 
     instances: list = []
 
-    def __init__(self, hef_path, api="auto"):
-        self.hef_path, self.api = hef_path, api
+    def __init__(self, hef_path, api="auto", multi_process_service=False):
+        self.hef_path, self.api, self.multi_process_service = hef_path, api, multi_process_service
         self.inputs, self.entered, self.exited = [], False, False
         self.output_quant = {"bits": 16, "scale": 0.001, "zero_point": 0, "format": "UINT16"}
         RecordingRunner.instances.append(self)

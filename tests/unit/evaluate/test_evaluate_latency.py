@@ -166,13 +166,14 @@ def test_device_cli_parsed_numbers_become_tagged_rows(monkeypatch):
     seen = []
     monkeypatch.setattr(cli_tools, "hailortcli_available", lambda: (True, "HailoRT-CLI version 4.20.0"))
 
-    def fake_run(hef, seconds):
+    def fake_run(hef, seconds, multi_process_service=False):
         seen.append(("run", hef, seconds))
+        assert multi_process_service is False
         return {"fps": 1500.0, "hw_latency_ms": 0.41, "overall_latency_ms": 0.9, "power_avg_w": None,
                 "backend": "hailo8-device", "command": "hailortcli run ...", "power_error": "no power sensor",
                 "raw": "FPS: 1500"}
 
-    def fake_bench(hef, seconds):
+    def fake_bench(hef, seconds, multi_process_service=False):
         raise RuntimeError("hailortcli benchmark exited 1")
 
     monkeypatch.setattr(cli_tools, "run_measure_latency", fake_run)

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torchmetrics.classification import MulticlassConfusionMatrix, MulticlassF1Score
 
 from workbench.evaluate.metrics import (
     BackendResult,
@@ -35,7 +33,10 @@ def test_confusion_matrix_known_counts_rows_are_truth():
     assert cm.sum() == len(Y)
 
 
+@pytest.mark.torch
 def test_confusion_matrix_matches_torchmetrics_on_random_labels():
+    import torch
+    from torchmetrics.classification import MulticlassConfusionMatrix
     rng = np.random.default_rng(3)
     y, p = rng.integers(0, 6, 300), rng.integers(0, 6, 300)
     ref = MulticlassConfusionMatrix(num_classes=6)(torch.from_numpy(p), torch.from_numpy(y)).numpy()
@@ -47,8 +48,11 @@ def test_macro_f1_known_value_leaves_out_absent_classes():
     assert macro_f1(Y, P, num_classes=5) == pytest.approx((0.5 + 0.8 + 0.0) / 3)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("seed,k,n", [(0, 6, 400), (1, 3, 17), (2, 7, 50)])
 def test_macro_f1_matches_torchmetrics(seed, k, n):
+    import torch
+    from torchmetrics.classification import MulticlassF1Score
     rng = np.random.default_rng(seed)
     y = rng.integers(0, k - 1, n)              # class k-1 never in the labels
     p = np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n))

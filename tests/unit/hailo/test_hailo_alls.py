@@ -78,6 +78,24 @@ def test_dfc_log_no_gpu():
     assert not any("calibration entries" in w for w in facts["warnings"])
 
 
+def test_dfc_log_explanation_names_both_reasons():
+    facts = parse_dfc_log((FIX / "dfc_optimize_fewdata_nogpu.log").read_text(), calibset_size=256)
+    assert facts["optimization_level_reduced_to"] == 0
+    assert facts["reduced_for_too_few_entries"] is True and facts["recommended_calibration_entries"] == 1024
+    assert facts["reduced_for_no_gpu"] is True and facts["calibration_entries"] == 256
+    why = next(w for w in facts["warnings"] if "optimization level to 0" in w)
+    assert "fewer than the recommended 1024 entries (it used 256)" in why and "quant_calib_size >= 1024" in why
+    assert "no GPU was available" in why
+    # one reason alone names only that one
+    gpu_only = parse_dfc_log((FIX / "dfc_optimize_nogpu.log").read_text(), calibset_size=1024)
+    why = next(w for w in gpu_only["warnings"] if "optimization level to 0" in w)
+    assert "no GPU" in why and "recommended" not in why and gpu_only["reduced_for_too_few_entries"] is False
+    few_only = parse_dfc_log("[warning] Reducing optimization level to 1 (x) because there's less data than the "
+                             "recommended amount (1024)\n[info] Using dataset with 100 entries for calibration")
+    why = next(w for w in few_only["warnings"] if "optimization level to 1" in w)
+    assert "recommended 1024" in why and "GPU" not in why and few_only["reduced_for_no_gpu"] is False
+
+
 def test_dfc_log_default_64_entries_4bit_low_snr():
     facts = parse_dfc_log((FIX / "dfc_optimize_default64.log").read_text(), calibset_size=1024)
     assert facts["optimization_level_reduced_to"] is None and facts["no_gpu"] is False

@@ -93,6 +93,51 @@ def test_compile_end_to_end_with_fake(hailo_fakes, npu, tmp_path):
     assert json.loads((out / "compile_result.json").read_text())["hef_bytes"] == len(hef)
 
 
+def test_fake_dfc_lowers_the_level_for_few_entries_and_no_gpu(hailo_fakes, npu, tmp_path, monkeypatch):
+    """The DFC lowers the optimization level below 1024 calibration entries even with a GPU
+    (REFERENCE.md §7); with 1024 and a GPU it keeps it."""
+    import hailo_sdk_client
+    onnx_path, split, calib_nchw, _ = npu
+    monkeypatch.setattr(hailo_sdk_client, "HAS_GPU", True)
+    res = compile_with_dfc(onnx_path, split, nchw_to_nhwc(calib_nchw), _script(40), tmp_path / "few", "hailo8", "n")
+    assert res.log_facts["optimization_level_reduced_to"] == 0
+    assert res.log_facts["reduced_for_too_few_entries"] and not res.log_facts["reduced_for_no_gpu"]
+    big = np.random.default_rng(2).normal(size=(1024, C, S, T)).astype(np.float32)
+    res = compile_with_dfc(onnx_path, split, nchw_to_nhwc(big), _script(1024), tmp_path / "full", "hailo8", "n")
+    assert res.log_facts["optimization_level_reduced_to"] is None and res.log_facts["calibration_entries"] == 1024
+    monkeypatch.setattr(hailo_sdk_client, "HAS_GPU", False)
+    res = compile_with_dfc(onnx_path, split, nchw_to_nhwc(calib_nchw), _script(40), tmp_path / "both", "hailo8", "n")
+    assert res.log_facts["reduced_for_too_few_entries"] and res.log_facts["reduced_for_no_gpu"]
+
+
+def test_facts_from_the_dfc_log_file_when_no_record_was_captured(hailo_fakes, npu, tmp_path, monkeypatch):
+    """Some DFC builds log only to hailo_sdk.client.log in the working directory: the facts then come from
+    that file (this compile's lines only), and dfc.log keeps them."""
+    import hailo_sdk_client
+    onnx_path, split, calib_nchw, _ = npu
+    monkeypatch.setattr(hailo_sdk_client, "LOG_RECORDS", False)
+    out = tmp_path / "06"
+    out.mkdir()
+    (out / "hailo_sdk.client.log").write_text("[info] Using dataset with 7 entries for calibration\n")  # older run
+    monkeypatch.chdir(tmp_path)
+    res = compile_with_dfc(onnx_path, split, nchw_to_nhwc(calib_nchw), _script(40), out, "hailo8", "n")
+    assert res.log_facts["source"] == "hailo_sdk.client.log"
+    assert res.log_facts["calibration_entries"] == 40 and res.log_facts["reduced_for_no_gpu"]
+    log = (out / "dfc.log").read_text()
+    assert "hailo_sdk.client.log" in log and "Using dataset with 40 entries" in log and "7 entries" not in log
+    assert not (tmp_path / "hailo_sdk.client.log").exists()      # the DFC ran inside the stage folder
+
+
+def test_fake_dfc_rejects_keywords_the_real_one_does_not_take(hailo_fakes, npu):
+    from hailo_sdk_client import ClientRunner
+    onnx_path, split, _, _ = npu
+    with pytest.raises(TypeError):
+        ClientRunner(hw_arch="hailo8", target="x")
+    runner = ClientRunner(hw_arch="hailo8")
+    with pytest.raises(TypeError):
+        runner.translate_onnx_model(str(onnx_path), "n", end_node_names=[TINY["end_node"]], not_a_dfc_arg=1)
+
+
 def test_compile_2d_emulator_output_also_accepted(hailo_fakes, npu, tmp_path):
     import hailo_sdk_client
     hailo_sdk_client.INFER_OUTPUT_4D = False

@@ -3,12 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torchmetrics.functional.classification import multiclass_calibration_error
 
 from workbench.reliability import metrics as M
-
-torch.set_num_threads(1)
 
 
 def _random_probs(rng, n, k, scale=2.0):
@@ -16,9 +12,12 @@ def _random_probs(rng, n, k, scale=2.0):
     return M.softmax(z), rng.integers(0, k, size=n)
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("seed,n,k", [(0, 500, 6), (1, 73, 3), (2, 2000, 12)])
 @pytest.mark.parametrize("norm", ["l1", "max"])
 def test_ece_mce_match_torchmetrics(seed, n, k, norm):
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
     # torchmetrics applies softmax only when some value lies outside [0, 1]; logits that happen to lie
     # in [0, 1] would be read as probabilities. We pass PROBABILITIES so both sides see the same input.
     rng = np.random.default_rng(seed)
@@ -32,7 +31,10 @@ def test_ece_mce_match_torchmetrics(seed, n, k, norm):
     assert ours.bins.count.sum() == n
 
 
+@pytest.mark.torch
 def test_torchmetrics_logits_quirk_is_why_we_pass_probabilities():
+    import torch
+    from torchmetrics.functional.classification import multiclass_calibration_error
     # Logits that all lie in [0, 1] are NOT softmaxed by torchmetrics: it would report the ECE of
     # the raw numbers. Our functions refuse logits outside [0, 1] and rows that do not sum to 1.
     rng = np.random.default_rng(0)
@@ -72,7 +74,9 @@ def test_equal_mass_bins_are_balanced_and_differ_from_equal_width():
     assert em.value != pytest.approx(ew.value)
 
 
+@pytest.mark.torch
 def test_classwise_ece_matches_per_class_binary_torchmetrics():
+    import torch
     from torchmetrics.functional.classification import binary_calibration_error
     rng = np.random.default_rng(5)
     p, y = _random_probs(rng, 400, 3)
@@ -102,7 +106,10 @@ def test_debiased_ece_below_plugin_when_perfectly_calibrated():
     assert np.mean(gaps_l2) > 0.01 and min(gaps_l2) >= 0
 
 
+@pytest.mark.torch
 def test_debiased_l2_matches_torchmetrics_debias_formula_on_equal_width():
+    import torch
+
     # torchmetrics' private _ce_compute(debias=True) implements the same Kumar et al. estimator.
     from torchmetrics.functional.classification.calibration_error import _ce_compute
     rng = np.random.default_rng(7)

@@ -6,12 +6,16 @@ set_format_type, quant_infos), ConfiguredInferModel (create_bindings, run), HEF 
 ConfigureParams, Input/OutputVStreamParams.make, InferVStreams, ConfiguredNetwork.activate,
 Device.scan. It records calls and checks what HailoRT would reject: buffers whose shape is not the
 stream shape (a batch dimension), non C-contiguous buffers, dtypes that do not match the stream
-format, inference on a non-activated network group, two vstream pipelines at once.
+format, inference on a non-activated network group, two vstream pipelines at once, and a second holder of
+the device (one process at a time unless the multi-process service is used; see
+``_hailo_fake_core.acquire_device``). With the scheduler on, ``ConfiguredNetwork.activate`` logs
+HailoRT's deprecation warning and returns an empty context manager, as the real one does.
 The "device" runs the HEF's ONNX on NCHW-transposed input and quantizes the output to the HEF grid.
 """
 from __future__ import annotations
 
 import enum
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +23,7 @@ from typing import Any, Optional
 import numpy as np
 
 import _hailo_fake_core as core
+from hailo_platform.pyhailort._pyhailort import QuantInfo, SchedulingAlgorithm, VDeviceParams
 
 SCAN_RESULT: list[str] = ["0000:01:00.0"]   # tests set [] for "no device"
 
@@ -41,29 +46,14 @@ class HailoStreamInterface(enum.Enum):
     ETH = 1
 
 
-class HailoSchedulingAlgorithm(enum.Enum):
-    NONE = 0
-    ROUND_ROBIN = 1
-
-
-@dataclass
-class QuantInfo:
-    qp_zp: float
-    qp_scale: float
-    limvals_min: float
-    limvals_max: float
+HailoSchedulingAlgorithm = SchedulingAlgorithm   # real: a subclass of _pyhailort.SchedulingAlgorithm
+_log = logging.getLogger("HailoRT")             # stands in for hailo_platform's default_logger()
 
 
 @dataclass
 class Format:
     type: FormatType
     order: FormatOrder = FormatOrder.NHWC
-
-
-@dataclass
-class VDeviceParams:
-    scheduling_algorithm: HailoSchedulingAlgorithm = HailoSchedulingAlgorithm.ROUND_ROBIN
-    device_count: int = 1
 
 
 _NP = {FormatType.UINT8: np.uint8, FormatType.UINT16: np.uint16, FormatType.FLOAT32: np.float32}
@@ -108,14 +98,28 @@ class Device:
 class VDevice:
     def __init__(self, params: Optional[VDeviceParams] = None, *, device_ids: Any = None):
         core.record("VDevice", params=params, device_ids=device_ids)
+        self.released = True
         if not SCAN_RESULT:
             raise HailoRTException("fake HailoRT: no device")
-        self._params = params or VDevice.create_params()
+        self._params = params if params is not None else VDevice.create_params()
+        if self._params.multi_process_service:
+            if self._params.scheduling_algorithm == SchedulingAlgorithm.NONE:
+                raise HailoRTException("fake HailoRT: HAILO_INVALID_ARGUMENT: Multi-process service is supported "
+                                       "only with HailoRT scheduler, please choose scheduling algorithm")
+            try:
+                core.check_device_free("a VDevice client")
+            except RuntimeError as exc:
+                raise HailoRTException(f"fake HailoRT: {exc}") from None
+        else:
+            try:
+                core.acquire_device("VDevice")
+            except RuntimeError as exc:
+                raise HailoRTException(f"fake HailoRT: {exc}") from None
         self.released = False
 
     @staticmethod
     def create_params() -> VDeviceParams:
-        return VDeviceParams()
+        return VDeviceParams.default()
 
     def __enter__(self) -> "VDevice":
         return self
@@ -124,18 +128,33 @@ class VDevice:
         self.release()
         return False
 
+    def __del__(self) -> None:
+        self.release()
+
     def release(self) -> None:
+        if self.released:
+            return
         core.record("VDevice.release")
+        if not self._params.multi_process_service:
+            core.release_device()
         self.released = True
 
-    def create_infer_model(self, hef_source: Any, network_name: str = "") -> "InferModel":
+    @property
+    def scheduled(self) -> bool:
+        return self._params.scheduling_algorithm != SchedulingAlgorithm.NONE
+
+    def create_infer_model(self, hef_source: Any, name: str = "") -> "InferModel":
         core.record("create_infer_model", hef_source=hef_source)
+        if self.released:
+            raise HailoRTException("fake HailoRT: VDevice already released")
         if not isinstance(hef_source, (str, bytes)):
             raise ValueError("fake HailoRT: hef_source must be a str path or bytes")
-        return InferModel(_Model(hef_source), hef_source)
+        return InferModel(_Model(hef_source), hef_source, self)
 
-    def configure(self, hef: "HEF", configure_params_by_name: Optional[dict] = None) -> list["ConfiguredNetwork"]:
+    def configure(self, hef: "HEF", configure_params_by_name: dict = {}) -> list["ConfiguredNetwork"]:  # noqa: B006 (real default)
         core.record("VDevice.configure", params=configure_params_by_name)
+        if self.released:
+            raise HailoRTException("fake HailoRT: VDevice already released")
         if not isinstance(hef, HEF):
             raise TypeError("fake HailoRT: configure needs a HEF object")
         return [ConfiguredNetwork(hef, self._params)]
@@ -167,8 +186,9 @@ class InferModel:
         def quant_infos(self) -> list[QuantInfo]:
             return [self._quant]
 
-    def __init__(self, model: _Model, hef_path: Any):
+    def __init__(self, model: _Model, hef_path: Any, vdevice: "VDevice"):
         self._m = model
+        self._vdevice = vdevice
         meta = model.meta
         in_q = QuantInfo(qp_zp=0.0, qp_scale=1.0, limvals_min=0.0, limvals_max=0.0)
         self._in = self.InferStream(meta["input_name"], tuple(meta["input_shape"]), Format(FormatType.UINT8), in_q)
@@ -241,6 +261,19 @@ class ConfiguredInferModel:
     def __init__(self, model: InferModel):
         self._model = model
         self._closed = False
+        self._active = False
+
+    def activate(self) -> None:
+        """Invalid with the scheduler on (pyhailort.py); needed before run() with it off."""
+        core.record("ConfiguredInferModel.activate")
+        if self._model._vdevice.scheduled:
+            raise HailoRTException("fake HailoRT: HAILO_INVALID_OPERATION: activate() is invalid while the "
+                                   "scheduler is enabled")
+        self._active = True
+
+    def deactivate(self) -> None:
+        core.record("ConfiguredInferModel.deactivate")
+        self._active = False
 
     def __enter__(self) -> "ConfiguredInferModel":
         return self
@@ -259,6 +292,13 @@ class ConfiguredInferModel:
             raise HailoRTException("fake HailoRT: configured model already closed")
         if not isinstance(bindings, list):
             raise TypeError("fake HailoRT: run() takes a list of bindings")
+        vdev = self._model._vdevice
+        if vdev.released:
+            raise HailoRTException("fake HailoRT: the VDevice was released")
+        if not vdev.scheduled and not self._active:
+            raise HailoRTNetworkGroupNotActivatedException(
+                "fake HailoRT: HAILO_NETWORK_GROUP_NOT_ACTIVATED: with scheduling_algorithm NONE, call "
+                "activate() first (or create the VDevice with HailoSchedulingAlgorithm.ROUND_ROBIN)")
         for b in bindings:
             x, out = b._in.get_buffer(), b._out.get_buffer()
             if x is None or out is None:
@@ -283,12 +323,12 @@ class HEF:
         self.path = str(hef_source)
         self._m = _Model(self.path)
 
-    def get_input_vstream_infos(self, network_name: Optional[str] = None) -> list[VStreamInfo]:
+    def get_input_vstream_infos(self, name: Optional[str] = None) -> list[VStreamInfo]:
         meta = self._m.meta
         return [VStreamInfo(meta["input_name"], tuple(meta["input_shape"]), Format(FormatType.UINT8),
                             QuantInfo(0.0, 1.0, 0.0, 0.0))]
 
-    def get_output_vstream_infos(self, network_name: Optional[str] = None) -> list[VStreamInfo]:
+    def get_output_vstream_infos(self, name: Optional[str] = None) -> list[VStreamInfo]:
         meta = self._m.meta
         return [VStreamInfo(meta["output_name"], tuple(meta["output_shape"]), Format(self._m.native, FormatOrder.NC),
                             self._m.quant)]
@@ -316,11 +356,24 @@ class ConfiguredNetwork:
     def create_params(self) -> dict:
         return {"network_group": self._hef.get_network_group_names()[0]}
 
-    def activate(self, network_group_params: Any = None) -> "_Activation":
+    def is_scheduled(self) -> bool:
+        return self._vparams.scheduling_algorithm != SchedulingAlgorithm.NONE
+
+    def activate(self, network_group_params: Any = None) -> Any:
         core.record("activate", params=network_group_params)
-        if self._vparams.scheduling_algorithm != HailoSchedulingAlgorithm.NONE:
-            raise HailoRTException("fake HailoRT: activate() is invalid while the scheduler is enabled")
+        if self.is_scheduled():   # real pyhailort: a deprecation warning and an empty context manager
+            _log.warning("Calls to `activate()` when working with scheduler are deprecated! On future versions "
+                         "this call will raise an error.")
+            return _EmptyContextManager()
         return _Activation(self)
+
+
+class _EmptyContextManager:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *args: Any) -> None:
+        return None
 
 
 class _Activation:
@@ -373,7 +426,7 @@ class InferVStreams:
         self._ng.open_pipelines -= 1
 
     def infer(self, input_data: dict) -> dict:
-        if not self._ng.active:
+        if not self._ng.active and not self._ng.is_scheduled():
             raise HailoRTNetworkGroupNotActivatedException("fake HailoRT: network group is not activated")
         (name, x), = input_data.items()
         core.record("InferVStreams.infer", name=name, shape=tuple(np.shape(x)), dtype=str(np.asarray(x).dtype))
