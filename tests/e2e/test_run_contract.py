@@ -290,7 +290,11 @@ def test_sigterm_during_a_stage_records_interrupted(tmp_path, capsys):
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
-    assert "interrupted by SIGTERM during stage 01_train_or_load" in err and "Traceback" not in err
+    assert "interrupted by SIGTERM during stage 01_train_or_load" in err
+    # the workbench process itself ends with one line, no traceback of its own; the kernel it stops may log
+    # its own interrupted message handler (ipykernel's stderr is inherited), which is not ours to silence
+    ours = [ln for ln in err.splitlines() if 'File "' in ln and "/workbench/" in ln and "ipykernel" not in ln]
+    assert not ours, err
     man = run.manifest()
     assert man["status"] == "interrupted" and man["failed_stage"] == "01_train_or_load"
     assert man["stages"]["01_train_or_load"]["status"] == "interrupted"

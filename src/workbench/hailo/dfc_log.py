@@ -4,7 +4,8 @@ The DFC reports some decisions only as log lines (REFERENCE.md §2, §7): it low
 level when no GPU is present and when the calibration set has fewer than the recommended 1024 entries
 ("... because there's less data than the recommended amount (1024), and there's no available GPU"),
 and the explanation must name each reason with its own fix; it uses only as many calibration entries
-as ``calibset_size`` allows, and at compression levels > 0 it may move weights to 4 bit. Each is easy to miss in a long log, so the
+as ``calibset_size`` allows, and at compression levels > 0 it may move weights to 4 bit. Each is easy
+to miss in a long log, so the
 notebook lifts them into warnings. Patterns match the phrases, not the exact line prefixes
 (``[info]``/``[warning]`` and timestamps differ between DFC versions).
 """
