@@ -104,6 +104,13 @@ def select_stages(from_stage: str = "01", to_stage: str = STAGES[-1][0]) -> list
 
 # Parameters whose unset value means "what the data says"; a run resolves them before it starts.
 RESOLVED_FROM_DATA = ("sample_rate_hz",)
+# Parameters a stage declares but uses only under a condition on the parent's values: stage 01 reads the
+# INT8 calibration size and the cut only for quantization-aware fine-tuning (qat_epochs > 0). A child that
+# reuses a stage 01 trained without it may change them (the usual `--from 05 -p quant_calib_size N`).
+USED_ONLY_IF: dict[str, Any] = {
+    "quant_calib_size": lambda parent: int(parent.get("qat_epochs") or 0) > 0,
+    "cut": lambda parent: int(parent.get("qat_epochs") or 0) > 0,
+}
 
 
 def reused_param_differences(params: Params, parent: Run, reused: list[str],
@@ -118,6 +125,8 @@ def reused_param_differences(params: Params, parent: Run, reused: list[str],
         for name in declared_parameters(notebook_for(s, notebooks_dir)):
             if name in RESOLVED_FROM_DATA and mine.get(name) is None:
                 continue  # unset = "the data's own value": the parent's resolved one is reused as is
+            if s == "01" and name in USED_ONLY_IF and not USED_ONLY_IF[name](theirs):
+                continue  # the parent's stage 01 did not use it
             if name in mine and name in theirs and mine[name] != theirs[name] and name not in out:
                 out[name] = (theirs[name], mine[name])
     return out
