@@ -37,6 +37,7 @@ REQUIREMENTS_FILE = "requirements.txt"
 
 # The serving backends: the project's backend name -> the bundle file holding its NPU part.
 NPU_FILES = {HAILO8_DEVICE: "model.hef", ORT_INT8: "npu_int8.onnx", ORT_FP32: "npu_dynamic.onnx"}
+DEPLOYED_GRAPH_BACKENDS = (HAILO8_DEVICE, ORT_INT8)
 # Where each serving backend's temperature and conformal thresholds come from, in order of preference:
 # its own stage-08 analysis, else the closest backend stage 08 analysed (recorded in deploy.json).
 RELIABILITY_FROM = {HAILO8_DEVICE: (HAILO8_DEVICE, ORT_INT8), ORT_INT8: (ORT_INT8,), ORT_FP32: (ORT_FP32, TORCH_FP32)}
@@ -85,6 +86,9 @@ class BundleSources:
     npu_files: dict[str, Path]              # serving backend -> existing NPU file
     reliability_json: Optional[Path] = None  # stage 08 output, when it ran
     input_info: dict[str, Any] = field(default_factory=dict)   # channel/site names, rate, shape
+    # stage 05's host input transform (equalization scales, clip range) that the deployed NPU graph
+    # (npu_int8.onnx, model.hef) expects after normalisation; {} when the picked remedy has none
+    input_transform: dict[str, Any] = field(default_factory=dict)
 
 
 def sources_from_run(run: Any, hef_path: Optional[Path] = None) -> BundleSources:
@@ -100,7 +104,8 @@ def sources_from_run(run: Any, hef_path: Optional[Path] = None) -> BundleSources
             raise BundleError(f"cannot build a deploy bundle from run {run.run_id}: {exc}") from exc
 
     split_json, host_weights = need("split"), need("host_weights")
-    checkpoint, windows = need("checkpoint"), need("windows")
+    windows = need("windows")
+    checkpoint = Path(run.artifact("checkpoint", must_exist=False))   # absent for an imported model
     npu = {ORT_INT8: Path(run.artifact("npu_int8_onnx", must_exist=False)),
            ORT_FP32: Path(run.artifact("npu_dynamic_onnx", must_exist=False)),
            HAILO8_DEVICE: Path(hef_path) if hef_path else Path(run.artifact("hef", must_exist=False))}
@@ -116,11 +121,17 @@ def sources_from_run(run: Any, hef_path: Optional[Path] = None) -> BundleSources
         raise BundleError(f"windows.npz labels {ws.label_names} differ from the checkpoint's {labels}: stage 01 "
                           f"artifacts are inconsistent; re-run from stage 01")
     rel = Path(run.artifact("reliability", must_exist=False))
+    remedy_path = Path(run.artifact("quant_remedy", must_exist=False))
+    transform = {}
+    if remedy_path.is_file():
+        t = json.loads(remedy_path.read_text()).get("input_transform") or {}
+        transform = {k: t[k] for k in ("scale", "clip") if t.get(k) is not None}
     info = {"shape": [int(d) for d in ws.X.shape[1:]], "channel_names": list(ws.channel_names),
             "site_names": list(ws.site_names), "sample_rate_hz": float(ws.sample_rate_hz)}
     return BundleSources(run_id=str(run.run_id), split_json=split_json, host_weights=host_weights,
                          normalizer=normalizer.to_dict(), label_names=list(labels), npu_files=npu,
-                         reliability_json=rel if rel.is_file() else None, input_info=info)
+                         reliability_json=rel if rel.is_file() else None, input_info=info,
+                         input_transform=transform)
 
 
 # ---- building --------------------------------------------------------------------------------------
@@ -178,7 +189,9 @@ def build_bundle(src: BundleSources, out_dir: Path, conformal_method: str = DEFA
     backends = {}
     for name, path in src.npu_files.items():
         copy(path, NPU_FILES[name])
-        backends[name] = {"npu_file": NPU_FILES[name], **serving_reliability(name, temps, conf)}
+        backends[name] = {"npu_file": NPU_FILES[name], **serving_reliability(name, temps, conf),
+                          # the deployed graphs (stage 05's pick) take the transformed input; npu_dynamic.onnx not
+                          "input_transform": src.input_transform if name in DEPLOYED_GRAPH_BACKENDS else {}}
     split = json.loads(Path(src.split_json).read_text())
     alpha = next((c["alpha"] for b in backends.values() if (c := b["conformal"])), None)
     manifest = {

@@ -143,6 +143,9 @@ class Predictor:
             raise BundleError(f"the host post-processor outputs {host.num_classes} classes but deploy.json "
                               f"names {len(self.label_names)}; rebuild the bundle")
         self.temperature = self.entry.get("temperature")
+        t = self.entry.get("input_transform") or {}
+        self._scale = None if t.get("scale") is None else np.asarray(t["scale"], np.float32)[None, :, None, None]
+        self._clip = t.get("clip")
         self.conformal = conformal_predictor(self.entry.get("conformal"))
         npu_path = str(bundle.file(self.entry["npu_file"]))
         split = host.split_info
@@ -193,7 +196,7 @@ class Predictor:
     def predict(self, windows: Any) -> Prediction:
         x = self.check_windows(windows)
         t0 = time.perf_counter()
-        xn = self.normalizer.apply(x)
+        xn = self._transform(self.normalizer.apply(x))
         t1 = time.perf_counter()
         npu_out = np.asarray(self.npu(xn), dtype=np.float32)
         t2 = time.perf_counter()
@@ -205,6 +208,16 @@ class Predictor:
         return Prediction(backend=self.backend, logits=logits, probabilities=probs, levels=levels,
                           code_index=codes, sets=sets,
                           timings={"normalise": t1 - t0, "npu": t2 - t1, "host": t3 - t2})
+
+    def _transform(self, xn: np.ndarray) -> np.ndarray:
+        """Stage 05's host input transform for the deployed graph: x / scale per channel, then clip (the
+        same arithmetic as ``workbench.quant.transform.InputTransform.apply``, kept here so serving
+        imports nothing of the quantization toolchain; a test holds the two equal)."""
+        if self._scale is not None:
+            xn = xn / self._scale
+        if self._clip is not None:
+            xn = np.clip(xn, self._clip[0], self._clip[1])
+        return np.ascontiguousarray(xn, dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
         """What /healthz reports about the model."""

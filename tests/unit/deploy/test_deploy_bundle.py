@@ -181,3 +181,38 @@ def test_deploy_cli_writes_a_new_folder_and_never_into_a_run(smoke_run, tmp_path
     assert "runs are never rewritten" in capsys.readouterr().err
     assert sorted(str(p.relative_to(smoke_run.path)) for p in smoke_run.path.rglob("*")) == before
     shutil.rmtree(out)
+
+
+def test_service_input_transform_equals_stage05s():
+    """The service applies stage 05's host transform with its own numpy lines (no quantization toolchain on
+    the Pi); they must compute what workbench.quant.transform.InputTransform computes."""
+    from workbench.quant.transform import InputTransform
+    x = np.random.default_rng(0).normal(0, 3, size=(5, 3, 2, 11)).astype(np.float32)
+    for scale, clip in ([[0.5, 2.0, 1.0], [-1.5, 1.5]], [[0.25, 1.0, 4.0], None], [None, [-0.5, 0.5]], [None, None]):
+        p = Predictor.__new__(Predictor)
+        p._scale = None if scale is None else np.asarray(scale, np.float32)[None, :, None, None]
+        p._clip = clip
+        assert p._transform(x).tobytes() == InputTransform(scale=scale, clip=clip).apply(x).tobytes()
+
+
+@pytest.mark.slow
+def test_bundle_of_a_run_with_an_input_transform_reproduces_stage07(smoke_run):
+    """A child run whose stage 05 forces the equalize+clip rung: its bundle carries the transform, and the
+    served INT8 answers equal stage 07's ort-int8-emulated predictions for the same windows."""
+    from workbench.data.windowset import WindowSet
+    from workbench.runs import Run
+    root = smoke_run.path.parent
+    assert main(["run", "--outputs", str(root), "-f", "params/smoke.yaml", "-p", "quant_remedy", "equalize_clip",
+                 "-p", "run_label", "remedy", "--from", "05", "--parent", smoke_run.run_id, "--no-progress"]) == 0
+    child = next(Run(d) for d in root.iterdir() if d.name.split("-")[2:3] == ["remedy"])
+    b = load_bundle(child.artifact("deploy_manifest").parent)
+    entry = b.backend_entry("ort-int8-emulated")
+    assert entry["input_transform"].get("scale") and entry["input_transform"].get("clip")
+    assert not b.backend_entry("ort-fp32")["input_transform"]
+    p = Predictor(b, "ort-int8")
+    with np.load(child.artifact("predictions_ort-int8-emulated"), allow_pickle=False) as z:
+        ref = {k: z[k] for k in z.files}
+    ws, _ = WindowSet.load(child.artifact("windows"))
+    got = p.predict(ws.X[ref["index"]])
+    assert got.levels.tobytes() == np.ascontiguousarray(ref["levels"], np.float32).tobytes()
+    assert row_scaled_ulp(got.logits, ref["logits"]).max() <= LOGIT_ROW_ULP_TOL
