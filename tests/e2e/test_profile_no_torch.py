@@ -1,4 +1,4 @@
-"""Stages 06-08 on a run directory made elsewhere, without torch: what the Hailo machines do.
+"""Stages 06-09 on a run directory made elsewhere, without torch: what the Hailo machines do.
 
 A parent run with stages 01-05 (they need torch) comes from ``WORKBENCH_PARENT_RUN`` (``make
 test-profiles`` makes it with the default environment and runs this module in the Python 3.10 and
@@ -48,7 +48,7 @@ def probe_env(tmp_path_factory) -> dict:
     tmp = tmp_path_factory.mktemp("probe")
     nb_dir = tmp / "notebooks"
     shutil.copytree(ROOT / "notebooks", nb_dir)
-    for nb_path in nb_dir.glob("0[6-8]_*.ipynb"):
+    for nb_path in nb_dir.glob("0[6-9]_*.ipynb"):
         nb = nbformat.read(nb_path, as_version=4)
         nb.cells.append(nbformat.v4.new_code_cell(PROBE))
         nbformat.write(nb, nb_path)
@@ -113,7 +113,7 @@ def test_from_06_runs_without_torch(from_06):
     assert man["reused_from_parent"] == ["01_train_or_load", "02_export_onnx", "03_inspect_graph",
                                          "04_split_at_round", "05_calibrate_int8"]
     assert _probe_results(from_06) == {"06_compile_hailo": "False", "07_evaluate_on_device": "False",
-                                       "08_reliability": "False"}
+                                       "08_reliability": "False", "09_deploy": "False"}
     _check_07(from_06)
     rel = json.loads((from_06 / "artifacts" / "08_reliability" / "reliability.json").read_text())
     assert {s["backend"] for s in rel["sources"] if s["used"]} >= {"ort-fp32", "hailo8-device"}
@@ -124,5 +124,6 @@ def test_from_07_on_the_copied_run_without_torch(from_06, probe_env, tmp_path_fa
     shutil.copytree(from_06, copy)
     run07 = _cli_run(probe_env, tmp_path_factory.mktemp("runs07"), "--from", "07", "--parent", str(copy))
     assert json.loads((run07 / "manifest.json").read_text())["status"] == "succeeded"
-    assert _probe_results(run07) == {"07_evaluate_on_device": "False", "08_reliability": "False"}
+    assert _probe_results(run07) == {"07_evaluate_on_device": "False", "08_reliability": "False",
+                                     "09_deploy": "False"}
     _check_07(run07)
