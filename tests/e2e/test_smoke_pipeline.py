@@ -73,12 +73,14 @@ def test_index_page(smoke_run):
 
 def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capsys):
     root = smoke_run.path.parent
+    before = set(root.iterdir())      # the shared smoke run has other children made by other tests
     code = main(["run", "--outputs", str(root), "-f", str(ROOT / "params" / "smoke.yaml"), "-p",
                  "quant_calib_strategy", "random_windows", "--from", "05", "--parent", smoke_run.run_id,
                  "--no-progress"])
     assert code == 0
-    children = [Run(d) for d in root.iterdir() if (d / "manifest.json").exists() and d != smoke_run.path]
-    child = [c for c in children if c.manifest().get("parent") == smoke_run.run_id][0]
+    (new,) = set(root.iterdir()) - before
+    child = Run(new)
+    assert child.manifest().get("parent") == smoke_run.run_id
     man = child.manifest()
     assert man["reused_from_parent"] == [STAGE_NAMES[s] for s in ("01", "02", "03", "04")]
     assert json.loads(child.artifact("calibset_info").read_text())["strategy"] == "random_windows"

@@ -259,8 +259,21 @@ def run_ladder(npu_fp32: str | Path, calib_nchw: np.ndarray, splits: dict[str, t
     refs = {s: run_onnx(npu_fp32, x) for s, (x, _) in splits.items()}
     rows, models = [], {}
     for r in rungs:
-        rm = build_remedy(r, npu_fp32, calib_nchw, workdir, clip_percentile=clip_percentile,
-                          calibrate_method=calibrate_method)
+        try:
+            rm = build_remedy(r, npu_fp32, calib_nchw, workdir, clip_percentile=clip_percentile,
+                              calibrate_method=calibrate_method)
+        except QuantError as exc:
+            if r.name == "int8":
+                raise
+            # a rung this graph cannot take (e.g. no Conv right after the input to fold scales into): the
+            # table says why, its figures stay empty, and the pick ignores it
+            rows += [{"remedy": r.name, "split": s, "sixteen_bit_layers": len(r.sixteen_bit_parts),
+                      "equalize": r.equalize, "clip": r.clip, "input16": r.input16, "tail16": r.tail16,
+                      "code_flip_rate": float("nan"), "level_flip_rate": float("nan"),
+                      "prediction_agreement": float("nan"), "sqnr_db": float("nan"), "accuracy_fp32": None,
+                      "accuracy_int8": None, "windows": 0, "backend": BACKEND_INT8,
+                      "reference_backend": BACKEND_FP32, "skipped": str(exc)} for s in splits]
+            continue
         models[r.name] = rm
         for s, (x, y) in splits.items():
             rep, _ = evaluate_remedy(rm, refs[s], x, postprocess, bound_of, fsq_levels, y)
@@ -270,7 +283,8 @@ def run_ladder(npu_fp32: str | Path, calib_nchw: np.ndarray, splits: dict[str, t
                          "code_flip_rate": sm["code_flip_rate"], "level_flip_rate": sm["level_flip_rate"],
                          "prediction_agreement": 1.0 - sm["prediction_flip_rate"], "sqnr_db": sm["sqnr_db"],
                          "accuracy_fp32": sm.get("accuracy_fp32"), "accuracy_int8": sm.get("accuracy_int8"),
-                         "windows": sm["windows"], "backend": BACKEND_INT8, "reference_backend": BACKEND_FP32})
+                         "windows": sm["windows"], "backend": BACKEND_INT8, "reference_backend": BACKEND_FP32,
+                         "skipped": ""})
     return pd.DataFrame(rows), models
 
 
@@ -423,6 +437,9 @@ def remedy_stage(npu_fp32: str | Path, calib_nchw: np.ndarray, val: tuple[np.nda
     else:
         rung(remedy)
         row = table[(table.remedy == remedy) & (table.split == "val")].iloc[0]
+        if remedy not in models:
+            raise QuantError(f"quant_remedy {remedy!r} cannot be applied to this graph: {row.skipped}; choose "
+                             f"another rung or quant_remedy auto")
         pick = {"remedy": remedy, "picked_on": "forced by quant_remedy", "code_flip_rate": float(row.code_flip_rate),
                 "best_code_flip_rate": float(table[table.split == "val"].code_flip_rate.min()),
                 "tolerance": tolerance, "allow_16bit": allow_16bit, "rule": "quant_remedy names the rung"}

@@ -246,15 +246,18 @@ def _merge_params(run: Run, man: dict, key: str) -> None:
     recorded in the stage entry."""
     import yaml
 
-    from workbench.runs.pipeline import declared_parameters, notebook_for
+    from workbench.runs.pipeline import USED_ONLY_IF, declared_parameters, notebook_for
     params = dict(man.get("params") or {})
     reused = [n[:2] for n in man.get("reused_from_parent") or []]
     owned_by_reused: set[str] = set()
     for s in reused:
         try:
-            owned_by_reused.update(declared_parameters(notebook_for(s)))
+            declared = declared_parameters(notebook_for(s))
         except RunError:
             continue
+        if s == "01":   # the same rule as `--from/--parent`: names stage 01 uses only under a condition
+            declared = [n for n in declared if n not in USED_ONLY_IF or USED_ONLY_IF[n](params)]
+        owned_by_reused.update(declared)
     kept = {}
     for k, v in _notebook_params.items():
         if k in owned_by_reused and k in params:
