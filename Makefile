@@ -34,9 +34,10 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(ARGS)
 
-# ruff (lint), mypy (types, lenient: see pyproject.toml) and the import-layering contracts.
+# ruff (lint and format), mypy (types, lenient: see pyproject.toml) and the import-layering contracts.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

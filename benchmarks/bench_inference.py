@@ -13,6 +13,7 @@ torch.set_num_threads(1)), which is fastest for a model this small and leaves th
 
     .venv/bin/python benchmarks/bench_inference.py [--iterations 3000] [--json out.json]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -37,7 +38,7 @@ def _time_calls(fn, iterations: int, warmup: int) -> np.ndarray:
         t0 = clock()
         fn()
         out[i] = clock() - t0
-    return out / 1e3      # microseconds
+    return out / 1e3  # microseconds
 
 
 def build_model(seed: int = 0):
@@ -104,50 +105,88 @@ def run(iterations: int, warmup: int, batch: int, cut: str) -> dict:
     np.testing.assert_allclose(ort_split()[1], ref, rtol=1e-4, atol=1e-5)
 
     rows = []
-    for name, backend, fn in [("PyTorch eager, full model", "torch-fp32", torch_call),
-                              ("ONNX Runtime, full model", "ort-fp32", ort_full),
-                              ("ONNX Runtime NPU part + numpy host", "ort-fp32 + numpy-fp32", ort_split),
-                              ("numpy host post-processing alone", "numpy-fp32", host_only)]:
+    for name, backend, fn in [
+        ("PyTorch eager, full model", "torch-fp32", torch_call),
+        ("ONNX Runtime, full model", "ort-fp32", ort_full),
+        ("ONNX Runtime NPU part + numpy host", "ort-fp32 + numpy-fp32", ort_split),
+        ("numpy host post-processing alone", "numpy-fp32", host_only),
+    ]:
         t = _time_calls(fn, iterations, warmup)
-        rows.append({"path": name, "backend": backend, "batch": 1, "p50_us": float(np.percentile(t, 50)),
-                     "p95_us": float(np.percentile(t, 95)), "mean_us": float(t.mean()), "iterations": iterations})
+        rows.append(
+            {
+                "path": name,
+                "backend": backend,
+                "batch": 1,
+                "p50_us": float(np.percentile(t, 50)),
+                "p95_us": float(np.percentile(t, 95)),
+                "mean_us": float(t.mean()),
+                "iterations": iterations,
+            }
+        )
 
     noise = rng.normal(size=(batch, mid.shape[1])).astype(np.float32)
     big = np.ascontiguousarray(np.resize(mid, (batch, mid.shape[1])) + noise)
     reps = max(5, int(2e6 // batch))
     t = _time_calls(lambda: post(big), reps, 3)
     per_s = batch / (np.median(t) / 1e6)
-    rows.append({"path": f"numpy host post-processing, batch {batch}", "backend": "numpy-fp32", "batch": batch,
-                 "p50_us": float(np.percentile(t, 50)), "p95_us": float(np.percentile(t, 95)),
-                 "mean_us": float(t.mean()), "iterations": reps, "windows_per_s": float(per_s)})
+    rows.append(
+        {
+            "path": f"numpy host post-processing, batch {batch}",
+            "backend": "numpy-fp32",
+            "batch": batch,
+            "p50_us": float(np.percentile(t, 50)),
+            "p95_us": float(np.percentile(t, 95)),
+            "mean_us": float(t.mean()),
+            "iterations": reps,
+            "windows_per_s": float(per_s),
+        }
+    )
 
     by = {r["path"]: r for r in rows}
     speedup = by["PyTorch eager, full model"]["p50_us"] / by["ONNX Runtime, full model"]["p50_us"]
     host_p50 = by["numpy host post-processing alone"]["p50_us"]
-    checks = {"ort_speedup_vs_torch_p50": float(speedup),
-              "ort_speedup_ok": bool(speedup >= TARGETS["ort_speedup_min"]),
-              "host_p50_ok": bool(host_p50 < TARGETS["host_p50_us_max"]),
-              "host_batched_ok": bool(per_s > TARGETS["host_batched_per_s_min"])}
-    return {"rows": rows, "checks": checks, "targets": TARGETS, "cut": cut,
-            "model": {"config": cfg.to_dict(), "weights": "random init (seed 0), randomised BatchNorm statistics",
-                      "input_shape": list(shape)},
-            "machine": {"python": sys.version.split()[0], "platform": platform.platform(),
-                        "processor": platform.processor() or platform.machine(),
-                        "torch": torch.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__,
-                        "threads": 1}}
+    checks = {
+        "ort_speedup_vs_torch_p50": float(speedup),
+        "ort_speedup_ok": bool(speedup >= TARGETS["ort_speedup_min"]),
+        "host_p50_ok": bool(host_p50 < TARGETS["host_p50_us_max"]),
+        "host_batched_ok": bool(per_s > TARGETS["host_batched_per_s_min"]),
+    }
+    return {
+        "rows": rows,
+        "checks": checks,
+        "targets": TARGETS,
+        "cut": cut,
+        "model": {
+            "config": cfg.to_dict(),
+            "weights": "random init (seed 0), randomised BatchNorm statistics",
+            "input_shape": list(shape),
+        },
+        "machine": {
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "torch": torch.__version__,
+            "onnxruntime": ort.__version__,
+            "numpy": np.__version__,
+            "threads": 1,
+        },
+    }
 
 
 def format_table(res: dict) -> str:
     lines = [f"{'path':<44} {'backend':<22} {'batch':>6} {'p50 us':>9} {'p95 us':>9} {'windows/s':>12}"]
     for r in res["rows"]:
         wps = r.get("windows_per_s", 1e6 / r["p50_us"] * r["batch"])
-        lines.append(f"{r['path']:<44} {r['backend']:<22} {r['batch']:>6} {r['p50_us']:>9.1f} {r['p95_us']:>9.1f} "
-                     f"{wps:>12,.0f}")
+        lines.append(
+            f"{r['path']:<44} {r['backend']:<22} {r['batch']:>6} {r['p50_us']:>9.1f} {r['p95_us']:>9.1f} {wps:>12,.0f}"
+        )
     c = res["checks"]
-    lines.append(f"ORT vs torch eager at batch 1 (p50): {c['ort_speedup_vs_torch_p50']:.1f}x "
-                 f"(target >= {TARGETS['ort_speedup_min']:.0f}x: {'ok' if c['ort_speedup_ok'] else 'MISSED'}); "
-                 f"host p50 < {TARGETS['host_p50_us_max']:.0f} us: {'ok' if c['host_p50_ok'] else 'MISSED'}; "
-                 f"host batched > 1M/s: {'ok' if c['host_batched_ok'] else 'MISSED'}")
+    lines.append(
+        f"ORT vs torch eager at batch 1 (p50): {c['ort_speedup_vs_torch_p50']:.1f}x "
+        f"(target >= {TARGETS['ort_speedup_min']:.0f}x: {'ok' if c['ort_speedup_ok'] else 'MISSED'}); "
+        f"host p50 < {TARGETS['host_p50_us_max']:.0f} us: {'ok' if c['host_p50_ok'] else 'MISSED'}; "
+        f"host batched > 1M/s: {'ok' if c['host_batched_ok'] else 'MISSED'}"
+    )
     return "\n".join(lines)
 
 
@@ -160,8 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     a = ap.parse_args(argv)
     res = run(a.iterations, a.warmup, a.batch, a.cut)
-    print(f"model: {res['model']['weights']}; input {res['model']['input_shape']}; cut {res['cut']}; "
-          f"1 thread; {res['machine']['processor']}")
+    print(
+        f"model: {res['model']['weights']}; input {res['model']['input_shape']}; cut {res['cut']}; "
+        f"1 thread; {res['machine']['processor']}"
+    )
     print(format_table(res))
     if a.json:
         a.json.parent.mkdir(parents=True, exist_ok=True)

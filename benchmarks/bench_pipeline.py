@@ -8,6 +8,7 @@ Runs go to a temporary outputs folder (removed afterwards unless --keep). Wall t
 start-up and rendering: they are what a user waits for. Training throughput is measured on the
 default synthetic data with the default model, outside the notebooks.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,12 +31,16 @@ def training_throughput(epochs: int = 3) -> dict:
     from workbench.config import load_params
     from workbench.data.prepare import prepare_data
     from workbench.model.fit import fit_model
+
     params = load_params([ROOT / "params" / "default.yaml"], {"epochs": epochs, "patience": epochs})
     data = prepare_data(params)
     model, _, hist = fit_model(params, data, progress=False)
-    return {"what": f"train default model, {epochs} epochs ({hist['train_windows']} windows/epoch)",
-            "windows_per_s": hist["windows_per_s"], "seconds": hist["total_seconds"],
-            "threads": torch.get_num_threads()}
+    return {
+        "what": f"train default model, {epochs} epochs ({hist['train_windows']} windows/epoch)",
+        "windows_per_s": hist["windows_per_s"],
+        "seconds": hist["total_seconds"],
+        "threads": torch.get_num_threads(),
+    }
 
 
 def timed_run(args: list[str], outputs: Path) -> dict:
@@ -45,14 +50,21 @@ def timed_run(args: list[str], outputs: Path) -> dict:
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(cmd)} failed:\n{proc.stderr[-3000:]}")
-    run_id = next(line.split()[1].rstrip(":") for line in proc.stdout.splitlines()
-                  if line.startswith("run ") and ": stages" in line)
+    run_id = next(
+        line.split()[1].rstrip(":")
+        for line in proc.stdout.splitlines()
+        if line.startswith("run ") and ": stages" in line
+    )
     man = json.loads((outputs / run_id / "manifest.json").read_text())
     stages = {k: v.get("duration_s") for k, v in man["stages"].items()}
     metrics = json.loads((outputs / run_id / "metrics.json").read_text())["metrics"]
     train = [m for m in metrics if m["name"] == "train_seconds"]
-    return {"wall_s": wall, "stages": stages, "train_s": train[0]["value"] if train else None,
-            "test_acc": next((m["value"] for m in metrics if m["name"] == "test_accuracy"), None)}
+    return {
+        "wall_s": wall,
+        "stages": stages,
+        "train_s": train[0]["value"] if train else None,
+        "test_acc": next((m["value"] for m in metrics if m["name"] == "test_accuracy"), None),
+    }
 
 
 def main() -> None:
@@ -66,13 +78,18 @@ def main() -> None:
     outputs = Path(tempfile.mkdtemp(prefix="wb-bench-"))
     rows = []
     tp = training_throughput()
-    rows.append(("training throughput", tp["what"], f"{tp['windows_per_s']:.0f} windows/s",
-                 f"{tp['seconds']:.1f} s", ""))
-    cases = [("smoke, stage 01", ["-f", "params/smoke.yaml", "--to", "01"]),
-             ("default, stage 01", ["-f", "params/default.yaml", "--to", "01"])]
+    rows.append(
+        ("training throughput", tp["what"], f"{tp['windows_per_s']:.0f} windows/s", f"{tp['seconds']:.1f} s", "")
+    )
+    cases = [
+        ("smoke, stage 01", ["-f", "params/smoke.yaml", "--to", "01"]),
+        ("default, stage 01", ["-f", "params/default.yaml", "--to", "01"]),
+    ]
     if args.full:
-        cases += [("smoke, stages 01-08", ["-f", "params/smoke.yaml"]),
-                  ("default, stages 01-08", ["-f", "params/default.yaml"])]
+        cases += [
+            ("smoke, stages 01-08", ["-f", "params/smoke.yaml"]),
+            ("default, stages 01-08", ["-f", "params/default.yaml"]),
+        ]
     if args.hapt:
         cases.append(("hapt, stage 01", ["-f", "params/hapt.yaml", "-p", "data_dir", args.hapt, "--to", "01"]))
     results = {"training": tp}
@@ -80,13 +97,21 @@ def main() -> None:
         r = timed_run(cmd, outputs)
         results[label] = r
         acc = f"test acc {r['test_acc']:.3f} (torch-fp32)" if r["test_acc"] is not None else ""
-        rows.append(("pipeline wall time", label, f"{r['wall_s']:.1f} s",
-                     f"train {r['train_s']:.1f} s" if r["train_s"] else "", acc))
+        rows.append(
+            (
+                "pipeline wall time",
+                label,
+                f"{r['wall_s']:.1f} s",
+                f"train {r['train_s']:.1f} s" if r["train_s"] else "",
+                acc,
+            )
+        )
 
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"python {platform.python_version()}")
-    widths = [max(len(str(r[i])) for r in rows + [("measure", "case", "value", "detail", "")])
-              for i in range(5)]
+    print(
+        f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+        f"python {platform.python_version()}"
+    )
+    widths = [max(len(str(r[i])) for r in rows + [("measure", "case", "value", "detail", "")]) for i in range(5)]
     header = ("measure", "case", "value", "detail", "")
     for r in [header, tuple("-" * w for w in widths)] + rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))

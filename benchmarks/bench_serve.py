@@ -21,6 +21,7 @@ batched, batch-1 p99 <= 5 ms.
 
 Without --bundle, the newest run under outputs/ with a stage-09 bundle is used (`make run` makes one).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -50,14 +51,19 @@ def find_bundle(run: Optional[str]) -> Path:
         p = Path(run)
         cands = [p if p.is_dir() else outputs / run]
     else:
-        cands = sorted((d for d in outputs.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime,
-                       reverse=True) if outputs.is_dir() else []
+        cands = (
+            sorted((d for d in outputs.iterdir() if d.is_dir()), key=lambda d: d.stat().st_mtime, reverse=True)
+            if outputs.is_dir()
+            else []
+        )
     for d in cands:
         b = d / "artifacts" / "09_deploy"
         if (b / "deploy.json").is_file():
             return b
-    raise SystemExit(f"no deploy bundle found under {outputs}/ (run `make run` first, or pass --bundle DIR "
-                     f"from `workbench deploy RUN`)")
+    raise SystemExit(
+        f"no deploy bundle found under {outputs}/ (run `make run` first, or pass --bundle DIR "
+        f"from `workbench deploy RUN`)"
+    )
 
 
 def free_port() -> int:
@@ -77,8 +83,11 @@ def process_cpu_s(pid: int) -> float:
 
 def percentiles(lat_s: np.ndarray) -> dict:
     ms = lat_s * 1e3
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "p99_ms": float(np.percentile(ms, 99))}
+    return {
+        "p50_ms": float(np.percentile(ms, 50)),
+        "p95_ms": float(np.percentile(ms, 95)),
+        "p99_ms": float(np.percentile(ms, 99)),
+    }
 
 
 def drive(call: Callable[[int], None], clients: int, requests: int) -> tuple[float, np.ndarray]:
@@ -142,8 +151,12 @@ class HttpClients:
 
 
 def start_server(bundle: Path, backend: str, port: int) -> subprocess.Popen:
-    proc = subprocess.Popen([sys.executable, "-m", "workbench", "serve", str(bundle), "--backend", backend,
-                             "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "workbench", "serve", str(bundle), "--backend", backend, "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 60
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -188,21 +201,46 @@ def main() -> None:
         np.save(buf, a, allow_pickle=False)
         return buf.getvalue()
 
-    bodies = {("json", 1): json.dumps({"windows": one[0].tolist()}).encode(),
-              ("npy", 1): npy(one),
-              ("json", args.batch): json.dumps({"windows": X.tolist()}).encode(),
-              ("npy", args.batch): npy(X)}
+    bodies = {
+        ("json", 1): json.dumps({"windows": one[0].tolist()}).encode(),
+        ("npy", 1): npy(one),
+        ("json", args.batch): json.dumps({"windows": X.tolist()}).encode(),
+        ("npy", args.batch): npy(X),
+    }
     rows = []
 
-    def record(mode: str, body: str, batch: int, clients: int, n_req: int, wall: float, lat: np.ndarray,
-               server_cpu: float = float("nan"), client_cpu: float = float("nan")) -> None:
-        rows.append({"mode": mode, "body": body, "batch": batch, "clients": clients, "requests": n_req,
-                     "windows_per_s": n_req * batch / wall, **percentiles(lat), "backend": predictor.backend,
-                     "server_cpu_us_per_req": 1e6 * server_cpu / n_req,
-                     "client_cpu_us_per_req": 1e6 * client_cpu / n_req})
+    def record(
+        mode: str,
+        body: str,
+        batch: int,
+        clients: int,
+        n_req: int,
+        wall: float,
+        lat: np.ndarray,
+        server_cpu: float = float("nan"),
+        client_cpu: float = float("nan"),
+    ) -> None:
+        rows.append(
+            {
+                "mode": mode,
+                "body": body,
+                "batch": batch,
+                "clients": clients,
+                "requests": n_req,
+                "windows_per_s": n_req * batch / wall,
+                **percentiles(lat),
+                "backend": predictor.backend,
+                "server_cpu_us_per_req": 1e6 * server_cpu / n_req,
+                "client_cpu_us_per_req": 1e6 * client_cpu / n_req,
+            }
+        )
         r = rows[-1]
-        print(f"  measured {mode:<11} batch {batch:>4} clients {clients}: {r['windows_per_s']:,.0f} windows/s, "
-              f"p50 {r['p50_ms']:.3f} ms", file=sys.stderr, flush=True)
+        print(
+            f"  measured {mode:<11} batch {batch:>4} clients {clients}: {r['windows_per_s']:,.0f} windows/s, "
+            f"p50 {r['p50_ms']:.3f} ms",
+            file=sys.stderr,
+            flush=True,
+        )
 
     for batch, n_req in ((1, args.requests), (args.batch, args.batched_requests)):
         x = one if batch == 1 else X
@@ -216,45 +254,66 @@ def main() -> None:
     port = free_port()
     proc = start_server(bundle_dir, args.backend, port)
     try:
-        for body_kind, batch, n_req in (("json", 1, args.requests), ("npy", 1, args.requests),
-                                        ("npy", args.batch, args.batched_requests),
-                                        ("json", args.batch, max(10, args.batched_requests // 10))):
+        for body_kind, batch, n_req in (
+            ("json", 1, args.requests),
+            ("npy", 1, args.requests),
+            ("npy", args.batch, args.batched_requests),
+            ("json", args.batch, max(10, args.batched_requests // 10)),
+        ):
             body = bodies[(body_kind, batch)]
             ctype = "application/json" if body_kind == "json" else "application/octet-stream"
-            for clients in ((1, 8) if body_kind == "npy" or batch == 1 else (1,)):   # JSON batches: see 1 client
+            for clients in (1, 8) if body_kind == "npy" or batch == 1 else (1,):  # JSON batches: see 1 client
                 cl = HttpClients(port, clients)
-                for _ in range(3):          # round robin: no connection idles past uvicorn's keep-alive
+                for _ in range(3):  # round robin: no connection idles past uvicorn's keep-alive
                     for i in range(clients):
                         cl.post(i, body, ctype)
                 s0, c0 = process_cpu_s(proc.pid), time.process_time()
                 wall, lat = drive(lambda i, cl=cl, body=body, ctype=ctype: cl.post(i, body, ctype), clients, n_req)
                 s1, c1 = process_cpu_s(proc.pid), time.process_time()
                 cl.close()
-                record(f"http-{body_kind}", body_kind, batch, clients, n_req, wall, lat, server_cpu=s1 - s0,
-                       client_cpu=c1 - c0)
+                record(
+                    f"http-{body_kind}",
+                    body_kind,
+                    batch,
+                    clients,
+                    n_req,
+                    wall,
+                    lat,
+                    server_cpu=s1 - s0,
+                    client_cpu=c1 - c0,
+                )
     finally:
         proc.terminate()
         proc.wait(timeout=10)
 
     if HttpClients.reconnects:
-        print(f"note: {HttpClients.reconnects} requests reconnected after the server closed an idle keep-alive "
-              f"connection", file=sys.stderr)
+        print(
+            f"note: {HttpClients.reconnects} requests reconnected after the server closed an idle keep-alive "
+            f"connection",
+            file=sys.stderr,
+        )
     ref = {(r["batch"], r["clients"]): r for r in rows if r["mode"] == "in-process"}
     for r in rows:
         base = ref[(r["batch"], r["clients"])]
         r["http_over_inprocess_p50"] = r["p50_ms"] / base["p50_ms"]
     load = os.getloadavg() if hasattr(os, "getloadavg") else (float("nan"),) * 3
-    print(f"bundle {bundle_dir} (run {bundle.run_id}), backend {predictor.backend}, input {predictor.input_shape}; "
-          f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
-          f"{platform.python_version()}, load average {load[0]:.1f} (other processes share these CPUs)")
-    head = f"{'mode':<11} {'batch':>5} {'clients':>7} {'requests':>8} {'windows/s':>11} {'p50 ms':>8} " \
-           f"{'p95 ms':>8} {'p99 ms':>8} {'p50 vs in-process':>18} {'server CPU us/req':>18} {'client CPU us/req':>18}"
+    print(
+        f"bundle {bundle_dir} (run {bundle.run_id}), backend {predictor.backend}, input {predictor.input_shape}; "
+        f"host: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python "
+        f"{platform.python_version()}, load average {load[0]:.1f} (other processes share these CPUs)"
+    )
+    head = (
+        f"{'mode':<11} {'batch':>5} {'clients':>7} {'requests':>8} {'windows/s':>11} {'p50 ms':>8} "
+        f"{'p95 ms':>8} {'p99 ms':>8} {'p50 vs in-process':>18} {'server CPU us/req':>18} {'client CPU us/req':>18}"
+    )
     print(head)
     print("-" * len(head))
     for r in rows:
-        print(f"{r['mode']:<11} {r['batch']:>5} {r['clients']:>7} {r['requests']:>8} {r['windows_per_s']:>11,.0f} "
-              f"{r['p50_ms']:>8.3f} {r['p95_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['http_over_inprocess_p50']:>17.2f}x "
-              f"{r['server_cpu_us_per_req']:>18,.0f} {r['client_cpu_us_per_req']:>18,.0f}")
+        print(
+            f"{r['mode']:<11} {r['batch']:>5} {r['clients']:>7} {r['requests']:>8} {r['windows_per_s']:>11,.0f} "
+            f"{r['p50_ms']:>8.3f} {r['p95_ms']:>8.3f} {r['p99_ms']:>8.3f} {r['http_over_inprocess_p50']:>17.2f}x "
+            f"{r['server_cpu_us_per_req']:>18,.0f} {r['client_cpu_us_per_req']:>18,.0f}"
+        )
 
     http1 = [r for r in rows if r["mode"].startswith("http") and r["batch"] == 1]
     httpb = [r for r in rows if r["mode"] == "http-npy" and r["batch"] > 1]
@@ -262,10 +321,20 @@ def main() -> None:
     bestb = max(httpb, key=lambda r: r["windows_per_s"])
     p99_1 = min(r["p99_ms"] for r in http1 if r["clients"] == 1)
     verdicts = [
-        ("batch-1 windows/s over HTTP", best1["windows_per_s"], ">=", TARGETS["batch1_windows_per_s_min"],
-         f"{best1['mode']}, {best1['clients']} clients"),
-        ("batched windows/s over HTTP", bestb["windows_per_s"], ">=", TARGETS["batched_windows_per_s_min"],
-         f"npy batch {bestb['batch']}, {bestb['clients']} clients"),
+        (
+            "batch-1 windows/s over HTTP",
+            best1["windows_per_s"],
+            ">=",
+            TARGETS["batch1_windows_per_s_min"],
+            f"{best1['mode']}, {best1['clients']} clients",
+        ),
+        (
+            "batched windows/s over HTTP",
+            bestb["windows_per_s"],
+            ">=",
+            TARGETS["batched_windows_per_s_min"],
+            f"npy batch {bestb['batch']}, {bestb['clients']} clients",
+        ),
         ("batch-1 p99 ms over HTTP, 1 client", p99_1, "<=", TARGETS["batch1_p99_ms_max"], "best body format"),
     ]
     print(f"\ntargets ({predictor.backend}, this machine):")
@@ -273,8 +342,9 @@ def main() -> None:
         ok = value >= target if op == ">=" else value <= target
         print(f"  {name:<36} {value:>11,.1f} {op} {target:>9,.0f}  {'PASS' if ok else 'MISS'}  ({where})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"rows": rows, "targets": TARGETS, "bundle": str(bundle_dir),
-                                               "run_id": bundle.run_id}, indent=1))
+        Path(args.json).write_text(
+            json.dumps({"rows": rows, "targets": TARGETS, "bundle": str(bundle_dir), "run_id": bundle.run_id}, indent=1)
+        )
     predictor.close()
 
 

@@ -10,6 +10,7 @@ validation windows and, with --attribution, the flip attribution. The explorator
 ("what was tried") come from this script; the headline table comes from the sweep
 (params/sweeps/hapt_int8.yaml).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,27 +50,65 @@ def main() -> None:
     shape = (1, config.in_channels, config.sites, config.window)
     gx.export_onnx(model, out / "model.onnx", shape)
     gx.export_onnx(model, out / "model_dynamic.onnx", shape, dynamic_batch=True)
-    gs.split_model(out / "model.onnx", out / "model_dynamic.onnx", out / "split", cut=params.cut,
-                   fsq_levels=config.fsq_levels)
+    gs.split_model(
+        out / "model.onnx", out / "model_dynamic.onnx", out / "split", cut=params.cut, fsq_levels=config.fsq_levels
+    )
     cm = cut_model_from_split(out / "split")
     ws, norm = data.windows, data.normalizer
-    calib = build_calibset(ws.X, ws.y, ws.subject, data.split_of_window, norm.mean, norm.std,
-                           strategy=params.quant_calib_strategy, size=params.quant_calib_size, seed=params.seed)
-    splits = {s: (norm.apply(ws.X[getattr(data.splits, s)]).astype(np.float32), ws.y[getattr(data.splits, s)])
-              for s in ("val", "test")}
-    table, _ = R.run_ladder(cm.npu_model, calib.x_nchw, splits, cm.postprocess, cm.bound_of, config.fsq_levels,
-                            out / "ladder", rungs=[R.rung(n) for n in a.rungs.split(",")],
-                            clip_percentile=params.quant_clip_percentile)
+    calib = build_calibset(
+        ws.X,
+        ws.y,
+        ws.subject,
+        data.split_of_window,
+        norm.mean,
+        norm.std,
+        strategy=params.quant_calib_strategy,
+        size=params.quant_calib_size,
+        seed=params.seed,
+    )
+    splits = {
+        s: (norm.apply(ws.X[getattr(data.splits, s)]).astype(np.float32), ws.y[getattr(data.splits, s)])
+        for s in ("val", "test")
+    }
+    table, _ = R.run_ladder(
+        cm.npu_model,
+        calib.x_nchw,
+        splits,
+        cm.postprocess,
+        cm.bound_of,
+        config.fsq_levels,
+        out / "ladder",
+        rungs=[R.rung(n) for n in a.rungs.split(",")],
+        clip_percentile=params.quant_clip_percentile,
+    )
     pd.set_option("display.width", 200)
-    print(table[["remedy", "split", "code_flip_rate", "prediction_agreement", "accuracy_fp32", "accuracy_int8",
-                 "sqnr_db", "backend"]].round(4).to_string(index=False))
+    print(
+        table[
+            [
+                "remedy",
+                "split",
+                "code_flip_rate",
+                "prediction_agreement",
+                "accuracy_fp32",
+                "accuracy_int8",
+                "sqnr_db",
+                "backend",
+            ]
+        ]
+        .round(4)
+        .to_string(index=False)
+    )
     b = cm.bound_of(run_onnx(cm.npu_model, splits["val"][0]))
     m = 0.5 - np.abs(b - np.rint(b))
-    print(f"FP32 margins on validation (ort-fp32): 1% quantile {np.quantile(m, 0.01):.4f}, "
-          f"5% {np.quantile(m, 0.05):.4f}")
+    print(
+        f"FP32 margins on validation (ort-fp32): 1% quantile {np.quantile(m, 0.01):.4f}, 5% {np.quantile(m, 0.05):.4f}"
+    )
     if a.attribution:
-        print(R.flip_attribution(cm.npu_model, calib.x_nchw, splits["val"][0], cm.postprocess,
-                                 out / "attribution").round(4).to_string(index=False))
+        print(
+            R.flip_attribution(cm.npu_model, calib.x_nchw, splits["val"][0], cm.postprocess, out / "attribution")
+            .round(4)
+            .to_string(index=False)
+        )
 
 
 if __name__ == "__main__":

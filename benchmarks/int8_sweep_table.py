@@ -8,6 +8,7 @@ that remedy on test windows; stage 07: the ort-int8-emulated backend's test accu
 quant_ladder.csv (every rung, validation and test). Prints Markdown: the headline table with the goal
 checks, then the ladder averaged over seeds. Every column names its backend.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -18,11 +19,13 @@ import pandas as pd
 
 from workbench.runs import Run
 
-GOALS = {"code flips mean <= 1%": lambda d: d["code_flip_rate"].mean() <= 0.01,
-         "code flips every seed <= 2%": lambda d: (d["code_flip_rate"] <= 0.02).all(),
-         "prediction agreement >= 99.5% (mean)": lambda d: d["prediction_agreement"].mean() >= 0.995,
-         "INT8 acc >= FP32 acc - 0.5 pt (mean)": lambda d: (d["acc_int8"] - d["acc_fp32"]).mean() >= -0.005,
-         "FP32 mean accuracy >= 0.95": lambda d: d["acc_fp32"].mean() >= 0.95}
+GOALS = {
+    "code flips mean <= 1%": lambda d: d["code_flip_rate"].mean() <= 0.01,
+    "code flips every seed <= 2%": lambda d: (d["code_flip_rate"] <= 0.02).all(),
+    "prediction agreement >= 99.5% (mean)": lambda d: d["prediction_agreement"].mean() >= 0.995,
+    "INT8 acc >= FP32 acc - 0.5 pt (mean)": lambda d: (d["acc_int8"] - d["acc_fp32"]).mean() >= -0.005,
+    "FP32 mean accuracy >= 0.95": lambda d: d["acc_fp32"].mean() >= 0.95,
+}
 
 
 def _metric(run: Run, stage: str, name: str, backend: str):
@@ -37,19 +40,25 @@ def headline(runs: list[Run]) -> pd.DataFrame:
     for r in runs:
         p = r.params()
         flips = _metric(r, "05", "code_flip_rate", "ort-int8-emulated")
-        rows.append({
-            "seed": p.get("seed"), "run": r.run_id,
-            "remedy (picked on val)": flips.get("remedy") if flips else None,
-            "code_flip_rate_val": (_metric(r, "05", "code_flip_rate_val", "ort-int8-emulated") or {}).get("value"),
-            "code_flip_rate": flips.get("value") if flips else None,
-            "prediction_agreement": (_metric(r, "05", "prediction_agreement", "ort-int8-emulated") or {}).get("value"),
-            "acc_fp32": (_metric(r, "05", "test_accuracy", "ort-fp32") or {}).get("value"),
-            "acc_int8": (_metric(r, "05", "test_accuracy", "ort-int8-emulated") or {}).get("value"),
-            "acc_int8_stage07": (_metric(r, "07", "accuracy", "ort-int8-emulated") or {}).get("value"),
-            "code_agreement_stage07": (_metric(r, "07", "code_agreement", "ort-int8-emulated") or {}).get("value"),
-            "plain_int8_code_flip_rate": (_metric(r, "05", "code_flip_rate_plain_int8", "ort-int8-emulated")
-                                          or {}).get("value"),
-        })
+        rows.append(
+            {
+                "seed": p.get("seed"),
+                "run": r.run_id,
+                "remedy (picked on val)": flips.get("remedy") if flips else None,
+                "code_flip_rate_val": (_metric(r, "05", "code_flip_rate_val", "ort-int8-emulated") or {}).get("value"),
+                "code_flip_rate": flips.get("value") if flips else None,
+                "prediction_agreement": (_metric(r, "05", "prediction_agreement", "ort-int8-emulated") or {}).get(
+                    "value"
+                ),
+                "acc_fp32": (_metric(r, "05", "test_accuracy", "ort-fp32") or {}).get("value"),
+                "acc_int8": (_metric(r, "05", "test_accuracy", "ort-int8-emulated") or {}).get("value"),
+                "acc_int8_stage07": (_metric(r, "07", "accuracy", "ort-int8-emulated") or {}).get("value"),
+                "code_agreement_stage07": (_metric(r, "07", "code_agreement", "ort-int8-emulated") or {}).get("value"),
+                "plain_int8_code_flip_rate": (
+                    _metric(r, "05", "code_flip_rate_plain_int8", "ort-int8-emulated") or {}
+                ).get("value"),
+            }
+        )
     return pd.DataFrame(rows).sort_values("seed").reset_index(drop=True)
 
 
@@ -63,9 +72,13 @@ def ladder_mean(runs: list[Run]) -> pd.DataFrame:
         return pd.DataFrame()
     df = pd.concat(parts, ignore_index=True)
     agg = df.groupby(["remedy", "split"], sort=False).agg(
-        code_flips_mean=("code_flip_rate", "mean"), code_flips_max=("code_flip_rate", "max"),
-        agreement_mean=("prediction_agreement", "mean"), acc_int8_mean=("accuracy_int8", "mean"),
-        acc_fp32_mean=("accuracy_fp32", "mean"), seeds=("seed", "nunique"))
+        code_flips_mean=("code_flip_rate", "mean"),
+        code_flips_max=("code_flip_rate", "max"),
+        agreement_mean=("prediction_agreement", "mean"),
+        acc_int8_mean=("accuracy_int8", "mean"),
+        acc_fp32_mean=("accuracy_fp32", "mean"),
+        seeds=("seed", "nunique"),
+    )
     return agg.reset_index()
 
 
@@ -78,28 +91,39 @@ def _acc(v) -> str:
 
 
 def markdown(head: pd.DataFrame, ladder: pd.DataFrame) -> str:
-    lines = ["| seed | remedy (picked on val) | code flips val | code flips test | prediction agreement test | "
-             "FP32 acc test (`ort-fp32`) | INT8 acc test (`ort-int8-emulated`) | stage 07 INT8 acc / code agreement "
-             "(`ort-int8-emulated` vs `torch-fp32`) | plain INT8 code flips test |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| seed | remedy (picked on val) | code flips val | code flips test | prediction agreement test | "
+        "FP32 acc test (`ort-fp32`) | INT8 acc test (`ort-int8-emulated`) | stage 07 INT8 acc / code agreement "
+        "(`ort-int8-emulated` vs `torch-fp32`) | plain INT8 code flips test |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for _, r in head.iterrows():
-        lines.append(f"| {r['seed']} | {r['remedy (picked on val)']} | {_pct(r['code_flip_rate_val'])} | "
-                     f"{_pct(r['code_flip_rate'])} | {_pct(r['prediction_agreement'])} | {_acc(r['acc_fp32'])} | "
-                     f"{_acc(r['acc_int8'])} | {_acc(r['acc_int8_stage07'])} / {_pct(r['code_agreement_stage07'])} | "
-                     f"{_pct(r['plain_int8_code_flip_rate'])} |")
-    lines.append(f"| **mean** | | {_pct(head['code_flip_rate_val'].mean())} | {_pct(head['code_flip_rate'].mean())} | "
-                 f"{_pct(head['prediction_agreement'].mean())} | {_acc(head['acc_fp32'].mean())} | "
-                 f"{_acc(head['acc_int8'].mean())} | {_acc(head['acc_int8_stage07'].mean())} / "
-                 f"{_pct(head['code_agreement_stage07'].mean())} | {_pct(head['plain_int8_code_flip_rate'].mean())} |")
+        lines.append(
+            f"| {r['seed']} | {r['remedy (picked on val)']} | {_pct(r['code_flip_rate_val'])} | "
+            f"{_pct(r['code_flip_rate'])} | {_pct(r['prediction_agreement'])} | {_acc(r['acc_fp32'])} | "
+            f"{_acc(r['acc_int8'])} | {_acc(r['acc_int8_stage07'])} / {_pct(r['code_agreement_stage07'])} | "
+            f"{_pct(r['plain_int8_code_flip_rate'])} |"
+        )
+    lines.append(
+        f"| **mean** | | {_pct(head['code_flip_rate_val'].mean())} | {_pct(head['code_flip_rate'].mean())} | "
+        f"{_pct(head['prediction_agreement'].mean())} | {_acc(head['acc_fp32'].mean())} | "
+        f"{_acc(head['acc_int8'].mean())} | {_acc(head['acc_int8_stage07'].mean())} / "
+        f"{_pct(head['code_agreement_stage07'].mean())} | {_pct(head['plain_int8_code_flip_rate'].mean())} |"
+    )
     lines.append("")
     lines.append("Goals (issue 14): " + "; ".join(f"{k}: {'met' if f(head) else 'NOT met'}" for k, f in GOALS.items()))
     if not ladder.empty:
-        lines += ["", "| rung | split | code flips mean | code flips max | agreement mean | INT8 acc mean | seeds |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "| rung | split | code flips mean | code flips max | agreement mean | INT8 acc mean | seeds |",
+            "|---|---|---|---|---|---|---|",
+        ]
         for _, r in ladder.iterrows():
-            lines.append(f"| {r['remedy']} | {r['split']} | {_pct(r['code_flips_mean'])} | "
-                         f"{_pct(r['code_flips_max'])} | "
-                         f"{_pct(r['agreement_mean'])} | {_acc(r['acc_int8_mean'])} | {r['seeds']} |")
+            lines.append(
+                f"| {r['remedy']} | {r['split']} | {_pct(r['code_flips_mean'])} | "
+                f"{_pct(r['code_flips_max'])} | "
+                f"{_pct(r['agreement_mean'])} | {_acc(r['acc_int8_mean'])} | {r['seeds']} |"
+            )
     return "\n".join(lines)
 
 

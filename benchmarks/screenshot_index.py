@@ -1,5 +1,6 @@
 """Check that a run's HTML index renders in headless Chromium (metrics, report card, figures) and
 save a screenshot.   .venv/bin/python benchmarks/screenshot_index.py outputs/<run-id> [--png out.png]"""
+
 import argparse
 import json
 from pathlib import Path
@@ -15,7 +16,10 @@ run = Run.open(args.run)
 png = Path(args.png) if args.png else run.path / "index_screenshot.png"
 result = screenshot_index(run, png)
 print(json.dumps(result, indent=2))
-ok = (result["images_decoded"] == result["images_in_page"] > 0 and result["has_report_card"]
-      and len(result["metric_names_shown"]) == result["metric_names_total"])
+ok = (
+    result["images_decoded"] == result["images_in_page"] > 0
+    and result["has_report_card"]
+    and len(result["metric_names_shown"]) == result["metric_names_total"]
+)
 print("index rendered: " + ("yes" if ok else "NO"))
 raise SystemExit(0 if ok else 1)

@@ -1,5 +1,6 @@
 """Shared fixtures: the real HAPT recordings (tests using them skip when absent), the fake Hailo
 packages, one thread for torch. Helpers that are not fixtures live in tests/support/."""
+
 from __future__ import annotations
 
 import os
@@ -9,8 +10,9 @@ from typing import Iterator
 import pytest
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
-HAPT_DIR = Path(os.environ.get(
-    "WORKBENCH_HAPT_DIR", PROJECT_ROOT.parent / "shared" / "datasets" / "hapt-rawdata" / "HAPT Data Set"))
+HAPT_DIR = Path(
+    os.environ.get("WORKBENCH_HAPT_DIR", PROJECT_ROOT.parent / "shared" / "datasets" / "hapt-rawdata" / "HAPT Data Set")
+)
 
 
 @pytest.fixture(scope="session")
@@ -24,6 +26,7 @@ def hapt_dir() -> Path:
 def _single_thread_torch():
     try:
         import torch
+
         torch.set_num_threads(1)
     except ImportError:  # pragma: no cover
         pass
@@ -35,6 +38,7 @@ def hailo_fakes() -> Iterator[object]:
     """The fake hailo_sdk_client / hailo_platform (tests/fakes) importable for one test; yields the
     shared fake core (``.CALLS``, ``.calls(name)``, ``.reset()``)."""
     from support.hailo import installed_fakes
+
     with installed_fakes() as core:
         yield core
 
@@ -46,6 +50,7 @@ def smoke_run(tmp_path_factory):
     under the same outputs folder."""
     from workbench.config import load_params
     from workbench.runs.pipeline import run_pipeline
+
     out = tmp_path_factory.mktemp("smoke-outputs")
     params = load_params([PROJECT_ROOT / "params" / "smoke.yaml"])
     return run_pipeline(params, root=out, progress=False, log=lambda *_: None)
@@ -57,13 +62,20 @@ def smoke_run_fake_hailo(smoke_run):
     kernels' path: a compiled (fake) HEF, hailo8-device predictions from stage 07, a bundle with model.hef."""
     from workbench.config import load_params
     from workbench.runs.pipeline import run_pipeline
+
     fakes = str(PROJECT_ROOT / "tests" / "fakes")
     before = os.environ.get("PYTHONPATH")
     os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [fakes, before]))
     try:
         params = load_params([PROJECT_ROOT / "params" / "smoke.yaml"], {"run_label": "fake-hailo"})
-        return run_pipeline(params, from_stage="06", parent=str(smoke_run.path), root=smoke_run.path.parent,
-                            progress=False, log=lambda *_: None)
+        return run_pipeline(
+            params,
+            from_stage="06",
+            parent=str(smoke_run.path),
+            root=smoke_run.path.parent,
+            progress=False,
+            log=lambda *_: None,
+        )
     finally:
         if before is None:
             os.environ.pop("PYTHONPATH", None)
@@ -79,9 +91,11 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("WORKBENCH_NO_TORCH") != "1":
         return
     import importlib.util
+
     if importlib.util.find_spec("torch") is not None:
-        raise pytest.UsageError("WORKBENCH_NO_TORCH=1 but torch is installed: this environment is not a "
-                                "no-torch Hailo profile")
+        raise pytest.UsageError(
+            "WORKBENCH_NO_TORCH=1 but torch is installed: this environment is not a no-torch Hailo profile"
+        )
     skip = pytest.mark.skip(reason="needs torch; this is a no-torch Hailo profile (WORKBENCH_NO_TORCH=1)")
     for item in items:
         if "torch" in item.keywords:

@@ -1,4 +1,5 @@
 """Workbench: Conv2d-FSQ IMU models from training to the Hailo-8 NPU."""
+
 from __future__ import annotations
 
 import sys

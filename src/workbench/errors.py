@@ -5,6 +5,7 @@ script) can catch one class and print the message, which always names the proble
 `ValueError`/`RuntimeError` mixins stay where callers rely on them: bad input is a `ValueError`, a
 state of the world that stops the work (a missing tool, a failed stage) a `RuntimeError`.
 """
+
 from __future__ import annotations
 
 
@@ -103,9 +104,11 @@ class StageFailed(WorkbenchError, RuntimeError):
     """A stage's notebook raised; the run directory keeps the partial notebook and the manifest says so."""
 
     def __init__(self, run_id: str, run_path: str, stage: str, message: str):
-        super().__init__(f"stage {stage} failed in run {run_id}: {message}\n"
-                         f"  partial notebook: {run_path}/notebooks/{stage}.ipynb\n"
-                         f"  manifest:         {run_path}/manifest.json")
+        super().__init__(
+            f"stage {stage} failed in run {run_id}: {message}\n"
+            f"  partial notebook: {run_path}/notebooks/{stage}.ipynb\n"
+            f"  manifest:         {run_path}/manifest.json"
+        )
         self.run_id = run_id
         self.run_path = run_path
         self.stage = stage
@@ -115,10 +118,15 @@ class RunInterrupted(WorkbenchError, RuntimeError):
     """A signal (Ctrl-C, SIGTERM, SIGHUP) ended a run; the manifest records status ``interrupted``."""
 
     def __init__(self, run_id: str, run_path: str, stage: str, signal_name: str):
-        again = (f"python -m workbench run -f {run_path}/params.yaml" if stage.startswith("01") else
-                 f"python -m workbench run --from {stage[:2]} --parent {run_id}")
-        super().__init__(f"run {run_id} interrupted by {signal_name} during stage {stage}; its manifest "
-                         f"says 'interrupted'. Run it again with: {again}")
+        again = (
+            f"python -m workbench run -f {run_path}/params.yaml"
+            if stage.startswith("01")
+            else f"python -m workbench run --from {stage[:2]} --parent {run_id}"
+        )
+        super().__init__(
+            f"run {run_id} interrupted by {signal_name} during stage {stage}; its manifest "
+            f"says 'interrupted'. Run it again with: {again}"
+        )
         self.run_id = run_id
         self.run_path = run_path
         self.stage = stage

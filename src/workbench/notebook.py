@@ -9,6 +9,7 @@ and tables with `styled`.
 
 Kept small on purpose: notebooks narrate and call; logic lives in the domain packages.
 """
+
 from __future__ import annotations
 
 import html
@@ -34,6 +35,7 @@ def _names_are_not_tex() -> None:
     parsed as TeX (matplotlib raises on malformed math and the stage would crash). No workbench figure
     uses math text, so it is switched off for every figure made after a notebook imports this module."""
     import matplotlib
+
     matplotlib.rcParams["text.parse_math"] = False
 
 
@@ -46,6 +48,7 @@ def headless() -> bool:
     if os.environ.get("WORKBENCH_HEADLESS") == "1":
         return True
     from workbench.runs.doors import current_door
+
     return current_door() != "interactive"
 
 
@@ -54,8 +57,10 @@ def stage_params(namespace: Mapping[str, Any]) -> "Params":
     overridden them), validated against the same schema as ``workbench run``."""
     from workbench.config import Params, validate_params
     from workbench.runs.doors import remember_notebook_params
-    params = validate_params({k: v for k, v in namespace.items() if not k.startswith("_")},
-                             origin="notebook parameters", only_known=True)
+
+    params = validate_params(
+        {k: v for k, v in namespace.items() if not k.startswith("_")}, origin="notebook parameters", only_known=True
+    )
     # open_stage records these in the manifest of the run (or child run) the notebook writes into
     dumped = params.model_dump()
     remember_notebook_params({k: dumped[k] for k in namespace if k in Params.model_fields})
@@ -67,6 +72,7 @@ def show(fig: "matplotlib.figure.Figure", path: Optional[Path] = None, dpi: int 
     then close it so it is not drawn twice."""
     import matplotlib.pyplot as plt
     from IPython.display import display
+
     if path is not None:
         fig.savefig(path, dpi=dpi, bbox_inches="tight")
     display(fig)
@@ -77,6 +83,7 @@ def show(fig: "matplotlib.figure.Figure", path: Optional[Path] = None, dpi: int 
 def artifact_table(folder: Path) -> "pd.DataFrame":
     """Files a stage wrote, with their sizes, for the last cell of a notebook."""
     import pandas as pd
+
     rows = [(p.name, f"{p.stat().st_size / 1024:.1f} KiB") for p in sorted(Path(folder).iterdir()) if p.is_file()]
     return pd.DataFrame(rows, columns=["artifact", "size"])
 

@@ -4,6 +4,7 @@ run directory exists (perfectly separable data: tests/e2e/test_separable_pipelin
 
 The fast refusals (CLI exit code, no run directory) run in the quick suite; the pipeline run is slow.
 """
+
 from __future__ import annotations
 
 import html
@@ -24,10 +25,22 @@ SMOKE = ROOT / "params" / "smoke.yaml"
 
 # What a hostile or careless data file can hold in its names: script, an event handler, quotes and
 # ampersands (each string carries an & or <, so finding it verbatim in a page means it was not escaped).
-HOSTILE_LABELS = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "\"walk\" & 'run'",
-                  "<b>bold</b>&amp;", "sit<!--", "a&b"]
-HOSTILE_CHANNELS = ["<script>alert(3)</script>", "<img src=x onerror=alert(4)>", "acc_z\"'&x", "gyro<x>",
-                    "gyro&y", "</td></tr></table><script>alert(5)</script>"]
+HOSTILE_LABELS = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(2)>",
+    "\"walk\" & 'run'",
+    "<b>bold</b>&amp;",
+    "sit<!--",
+    "a&b",
+]
+HOSTILE_CHANNELS = [
+    "<script>alert(3)</script>",
+    "<img src=x onerror=alert(4)>",
+    "acc_z\"'&x",
+    "gyro<x>",
+    "gyro&y",
+    "</td></tr></table><script>alert(5)</script>",
+]
 HOSTILE_SITES = ["<svg onload=alert(6)>", "wrist\"'&<"]
 HOSTILE = HOSTILE_LABELS + HOSTILE_CHANNELS + HOSTILE_SITES
 # markup that must never appear as a tag in any page (matched case-insensitively)
@@ -38,9 +51,17 @@ FORBIDDEN = [r"<script>alert\(", r"<img src=x onerror", r"<svg onload", r"<b>bol
 
 def _hostile_npz(path: Path) -> Path:
     ws = make_synthetic(n_subjects=10, windows_per_class=3, channels=6, sites=2, window=100, seed=0)
-    np.savez(path, X=ws.X, y=ws.y, subject=ws.subject, label_names=np.array(HOSTILE_LABELS),
-             channel_names=np.array(HOSTILE_CHANNELS), site_names=np.array(HOSTILE_SITES),
-             sample_rate_hz=np.array(50.0), provenance=np.array(SYNTHETIC))
+    np.savez(
+        path,
+        X=ws.X,
+        y=ws.y,
+        subject=ws.subject,
+        label_names=np.array(HOSTILE_LABELS),
+        channel_names=np.array(HOSTILE_CHANNELS),
+        site_names=np.array(HOSTILE_SITES),
+        sample_rate_hz=np.array(50.0),
+        provenance=np.array(SYNTHETIC),
+    )
     return path
 
 
@@ -57,13 +78,13 @@ def test_hostile_names_are_escaped_in_every_page(tmp_path):
     run = run_pipeline(params, root=tmp_path / "out", progress=False, log=lambda *_: None)
     assert run.manifest()["status"] == "succeeded"
     pages = _pages(run.path)
-    assert len(pages) >= 17, [p.name for p in pages]   # 8 stages x (full, results) + index
+    assert len(pages) >= 17, [p.name for p in pages]  # 8 stages x (full, results) + index
     seen_escaped = set()
     for page in pages:
         text = page.read_text(encoding="utf-8")
         for pattern in FORBIDDEN:
             hit = re.search(pattern, text, flags=re.I)
-            near = text[max(0, hit.start() - 200):hit.end() + 80] if hit else ""
+            near = text[max(0, hit.start() - 200) : hit.end() + 80] if hit else ""
             assert hit is None, f"{page.name}: unescaped markup near {near!r}"
         for name in HOSTILE:
             assert name not in text, f"{page.name} holds {name!r} verbatim"
@@ -86,22 +107,28 @@ def _no_run_dir(tmp_path: Path) -> bool:
     return not out.exists() or not any(out.iterdir())
 
 
-@pytest.mark.parametrize("args,message", [
-    (["-p", "epochs", "true"], r"epochs: Input should be a valid integer.*got True"),
-    (["-p", "epochs", "3.5"], r"epochs: Input should be a valid integer"),
-    (["-p", "label_set", "[1, 2]"], r"label_set applies only to dataset 'hapt'"),
-    (["-p", "hef_path", "{missing}"], r"is not a file"),
-    (["-p", "hef_path", "{text}"], r"does not start with the HEF magic"),
-    (["-p", "quant_calib_size", "100000", "-p", "quant_compare_sizes", "[16, 90000]"],
-     r"quant_calib_size=100000 > \d+ training windows(.|\n)*quant_compare_sizes \[16, 90000\]: \[90000\]"),
-    (["-p", "dataset", "npz", "-p", "data_dir", "{text}"], r"is not an \.npz archive \(it looks like a text file"),
-])
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["-p", "epochs", "true"], r"epochs: Input should be a valid integer.*got True"),
+        (["-p", "epochs", "3.5"], r"epochs: Input should be a valid integer"),
+        (["-p", "label_set", "[1, 2]"], r"label_set applies only to dataset 'hapt'"),
+        (["-p", "hef_path", "{missing}"], r"is not a file"),
+        (["-p", "hef_path", "{text}"], r"does not start with the HEF magic"),
+        (
+            ["-p", "quant_calib_size", "100000", "-p", "quant_compare_sizes", "[16, 90000]"],
+            r"quant_calib_size=100000 > \d+ training windows(.|\n)*quant_compare_sizes \[16, 90000\]: \[90000\]",
+        ),
+        (["-p", "dataset", "npz", "-p", "data_dir", "{text}"], r"is not an \.npz archive \(it looks like a text file"),
+    ],
+)
 def test_refused_before_a_run_directory_exists(tmp_path, capsys, args, message):
     text = tmp_path / "notes.txt"
     text.write_text("subject,label\n1,walk\n")
     (tmp_path / "notes.npz").write_text("subject,label\n1,walk\n")
-    args = [a.format(missing=tmp_path / "nope.hef", text=tmp_path / "notes.npz" if "npz" in args else text)
-            for a in args]
+    args = [
+        a.format(missing=tmp_path / "nope.hef", text=tmp_path / "notes.npz" if "npz" in args else text) for a in args
+    ]
     assert _run_cli(tmp_path, *args) == 2
     err = capsys.readouterr().err
     assert re.search(message, err), err
@@ -122,15 +149,35 @@ def test_nan_checkpoint_refused_before_a_run(tmp_path, capsys):
     import torch
 
     from workbench.model import FSQClassifier, ModelConfig
-    cfg = ModelConfig(in_channels=9, sites=2, window=100, num_classes=6, encoder_channels=[8, 16], kernel_time=5,
-                      fsq_levels=[8, 6, 5, 5, 4], head_hidden=16, dropout=0.1)
+
+    cfg = ModelConfig(
+        in_channels=9,
+        sites=2,
+        window=100,
+        num_classes=6,
+        encoder_channels=[8, 16],
+        kernel_time=5,
+        fsq_levels=[8, 6, 5, 5, 4],
+        head_hidden=16,
+        dropout=0.1,
+    )
     model = FSQClassifier(cfg)
     state = model.state_dict()
     state["head.0.bias"][0] = float("nan")
     ckpt = tmp_path / "checkpoint.pt"
-    torch.save({"format": "workbench-fsq-checkpoint", "format_version": 1, "config": cfg.to_dict(),
-                "state_dict": state, "normalizer": {"mean": [0.0], "std": [1.0]}, "label_names": list("abcdef"),
-                "provenance": {}, "metrics": {}}, ckpt)
+    torch.save(
+        {
+            "format": "workbench-fsq-checkpoint",
+            "format_version": 1,
+            "config": cfg.to_dict(),
+            "state_dict": state,
+            "normalizer": {"mean": [0.0], "std": [1.0]},
+            "label_names": list("abcdef"),
+            "provenance": {},
+            "metrics": {},
+        },
+        ckpt,
+    )
     assert _run_cli(tmp_path, "-p", "mode", "load", "-p", "checkpoint_path", str(ckpt)) == 2
     err = capsys.readouterr().err
     assert "non-finite weights (NaN or inf) in head.0.bias (1 of" in err and "Traceback" not in err

@@ -8,6 +8,7 @@ in a fresh interpreter, with the fake DFC and HailoRT (tests/fakes) on the path.
 installed it is blocked for these runs, so a stray ``import torch`` fails here too. Every notebook
 gets one extra last cell that reports ``"torch" in sys.modules`` from its own kernel.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -37,9 +38,11 @@ def parent_run(request) -> Path:
         assert (path / "artifacts" / "05_calibrate_int8").is_dir(), f"{path} has no stage 05"
         return path
     if importlib.util.find_spec("torch") is None:
-        pytest.fail("no torch here and WORKBENCH_PARENT_RUN is not set: make the parent run (stages 01-05) with "
-                    "the default environment and point WORKBENCH_PARENT_RUN at it (make test-profiles does)")
-    return request.getfixturevalue("smoke_run").path    # the suite's one smoke run (stages 01-08)
+        pytest.fail(
+            "no torch here and WORKBENCH_PARENT_RUN is not set: make the parent run (stages 01-05) with "
+            "the default environment and point WORKBENCH_PARENT_RUN at it (make test-profiles does)"
+        )
+    return request.getfixturevalue("smoke_run").path  # the suite's one smoke run (stages 01-08)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,8 @@ def probe_env(tmp_path_factory) -> dict:
         block = tmp / "block"
         (block / "torch").mkdir(parents=True)
         (block / "torch" / "__init__.py").write_text(
-            'raise ImportError("torch is blocked in this test: stages 06-08 must run without it")\n')
+            'raise ImportError("torch is blocked in this test: stages 06-08 must run without it")\n'
+        )
         paths.insert(0, str(block))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(paths + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
@@ -70,12 +74,30 @@ def probe_env(tmp_path_factory) -> dict:
 def _cli_run(env: dict, outputs: Path, *args: str) -> Path:
     """`workbench run ...` in a fresh interpreter; returns the new run directory. The interpreter also
     reports whether the pipeline process itself imported torch."""
-    code = ("import sys\nfrom workbench.cli import main\nrc = main(sys.argv[1:])\n"
-            f"print('PIPELINE', '{MARK}', 'torch' in sys.modules)\nsys.exit(rc)")
+    code = (
+        "import sys\nfrom workbench.cli import main\nrc = main(sys.argv[1:])\n"
+        f"print('PIPELINE', '{MARK}', 'torch' in sys.modules)\nsys.exit(rc)"
+    )
     before = set(outputs.iterdir()) if outputs.is_dir() else set()
-    proc = subprocess.run([sys.executable, "-c", code, "run", "-f", str(ROOT / "params" / "smoke.yaml"),
-                           "--outputs", str(outputs), "--no-progress", *args],
-                          env=env, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            code,
+            "run",
+            "-f",
+            str(ROOT / "params" / "smoke.yaml"),
+            "--outputs",
+            str(outputs),
+            "--no-progress",
+            *args,
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert f"PIPELINE {MARK} False" in proc.stdout, proc.stdout[-2000:]
     (new,) = set(outputs.iterdir()) - before
@@ -110,20 +132,28 @@ def test_from_06_runs_without_torch(from_06):
     man = json.loads((from_06 / "manifest.json").read_text())
     assert man["status"] == "succeeded"
     assert man["stages"]["06_compile_hailo"]["status"] == "compiled"
-    assert man["reused_from_parent"] == ["01_train_or_load", "02_export_onnx", "03_inspect_graph",
-                                         "04_split_at_round", "05_calibrate_int8"]
-    assert _probe_results(from_06) == {"06_compile_hailo": "False", "07_evaluate_on_device": "False",
-                                       "08_reliability": "False", "09_deploy": "False"}
+    assert man["reused_from_parent"] == [
+        "01_train_or_load",
+        "02_export_onnx",
+        "03_inspect_graph",
+        "04_split_at_round",
+        "05_calibrate_int8",
+    ]
+    assert _probe_results(from_06) == {
+        "06_compile_hailo": "False",
+        "07_evaluate_on_device": "False",
+        "08_reliability": "False",
+        "09_deploy": "False",
+    }
     _check_07(from_06)
     rel = json.loads((from_06 / "artifacts" / "08_reliability" / "reliability.json").read_text())
     assert {s["backend"] for s in rel["sources"] if s["used"]} >= {"ort-fp32", "hailo8-device"}
 
 
 def test_from_07_on_the_copied_run_without_torch(from_06, probe_env, tmp_path_factory):
-    copy = tmp_path_factory.mktemp("copied") / from_06.name        # a run directory moved to another machine
+    copy = tmp_path_factory.mktemp("copied") / from_06.name  # a run directory moved to another machine
     shutil.copytree(from_06, copy)
     run07 = _cli_run(probe_env, tmp_path_factory.mktemp("runs07"), "--from", "07", "--parent", str(copy))
     assert json.loads((run07 / "manifest.json").read_text())["status"] == "succeeded"
-    assert _probe_results(run07) == {"07_evaluate_on_device": "False", "08_reliability": "False",
-                                     "09_deploy": "False"}
+    assert _probe_results(run07) == {"07_evaluate_on_device": "False", "08_reliability": "False", "09_deploy": "False"}
     _check_07(run07)

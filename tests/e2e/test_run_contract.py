@@ -5,6 +5,7 @@ killed processes leave a true manifest, `list` survives damaged runs, a refused 
 Slow tests go through the real papermill and a real kernel on params/smoke.yaml; the finished run is the
 session's `smoke_run`, which no test writes into (every file is hashed before and after).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,8 +34,11 @@ slow = pytest.mark.slow
 
 # ---- helpers ------------------------------------------------------------------------------------
 def tree_hashes(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def run_dirs(root: Path) -> set[Path]:
@@ -46,10 +50,17 @@ def fake_run(root: Path, stages: dict[str, str], **manifest) -> Run:
     run = Run.create("fake", root)
     for name in stages:
         run.stage_dir(name[:2]).joinpath("a.txt").write_text(name)
-    run.write_json("manifest.json", {"run_id": run.run_id, "created": "2026-01-01T00:00:00+00:00",
-                                     "status": "succeeded", "params": {"seed": 0},
-                                     "stages": {n: {"status": s} for n, s in stages.items()},
-                                     **manifest})
+    run.write_json(
+        "manifest.json",
+        {
+            "run_id": run.run_id,
+            "created": "2026-01-01T00:00:00+00:00",
+            "status": "succeeded",
+            "params": {"seed": 0},
+            "stages": {n: {"status": s} for n, s in stages.items()},
+            **manifest,
+        },
+    )
     return run
 
 
@@ -84,7 +95,7 @@ def project(tmp_path, monkeypatch):
 
 def test_run_dir_resolves_from_the_notebooks_folder(project, monkeypatch):
     run = fake_run(project / "outputs", {"01_train_or_load": "succeeded"})
-    monkeypatch.chdir(project / "notebooks")   # where Jupyter kernels start
+    monkeypatch.chdir(project / "notebooks")  # where Jupyter kernels start
     for ref in (run.run_id, f"outputs/{run.run_id}", str(run.path), f"  {run.run_id} "):
         assert Run.open(ref).path == run.path.resolve(), ref
     with pytest.raises(RunError, match="python -m workbench list"):
@@ -97,7 +108,7 @@ def test_empty_run_dir_hint_names_a_command_that_works(project, monkeypatch):
         open_stage("", "04")
     msg = str(e.value)
     assert "03_inspect_graph" in msg and "python -m workbench run --to 03" in msg
-    assert "--to 04" not in msg   # the stage guard refused `run --to 04` here before
+    assert "--to 04" not in msg  # the stage guard refused `run --to 04` here before
 
 
 # ---- one rule for every door --------------------------------------------------------------------
@@ -122,10 +133,10 @@ def test_interactive_stage_continues_only_while_open(project, monkeypatch, capsy
     monkeypatch.setenv("WORKBENCH_DOOR", "interactive")
     first = open_stage("", "01")
     run = first.run
-    assert run.path.parent == project / "outputs"          # the root outputs/, not notebooks/outputs
+    assert run.path.parent == project / "outputs"  # the root outputs/, not notebooks/outputs
     man = run.manifest()
     assert man["started_by"] == "interactive" and man["status"] == "open" and man["pid"] == os.getpid()
-    assert open_stage(run.run_id, "01").run.path == run.path       # same kernel: continue
+    assert open_stage(run.run_id, "01").run.path == run.path  # same kernel: continue
     # another live kernel holds the stage: this one gets a child
     man["stages"]["01_train_or_load"].update(pid=os.getppid(), pid_start=None)
     run.write_json("manifest.json", man)
@@ -161,13 +172,22 @@ def test_list_survives_damaged_runs_and_shows_dead_runs_as_stale(tmp_path, capsy
     not_a_dict = Run.create("list", root)
     not_a_dict.manifest_path.write_text("[1, 2]")
     rows = fake_run(root, {"01_train_or_load": "succeeded"})
-    rows.write_json("metrics.json", {"metrics": [{"name": "test_accuracy"}, {"value": 0.5},
-                                                 {"name": "accuracy", "value": 0.75, "backend": "ort-fp32"},
-                                                 "junk"]})
+    rows.write_json(
+        "metrics.json",
+        {
+            "metrics": [
+                {"name": "test_accuracy"},
+                {"value": 0.5},
+                {"name": "accuracy", "value": 0.75, "backend": "ort-fp32"},
+                "junk",
+            ]
+        },
+    )
     dead = subprocess.Popen(["true"])
     dead.wait()
-    stale = fake_run(root, {"01_train_or_load": "running"}, status="running", pid=dead.pid,
-                     hostname=os.uname().nodename)
+    stale = fake_run(
+        root, {"01_train_or_load": "running"}, status="running", pid=dead.pid, hostname=os.uname().nodename
+    )
     assert main(["list", "--outputs", str(root)]) == 0
     lines = {ln.split()[0]: ln for ln in capsys.readouterr().out.splitlines()[1:]}
     assert "unreadable" in lines[corrupt.run_id] and "unreadable" in lines[not_a_dict.run_id]
@@ -181,6 +201,7 @@ def test_write_failure_is_one_clear_error_and_leaves_no_temp_file(tmp_path, monk
 
     def disk_full(self, target):
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(Path, "replace", disk_full)
     with pytest.raises(RunError, match="cannot write .*manifest.json: No space left on device"):
         run.write_json("manifest.json", {"status": "running"})
@@ -190,8 +211,7 @@ def test_write_failure_is_one_clear_error_and_leaves_no_temp_file(tmp_path, monk
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs /proc (an outputs folder nobody can write)")
 def test_unwritable_outputs_is_one_clear_line(capsys):
-    code = main(["run", "--outputs", "/proc/workbench-outputs", "-f", str(ROOT / "params/smoke.yaml"),
-                 "--to", "01"])
+    code = main(["run", "--outputs", "/proc/workbench-outputs", "-f", str(ROOT / "params/smoke.yaml"), "--to", "01"])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: cannot create a run directory under /proc/workbench-outputs/")
     assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
@@ -200,7 +220,7 @@ def test_unwritable_outputs_is_one_clear_line(capsys):
 # ---- slow: the real papermill, a real kernel, real signals ---------------------------------------
 def readme_papermill_block() -> str:
     text = (ROOT / "README.md").read_text()
-    section = text[text.index("### With papermill directly"):]
+    section = text[text.index("### With papermill directly") :]
     return re.search(r"```bash\n(.*?)```", section, re.S).group(1)
 
 
@@ -209,13 +229,20 @@ def test_readme_papermill_command_keeps_the_parent_and_makes_a_listed_child(smok
     root = smoke_run.path.parent
     before = tree_hashes(smoke_run.path)
     runs_before = run_dirs(root)
-    repo_before = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
-                                 capture_output=True, text=True).stdout
+    repo_before = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
     script = readme_papermill_block().replace("<run-id>", smoke_run.run_id)
-    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=ROOT, capture_output=True,
-                          text=True, env=env_for(root), timeout=600)
+    proc = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env=env_for(root),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert tree_hashes(smoke_run.path) == before          # every file of the parent byte-identical
+    assert tree_hashes(smoke_run.path) == before  # every file of the parent byte-identical
     new = run_dirs(root) - runs_before
     assert len(new) == 1
     child = Run(new.pop())
@@ -233,9 +260,10 @@ def test_readme_papermill_command_keeps_the_parent_and_makes_a_listed_child(smok
     assert main(["list", "--outputs", str(root)]) == 0
     listed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(child.run_id)]
     assert listed and "succeeded" in listed[0] and "papermill" in listed[0]
-    repo_after = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT,
-                                capture_output=True, text=True).stdout
-    assert repo_after == repo_before                      # nothing left in the repository
+    repo_after = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=all"], cwd=ROOT, capture_output=True, text=True
+    ).stdout
+    assert repo_after == repo_before  # nothing left in the repository
 
 
 @slow
@@ -243,14 +271,34 @@ def test_notebook_run_from_notebooks_dir_finds_the_run_by_id(smoke_run, tmp_path
     root = smoke_run.path.parent
     before = tree_hashes(smoke_run.path)
     out_nb = tmp_path / "03.ipynb"
-    proc = subprocess.run([str(Path(PY).parent / "papermill"), "03_inspect_graph.ipynb", str(out_nb),
-                           "-p", "run_dir", smoke_run.run_id, "-k", "python3", "--cwd", "."],
-                          cwd=ROOT / "notebooks", capture_output=True, text=True, env=env_for(root),
-                          timeout=600)
+    proc = subprocess.run(
+        [
+            str(Path(PY).parent / "papermill"),
+            "03_inspect_graph.ipynb",
+            str(out_nb),
+            "-p",
+            "run_dir",
+            smoke_run.run_id,
+            "-k",
+            "python3",
+            "--cwd",
+            ".",
+        ],
+        cwd=ROOT / "notebooks",
+        capture_output=True,
+        text=True,
+        env=env_for(root),
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     nb = nbformat.read(str(out_nb), as_version=4)
-    streams = [o["text"] for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-               if o.get("output_type") == "stream" and o.get("name") == "stdout"]
+    streams = [
+        o["text"]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "stream" and o.get("name") == "stdout"
+    ]
     assert streams[0].startswith("child run ") and smoke_run.run_id in streams[0].splitlines()[0]
     child_id = streams[0].split()[2]
     child = Run(root / child_id)
@@ -261,10 +309,32 @@ def test_notebook_run_from_notebooks_dir_finds_the_run_by_id(smoke_run, tmp_path
 
 def _start_stage01(root: Path) -> subprocess.Popen:
     """A pipeline run of stage 01 long enough to be stopped in the middle of training."""
-    return subprocess.Popen([PY, "-m", "workbench", "run", "-f", str(ROOT / "params/smoke.yaml"), "--to", "01",
-                             "--outputs", str(root), "--no-progress", "-p", "epochs", "500", "-p",
-                             "patience", "500"], cwd=ROOT, env=env_for(root), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "workbench",
+            "run",
+            "-f",
+            str(ROOT / "params/smoke.yaml"),
+            "--to",
+            "01",
+            "--outputs",
+            str(root),
+            "--no-progress",
+            "-p",
+            "epochs",
+            "500",
+            "-p",
+            "patience",
+            "500",
+        ],
+        cwd=ROOT,
+        env=env_for(root),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _running_run(root: Path) -> Run:
@@ -277,8 +347,9 @@ def _running_run(root: Path) -> Run:
             if st.get("status") == "running":
                 return True
         return False
+
     wait_for(stage_running, 120, "stage 01 to start")
-    time.sleep(4)   # the kernel is up and training
+    time.sleep(4)  # the kernel is up and training
     return Run(next(iter(run_dirs(root))))
 
 
@@ -315,10 +386,10 @@ def test_sigkill_shows_the_run_as_stale(tmp_path, capsys):
     run = _running_run(root)
     proc.kill()
     proc.communicate(timeout=60)
-    assert run.manifest()["status"] == "running"        # nobody could record the end...
+    assert run.manifest()["status"] == "running"  # nobody could record the end...
     assert main(["list", "--outputs", str(root)]) == 0
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith(run.run_id)][0]
-    assert line.split()[1] == "stale"                   # ...and list does not repeat 'running'
+    assert line.split()[1] == "stale"  # ...and list does not repeat 'running'
 
 
 @slow
@@ -337,8 +408,25 @@ def test_refused_parent_leaves_no_directory(smoke_run, tmp_path, capsys):
     assert code == 2 and "status 'failed'" in capsys.readouterr().err
     assert run_dirs(root) == before
     # reused stages made with another architecture: refused with the differences listed
-    code = main(["run", "--outputs", str(root), "-f", smoke, "--from", "05", "--parent", str(smoke_run.path),
-                 "-p", "fsq_levels", "[8, 5]", "-p", "encoder_channels", "[64, 64, 64]"])
+    code = main(
+        [
+            "run",
+            "--outputs",
+            str(root),
+            "-f",
+            smoke,
+            "--from",
+            "05",
+            "--parent",
+            str(smoke_run.path),
+            "-p",
+            "fsq_levels",
+            "[8, 5]",
+            "-p",
+            "encoder_channels",
+            "[64, 64, 64]",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and "fsq_levels: parent [8, 6, 5, 5, 4], this run [8, 5]" in err
     assert "encoder_channels: parent [8, 16], this run [64, 64, 64]" in err
@@ -351,6 +439,7 @@ def test_interactive_kernel_run_is_listed_and_its_notebook_saved(project, tmp_pa
     cwd notebooks/): the run lands in the project's outputs/ with a manifest, and on kernel shutdown the
     notebook as saved is copied into the run and rendered."""
     from jupyter_client.manager import start_new_kernel
+
     saved = project / "notebooks" / "01_train_or_load.ipynb"
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("print('saved by the user')")]
@@ -359,8 +448,7 @@ def test_interactive_kernel_run_is_listed_and_its_notebook_saved(project, tmp_pa
     env.pop("WORKBENCH_OUTPUTS")
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(project / "notebooks"), env=env)
     try:
-        reply = kc.execute_interactive('from workbench.runs import open_stage\nst = open_stage("", "01")',
-                                       timeout=120)
+        reply = kc.execute_interactive('from workbench.runs import open_stage\nst = open_stage("", "01")', timeout=120)
         assert reply["content"]["status"] == "ok"
     finally:
         kc.stop_channels()

@@ -1,6 +1,7 @@
 """The run page a reviewer receives: the summary tells the story, renders are clean, and the html/ folder
 works wherever it is moved. Reads the session's smoke run (never writes into it); the child-run check
 makes a child run (stage 08 only) beside it."""
+
 import json
 import re
 import shutil
@@ -34,8 +35,7 @@ def local_links(page: Path) -> list[str]:
     """Links of a page that point at files (not web addresses, anchors or embedded data)."""
     parser = _Links()
     parser.feed(page.read_text(encoding="utf-8"))
-    return [h for h in parser.hrefs
-            if not urlparse(h).scheme and not h.startswith("#") and not h.startswith("//")]
+    return [h for h in parser.hrefs if not urlparse(h).scheme and not h.startswith("#") and not h.startswith("//")]
 
 
 def broken_links(html_dir: Path) -> list[tuple[str, str]]:
@@ -50,18 +50,22 @@ def broken_links(html_dir: Path) -> list[tuple[str, str]]:
 
 def test_summary_tells_int8_effect_and_what_did_not_run(smoke_run):
     index = (smoke_run.path / "html" / "index.html").read_text(encoding="utf-8")
-    summary = index[index.index("<section class='summary'>"): index.index("</section>")]
+    summary = index[index.index("<section class='summary'>") : index.index("</section>")]
     assert "INT8 effect" in summary and "of test windows change their whole FSQ code" in summary
     code_flip = next(m["value"] for m in smoke_run.metrics() if m["name"] == "code_flip_rate")
     assert f"{100 * code_flip:.2f} %" in summary
     reason = smoke_run.manifest()["stages"]["06_compile_hailo"]["stage_status"]["reason"]
     import html
+
     assert "<b>HEF</b>: not run" in summary and html.escape(reason) in summary
     assert "<b>Hailo-8 device</b>: not run" in summary
     assert "ECE before" in summary and "Conformal prediction sets" in summary
     # torch-fp32 and ort-fp32 agree exactly on the smoke run: one row naming both
-    acc = {m["backend"]: m["value"] for m in smoke_run.metrics()
-           if m["stage"] == "07_evaluate_on_device" and m["name"] == "accuracy"}
+    acc = {
+        m["backend"]: m["value"]
+        for m in smoke_run.metrics()
+        if m["stage"] == "07_evaluate_on_device" and m["name"] == "accuracy"
+    }
     if acc["torch-fp32"] == acc["ort-fp32"]:
         assert "<code>torch-fp32</code> = <code>ort-fp32</code>" in summary
     # provenance is collapsed
@@ -90,12 +94,17 @@ def test_successful_stage_renders_clean(smoke_run, stage):
     for rel in entry["html"].values():
         page = (smoke_run.path / rel).read_text(encoding="utf-8")
         assert not TQDM_FRAGMENT.search(page), (rel, TQDM_FRAGMENT.search(page).group(0))
-        assert not ANSI.search(page), (rel, page[ANSI.search(page).start() - 200: ANSI.search(page).end() + 200])
+        assert not ANSI.search(page), (rel, page[ANSI.search(page).start() - 200 : ANSI.search(page).end() + 200])
         assert "Traceback (most recent call last)" not in page, rel
     nb = nbformat.read(str(smoke_run.path / "notebooks" / f"{stage}.ipynb"), as_version=4)
-    stray = [c.source.splitlines()[-1] for c in nb.cells if c.cell_type == "code"
-             for o in c.get("outputs", []) if o.get("output_type") == "execute_result"
-             and re.fullmatch(r"-?\d+", o.get("data", {}).get("text/plain", "").strip())]
+    stray = [
+        c.source.splitlines()[-1]
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "execute_result"
+        and re.fullmatch(r"-?\d+", o.get("data", {}).get("text/plain", "").strip())
+    ]
     assert not stray, f"{stage}: cells ending in a bare value: {stray}"
 
 
@@ -108,14 +117,21 @@ def test_the_cleanliness_patterns_catch_what_they_name():
 
 def test_child_run_page_shows_and_links_parent_stages(smoke_run, tmp_path):
     params = load_params([ROOT / "params" / "smoke.yaml"], {"run_label": "child-page"})
-    child = run_pipeline(params, from_stage="08", parent=smoke_run.run_id, root=smoke_run.path.parent,
-                         progress=False, log=lambda *_: None)
+    child = run_pipeline(
+        params,
+        from_stage="08",
+        parent=smoke_run.run_id,
+        root=smoke_run.path.parent,
+        progress=False,
+        log=lambda *_: None,
+    )
     index = (child.path / "html" / "index.html").read_text(encoding="utf-8")
     for s in ("01", "07"):
         assert f"<a href='{STAGE_NAMES[s]}.html'>" in index
         assert (child.path / "html" / f"{STAGE_NAMES[s]}.html").is_file()
-    fp32 = next(m["value"] for m in smoke_run.metrics() if m["name"] == "test_accuracy"
-                and m["backend"] == "torch-fp32")
+    fp32 = next(
+        m["value"] for m in smoke_run.metrics() if m["name"] == "test_accuracy" and m["backend"] == "torch-fp32"
+    )
     assert "(parent)" in index and f"{fp32:.4g}" in index
     assert "INT8 effect" in index  # from the parent's stages 05 and 07
     assert smoke_run.run_id in index

@@ -4,6 +4,7 @@ Stage 08 used to stop with "temperature search and grid disagree": on separable 
 falling as T -> 0, so no temperature minimises it. The data here are separable by construction (class k is
 a strong tone on channel k); the run must succeed and say that T is not identifiable.
 """
+
 import csv
 import json
 from pathlib import Path
@@ -30,22 +31,36 @@ def _separable_npz(path: Path) -> Path:
                 X.append(x)
                 y.append(k)
                 s.append(subject)
-    np.savez(path, X=np.array(X, dtype=np.float32), y=np.array(y), subject=np.array(s),
-             label_names=np.array(["walk", "sit", "lie"]), sample_rate_hz=50.0)
+    np.savez(
+        path,
+        X=np.array(X, dtype=np.float32),
+        y=np.array(y),
+        subject=np.array(s),
+        label_names=np.array(["walk", "sit", "lie"]),
+        sample_rate_hz=50.0,
+    )
     return path
 
 
 def test_perfectly_separable_data_completes_every_stage(tmp_path):
     data = _separable_npz(tmp_path / "separable.npz")
-    params = load_params([ROOT / "params" / "smoke.yaml"],
-                         {"dataset": "npz", "data_dir": str(data), "epochs": 60, "patience": 60,
-                          "learning_rate": 0.01, "run_label": "separable"})
+    params = load_params(
+        [ROOT / "params" / "smoke.yaml"],
+        {
+            "dataset": "npz",
+            "data_dir": str(data),
+            "epochs": 60,
+            "patience": 60,
+            "learning_rate": 0.01,
+            "run_label": "separable",
+        },
+    )
     run = run_pipeline(params, root=tmp_path / "outputs", progress=False, log=lambda *_: None)
     man = run.manifest()
     assert man["status"] == "succeeded", man
     rel = json.loads((run.path / "artifacts" / "08_reliability" / "reliability.json").read_text())
     for backend, r in rel["backends"].items():
-        assert r["temperature"]["identifiable"] is False, backend        # the validation windows are all right
+        assert r["temperature"]["identifiable"] is False, backend  # the validation windows are all right
         assert r["temperature"]["temperature"] == 1.0 and "not identifiable" in r["temperature"]["reason"]
         assert r["test_before_scaling"]["accuracy"]["value"] == 1.0
     card = list(csv.DictReader((run.path / "artifacts" / "08_reliability" / "report_card.csv").open()))

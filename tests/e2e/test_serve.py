@@ -2,6 +2,7 @@
 client, a bundle from a real (smoke) run. Answers must equal stage 07's predictions for the same windows
 and backend; bad input gets a 4xx naming the expected shape and the service keeps serving; a bounded
 concurrent load completes without errors and /metrics counts it; a tampered bundle never starts."""
+
 from __future__ import annotations
 
 import hashlib
@@ -47,9 +48,13 @@ class Served:
     def __init__(self, bundle: Path, *args: str, env: dict | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.proc = subprocess.Popen([sys.executable, "-m", "workbench", "serve", str(bundle), "--port",
-                                      str(self.port), *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, env=env)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "workbench", "serve", str(bundle), "--port", str(self.port), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
 
     def wait_ready(self, timeout: float = 60) -> "Served":
         deadline = time.time() + timeout
@@ -83,8 +88,9 @@ def bundle_dir(run) -> Path:
 
 @pytest.fixture(scope="module")
 def server(bundle_dir):
-    s = Served(bundle_dir, "--backend", "ort-int8", "--max-windows", str(MAX_WINDOWS), "--max-body-mb",
-               str(MAX_BODY_MB)).wait_ready()
+    s = Served(
+        bundle_dir, "--backend", "ort-int8", "--max-windows", str(MAX_WINDOWS), "--max-body-mb", str(MAX_BODY_MB)
+    ).wait_ready()
     yield s
     s.stop()
 
@@ -103,7 +109,7 @@ def metric(url: str, name: str, **labels: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
             head, value = line.rsplit(" ", 1)
-            got = head[len(name):]
+            got = head[len(name) :]
             if not labels or _labels(got) == _labels(want):
                 return float(value)
     return 0.0
@@ -119,7 +125,7 @@ def test_healthz_names_backend_run_and_model(server, bundle_dir, run):
     assert h["backend"] == "ort-int8-emulated" and h["run_id"] == run.run_id
     assert h["model_file"] == "npu_int8.onnx"
     assert h["model_sha256"] == hashlib.sha256((bundle_dir / "npu_int8.onnx").read_bytes()).hexdigest()
-    assert h["hef_sha256"] is None            # the smoke run has no HEF
+    assert h["hef_sha256"] is None  # the smoke run has no HEF
     assert h["uptime_s"] > 0 and h["input_shape"] == [9, 2, 100]
 
 
@@ -128,20 +134,24 @@ def test_npy_batches_equal_stage07(server, stage07):
     (the code index recomputed here from stage 07's levels), logits within the host post-processor's
     tolerance, probabilities softmax(logits / T)."""
     from scipy.special import softmax
+
     ref, ws = stage07
     idx = ref["index"]
     T = httpx.get(server.url + "/healthz").json()["temperature"]
     got = []
     for i in range(0, len(idx), MAX_WINDOWS):
-        r = httpx.post(server.url + "/infer", content=npy(ws.X[idx[i:i + MAX_WINDOWS]]),
-                       headers={"content-type": "application/octet-stream"})
+        r = httpx.post(
+            server.url + "/infer",
+            content=npy(ws.X[idx[i : i + MAX_WINDOWS]]),
+            headers={"content-type": "application/octet-stream"},
+        )
         assert r.status_code == 200, r.text
         body = r.json()
         assert body["backend"] == "ort-int8-emulated"
         got += body["predictions"]
     levels = np.array([p["fsq_levels"] for p in got], dtype=np.float32)
     logits = np.array([p["logits"] for p in got], dtype=np.float32)
-    assert np.array_equal(levels, ref["levels"])      # integer levels (JSON has no -0.0: compare values)
+    assert np.array_equal(levels, ref["levels"])  # integer levels (JSON has no -0.0: compare values)
     assert row_scaled_ulp(logits, ref["logits"]).max() <= LOGIT_ROW_ULP_TOL
     assert [p["class_index"] for p in got] == ref["logits"].argmax(1).tolist()
     probs = np.array([p["probabilities"] for p in got])
@@ -156,8 +166,9 @@ def test_json_one_window_equals_npy(server, stage07, bundle_dir):
     _, ws = stage07
     x = ws.X[3]
     a = httpx.post(server.url + "/infer", json={"windows": x.tolist()}).json()
-    b = httpx.post(server.url + "/infer", content=npy(x[None]),
-                   headers={"content-type": "application/octet-stream"}).json()
+    b = httpx.post(
+        server.url + "/infer", content=npy(x[None]), headers={"content-type": "application/octet-stream"}
+    ).json()
     assert a["n"] == b["n"] == 1
     assert a["predictions"] == b["predictions"]
     p = a["predictions"][0]
@@ -176,11 +187,16 @@ def _bad_requests():
     nan[1, 3, 0, 7] = np.nan
     inf = good.copy()
     inf[0, 0, 0, 0] = np.inf
-    big64 = np.full((1, 9, 2, 100), 1e300)           # finite in float64, inf in float32
+    big64 = np.full((1, 9, 2, 100), 1e300)  # finite in float64, inf in float32
     return [
         ("json wrong shape", json.dumps({"windows": [[1.0, 2.0], [3.0, 4.0]]}), "application/json", 422, "shape"),
-        ("json transposed window", json.dumps({"windows": np.zeros((100, 2, 9)).tolist()}), "application/json", 422,
-         "shape"),
+        (
+            "json transposed window",
+            json.dumps({"windows": np.zeros((100, 2, 9)).tolist()}),
+            "application/json",
+            422,
+            "shape",
+        ),
         ("json ragged", json.dumps({"windows": [[1.0], [1.0, 2.0]]}), "application/json", 422, "shape"),
         ("json strings", json.dumps({"windows": [["a"] * 100] * 2}), "application/json", 422, "dtype"),
         ("json bools", json.dumps({"windows": np.zeros((9, 2, 100), bool).tolist()}), "application/json", 422, "dtype"),
@@ -198,10 +214,20 @@ def _bad_requests():
         ("npy complex", npy(good.astype(np.complex64)), "application/octet-stream", 422, "dtype"),
         ("npy strings", npy(np.array(["a", "b"])), "application/octet-stream", 422, "dtype"),
         ("npy pickled objects", b"\x93NUMPY" + b"junk", "application/octet-stream", 400, "bad_npy"),
-        ("npy too many windows", npy(np.zeros((MAX_WINDOWS + 1, 9, 2, 100), np.float32)), "application/octet-stream",
-         413, "too_many"),
-        ("body too large", npy(np.zeros((300, 9, 2, 100), np.float32)), "application/octet-stream", 413,
-         "body_too_large"),
+        (
+            "npy too many windows",
+            npy(np.zeros((MAX_WINDOWS + 1, 9, 2, 100), np.float32)),
+            "application/octet-stream",
+            413,
+            "too_many",
+        ),
+        (
+            "body too large",
+            npy(np.zeros((300, 9, 2, 100), np.float32)),
+            "application/octet-stream",
+            413,
+            "body_too_large",
+        ),
         ("empty body", b"", "application/json", 422, "empty"),
         ("form content type", "windows=1", "application/x-www-form-urlencoded", 415, "content_type"),
         ("no content type", npy(good), None, 415, "content_type"),
@@ -218,7 +244,7 @@ def test_bad_input_is_a_4xx_naming_the_shape(server, name, body, ctype, status, 
     assert err["error"] == kind
     assert "(9, 2, 100)" in err["expected"] and "(N, 9, 2, 100)" in err["expected"]
     assert metric(server.url, "edgeinfer_errors_total", kind=kind) == before + 1
-    ok = httpx.post(server.url + "/infer", json={"windows": np.zeros((9, 2, 100)).tolist()})   # still serving
+    ok = httpx.post(server.url + "/infer", json={"windows": np.zeros((9, 2, 100)).tolist()})  # still serving
     assert ok.status_code == 200
 
 
@@ -233,7 +259,7 @@ def test_pickled_npy_is_refused_not_loaded(server, tmp_path):
 def test_concurrent_load_without_errors_and_counted(server, stage07):
     """2,000 requests from 8 clients (threads, keep-alive connections), bounded in time."""
     _, ws = stage07
-    bodies = [npy(ws.X[i:i + 1 + i % 3]) for i in range(16)]          # batches of 1-3 windows
+    bodies = [npy(ws.X[i : i + 1 + i % 3]) for i in range(16)]  # batches of 1-3 windows
     sent = {"n": 0, "windows": 0}
     lock = threading.Lock()
     errors: list[str] = []
@@ -333,8 +359,9 @@ def test_fake_hailo_device_served_like_stage07(smoke_run_fake_hailo):
         with np.load(run.artifact("predictions_hailo8-device"), allow_pickle=False) as z:
             idx, levels = z["index"], z["levels"]
         ws, _ = WindowSet.load(run.artifact("windows"))
-        r = httpx.post(s.url + "/infer", content=npy(ws.X[idx]), headers={"content-type": "application/octet-stream"},
-                       timeout=60)
+        r = httpx.post(
+            s.url + "/infer", content=npy(ws.X[idx]), headers={"content-type": "application/octet-stream"}, timeout=60
+        )
         assert r.status_code == 200, r.text
         got = np.array([p["fsq_levels"] for p in r.json()["predictions"]], dtype=np.float32)
         assert np.array_equal(got, levels)

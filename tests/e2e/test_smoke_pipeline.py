@@ -3,6 +3,7 @@
 The run is the session-scoped ``smoke_run`` fixture (tests/conftest.py): the whole suite pays for the
 pipeline once, and no test writes into it (reruns are child runs).
 """
+
 import json
 from pathlib import Path
 
@@ -33,18 +34,39 @@ def test_every_stage_ran(smoke_run):
 def test_every_notebook_executed_and_rendered(smoke_run):
     for name in STAGE_NAMES.values():
         nb = nbformat.read(str(smoke_run.path / "notebooks" / f"{name}.ipynb"), as_version=4)
-        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
+        errors = [
+            o
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error"
+        ]
         assert not errors, (name, errors)
         for suffix in ("", ".results"):
             html = (smoke_run.path / "html" / f"{name}{suffix}.html").read_text()
             assert "<img" in html or name in ("06_compile_hailo", "09_deploy"), f"{name}{suffix}.html has no figure"
 
 
-@pytest.mark.parametrize("artifact", ["checkpoint", "windows", "model_onnx", "npu_onnx", "host_onnx", "split",
-                                      "calibset", "calibset_info", "npu_int8_onnx", "quant_comparison",
-                                      "model_alls", "compile_sh", "backend_table", "latency_table",
-                                      "reliability"])
+@pytest.mark.parametrize(
+    "artifact",
+    [
+        "checkpoint",
+        "windows",
+        "model_onnx",
+        "npu_onnx",
+        "host_onnx",
+        "split",
+        "calibset",
+        "calibset_info",
+        "npu_int8_onnx",
+        "quant_comparison",
+        "model_alls",
+        "compile_sh",
+        "backend_table",
+        "latency_table",
+        "reliability",
+    ],
+)
 def test_artifact_contract(smoke_run, artifact):
     assert smoke_run.artifact(artifact).stat().st_size > 0
 
@@ -73,10 +95,24 @@ def test_index_page(smoke_run):
 
 def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capsys):
     root = smoke_run.path.parent
-    before = set(root.iterdir())      # the shared smoke run has other children made by other tests
-    code = main(["run", "--outputs", str(root), "-f", str(ROOT / "params" / "smoke.yaml"), "-p",
-                 "quant_calib_strategy", "random_windows", "--from", "05", "--parent", smoke_run.run_id,
-                 "--no-progress"])
+    before = set(root.iterdir())  # the shared smoke run has other children made by other tests
+    code = main(
+        [
+            "run",
+            "--outputs",
+            str(root),
+            "-f",
+            str(ROOT / "params" / "smoke.yaml"),
+            "-p",
+            "quant_calib_strategy",
+            "random_windows",
+            "--from",
+            "05",
+            "--parent",
+            smoke_run.run_id,
+            "--no-progress",
+        ]
+    )
     assert code == 0
     (new,) = set(root.iterdir()) - before
     child = Run(new)
@@ -91,10 +127,13 @@ def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capsys):
     assert (cmp_dir / "compare_runs.html").exists()
 
 
-@pytest.mark.skipif(__import__("workbench.runs.index_page", fromlist=["find_chromium"]).find_chromium() is None,
-                    reason="chromium not installed (apt-get install chromium)")
+@pytest.mark.skipif(
+    __import__("workbench.runs.index_page", fromlist=["find_chromium"]).find_chromium() is None,
+    reason="chromium not installed (apt-get install chromium)",
+)
 def test_index_renders_in_headless_chromium(smoke_run, tmp_path):
     from workbench.runs.index_page import screenshot_index
+
     r = screenshot_index(smoke_run, tmp_path / "index.png")
     assert r["images_in_page"] >= 2 and r["images_decoded"] == r["images_in_page"]
     assert r["has_report_card"]
@@ -108,18 +147,25 @@ def test_hailo_stages_with_fake_dfc_and_hailort(smoke_run, monkeypatch):
     compute real outputs with ONNX Runtime): a HEF is compiled, stage 07 adds the emulator and device
     backends, stage 08 analyses the device and lists the emulator as replay-only instead of crashing."""
     import os
+
     fakes = Path(__file__).resolve().parents[1] / "fakes"
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fakes), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("PATH", os.pathsep.join([str(fakes / "bin"), os.environ.get("PATH", "")]))   # fake hailortcli
+    monkeypatch.setenv("PATH", os.pathsep.join([str(fakes / "bin"), os.environ.get("PATH", "")]))  # fake hailortcli
     params = load_params([ROOT / "params" / "smoke.yaml"], {"run_label": "with-fakes"})
-    run = run_pipeline(params, from_stage="06", parent=smoke_run.run_id, root=smoke_run.path.parent,
-                       progress=False, log=lambda *_: None)
+    run = run_pipeline(
+        params,
+        from_stage="06",
+        parent=smoke_run.run_id,
+        root=smoke_run.path.parent,
+        progress=False,
+        log=lambda *_: None,
+    )
     stages = run.manifest()["stages"]
     assert stages["06_compile_hailo"]["status"] == "compiled"
     assert run.artifact("hef").read_bytes()[:4] == b"\x01HEF"
     assert set(stages["07_evaluate_on_device"]["backends"]) >= {"hailo-emulator", "hailo8-device"}
     cli = json.loads(run.artifact("device_cli").read_text())
-    assert cli["errors"] == {} and cli["measure_latency"] and cli["benchmark"]   # device released for hailortcli
+    assert cli["errors"] == {} and cli["measure_latency"] and cli["benchmark"]  # device released for hailortcli
     sources = {s["backend"]: s for s in json.loads(run.artifact("reliability").read_text())["sources"]}
     assert sources["hailo8-device"]["used"] and not sources["hailo-emulator"]["used"]
     assert "replays stored test-window outputs" in sources["hailo-emulator"]["reason"]

@@ -1,4 +1,5 @@
 """Sweeps and comparisons on stand-in notebooks (the real notebooks are covered by the smoke run)."""
+
 from pathlib import Path
 
 import pytest
@@ -16,20 +17,35 @@ pytestmark = pytest.mark.slow
 def standin_notebooks(tmp_path, monkeypatch):
     d = tmp_path / "nbs"
     d.mkdir()
-    _nb(['run_dir = ""\nepochs = 30', 'from workbench.runs import open_stage\n'
-         'open_stage(run_dir, "01").path("model.txt").write_text(str(epochs))'], d / "01_train_or_load.ipynb")
-    _nb(['run_dir = ""\nquant_calib_size = 1024\nquant_calib_strategy = "stratified"',
-         'from workbench.runs import open_stage\nst = open_stage(run_dir, "02")\n'
-         'assert st.run.path.joinpath("artifacts/01_train_or_load/model.txt").exists()\n'
-         'st.record_metric("code_flip_rate", 1.0 / quant_calib_size, backend="ort-int8-emulated")'],
-        d / "02_export_onnx.ipynb")
+    _nb(
+        [
+            'run_dir = ""\nepochs = 30',
+            "from workbench.runs import open_stage\n"
+            'open_stage(run_dir, "01").path("model.txt").write_text(str(epochs))',
+        ],
+        d / "01_train_or_load.ipynb",
+    )
+    _nb(
+        [
+            'run_dir = ""\nquant_calib_size = 1024\nquant_calib_strategy = "stratified"',
+            'from workbench.runs import open_stage\nst = open_stage(run_dir, "02")\n'
+            'assert st.run.path.joinpath("artifacts/01_train_or_load/model.txt").exists()\n'
+            'st.record_metric("code_flip_rate", 1.0 / quant_calib_size, backend="ort-int8-emulated")',
+        ],
+        d / "02_export_onnx.ipynb",
+    )
     monkeypatch.setenv("WORKBENCH_NOTEBOOKS", str(d))  # read by the `workbench run` subprocesses
     return d
 
 
 def _sweep_file(tmp_path, **over) -> Path:
-    spec = {"base": [], "from": "02", "to": "02", "workers": 2,
-            "grid": {"quant_calib_size": [64, 1024], "quant_calib_strategy": ["random_windows", "stratified"]}}
+    spec = {
+        "base": [],
+        "from": "02",
+        "to": "02",
+        "workers": 2,
+        "grid": {"quant_calib_size": [64, 1024], "quant_calib_strategy": ["random_windows", "stratified"]},
+    }
     spec.update(over)
     f = tmp_path / "sweep.yaml"
     f.write_text(yaml.safe_dump(spec))
@@ -39,6 +55,7 @@ def _sweep_file(tmp_path, **over) -> Path:
 def test_sweep_runs_every_variation_with_one_parent(tmp_path, standin_notebooks):
     out = run_sweep(_sweep_file(tmp_path), root=tmp_path / "out", log=lambda *_: None)
     import json
+
     summary = json.loads((out / "sweep.json").read_text())
     runs = [Run.open(v["run"], tmp_path / "out") for v in summary["variations"]]
     assert len(runs) == 4 and all(v["error"] is None for v in summary["variations"])
@@ -68,16 +85,19 @@ def test_sweep_file_errors(tmp_path):
 
 
 def test_compare_tables(tmp_path, standin_notebooks):
-    out = run_sweep(_sweep_file(tmp_path, grid={"quant_calib_size": [64, 1024]}), root=tmp_path / "out",
-                    log=lambda *_: None)
+    out = run_sweep(
+        _sweep_file(tmp_path, grid={"quant_calib_size": [64, 1024]}), root=tmp_path / "out", log=lambda *_: None
+    )
     import json
+
     ids = [v["run"] for v in json.loads((out / "sweep.json").read_text())["variations"]]
     runs = open_runs(ids, tmp_path / "out")
     diff = param_diff(runs)
     assert list(diff.index) == ["quant_calib_size", "run_label"]
     table = metrics_table(runs)
-    assert table.loc[("02_export_onnx", "code_flip_rate", "ort-int8-emulated")].tolist() == \
-        pytest.approx([1 / 64, 1 / 1024])
+    assert table.loc[("02_export_onnx", "code_flip_rate", "ort-int8-emulated")].tolist() == pytest.approx(
+        [1 / 64, 1 / 1024]
+    )
     with pytest.raises(CompareError, match="at least two"):
         open_runs(ids[:1], tmp_path / "out")
 
@@ -89,6 +109,7 @@ def test_sweep_reports_keyed_by_varied_parameters_with_seed_aggregation(tmp_path
     progress = [ln for ln in lines if ln.startswith("sweep [")]
     assert len(progress) == 4 and all("ETA" in ln and "quant_calib_size=" in ln for ln in progress)
     import pandas as pd
+
     results = pd.read_csv(out / "results.csv")
     assert {"quant_calib_size", "seed", "run", "code_flip_rate [ort-int8-emulated]"} <= set(results.columns)
     agg = pd.read_csv(out / "aggregate.csv")
@@ -101,6 +122,7 @@ def test_sweep_reports_keyed_by_varied_parameters_with_seed_aggregation(tmp_path
 
 def test_sweep_on_a_local_ray_instance(tmp_path, standin_notebooks, monkeypatch):
     import ray as ray_mod  # pinned in requirements-dev.txt: missing is a failure, not a skip
+
     monkeypatch.setenv("RAY_raylet_start_wait_time_s", "180")  # the shared test machine can be slow
     ray_mod.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
     try:
@@ -109,6 +131,7 @@ def test_sweep_on_a_local_ray_instance(tmp_path, standin_notebooks, monkeypatch)
     finally:
         ray_mod.shutdown()
     import json
+
     summary = json.loads((out / "sweep.json").read_text())
     assert summary["executor"].startswith("Ray (local Ray instance, 2 CPUs)")
     runs = [Run.open(v["run"], tmp_path / "out") for v in summary["variations"]]

@@ -13,6 +13,7 @@ in the ``module:function`` form that ``mode: import`` accepts.
   ``latent_embeddings`` and ``code_indices``.
 * ``InputRounder`` -- rounds its input to a 0.01 grid (a Round that is not FSQ).
 """
+
 from __future__ import annotations
 
 import io
@@ -35,7 +36,7 @@ class HandFSQ(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         bounded = torch.tanh(z + self.shift) * self.half_l - self.offset
-        rounded = bounded + (torch.round(bounded) - bounded).detach()      # straight-through, kept in export
+        rounded = bounded + (torch.round(bounded) - bounded).detach()  # straight-through, kept in export
         return rounded / self.half_width
 
 
@@ -56,8 +57,12 @@ class PredecessorNet(nn.Module):
         chans = [in_channels, 32, 64, 128]
         layers: list[nn.Module] = []
         for a, b in zip(chans[:-1], chans[1:]):
-            layers += [nn.Conv2d(a, b, kernel_size=(1, 5), padding=(0, 2)), nn.BatchNorm2d(b), nn.ReLU(),
-                       nn.MaxPool2d(kernel_size=(1, 2))]
+            layers += [
+                nn.Conv2d(a, b, kernel_size=(1, 5), padding=(0, 2)),
+                nn.BatchNorm2d(b),
+                nn.ReLU(),
+                nn.MaxPool2d(kernel_size=(1, 2)),
+            ]
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.to_latent = nn.Linear(128, len(levels))
@@ -74,15 +79,21 @@ class LucidrainsFSQNet(nn.Module):
     def __init__(self, in_channels: int = 9, num_classes: int = 6, levels: Sequence[int] = (8, 5, 5, 5)):
         super().__init__()
         from vector_quantize_pytorch import FSQ
-        self.conv = nn.Sequential(nn.Conv2d(in_channels, 16, (1, 5), padding=(0, 2)), nn.BatchNorm2d(16), nn.ReLU(),
-                                  nn.Conv2d(16, 16, (1, 5), stride=(1, 2), padding=(0, 2)), nn.ReLU())
+
+        self.conv = nn.Sequential(
+            nn.Conv2d(in_channels, 16, (1, 5), padding=(0, 2)),
+            nn.BatchNorm2d(16),
+            nn.ReLU(),
+            nn.Conv2d(16, 16, (1, 5), stride=(1, 2), padding=(0, 2)),
+            nn.ReLU(),
+        )
         self.proj = nn.Linear(16, len(levels))
         self.quantizer = FSQ(levels=list(levels))
         self.classifier = nn.Sequential(nn.Linear(len(levels), 32), nn.ReLU(), nn.Linear(32, num_classes))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.conv(x).mean(dim=(2, 3))
-        codes, indices = self.quantizer(self.proj(h).unsqueeze(1))      # FSQ wants (batch, seq, dim)
+        codes, indices = self.quantizer(self.proj(h).unsqueeze(1))  # FSQ wants (batch, seq, dim)
         return self.classifier(codes.flatten(1)), indices.squeeze(1)
 
 
@@ -92,9 +103,14 @@ class TcnEncoder(nn.Module):
     def __init__(self, in_channels: int = 18, levels: Sequence[int] = (7, 5, 5, 5), time_major: bool = False):
         super().__init__()
         from vector_quantize_pytorch import FSQ
-        self.time_major = time_major           # True: (N, T, C) input, as sequence models take it
-        self.tcn = nn.Sequential(nn.Conv1d(in_channels, 24, 5, padding=4, dilation=2), nn.ReLU(),
-                                 nn.Conv1d(24, 24, 3, padding=2, dilation=2), nn.ReLU())
+
+        self.time_major = time_major  # True: (N, T, C) input, as sequence models take it
+        self.tcn = nn.Sequential(
+            nn.Conv1d(in_channels, 24, 5, padding=4, dilation=2),
+            nn.ReLU(),
+            nn.Conv1d(24, 24, 3, padding=2, dilation=2),
+            nn.ReLU(),
+        )
         self.latent = nn.Linear(24, len(levels))
         self.fsq = FSQ(levels=list(levels))
 
@@ -137,8 +153,9 @@ def _apply(X: np.ndarray, norm: dict) -> np.ndarray:
     return ((X - mean) / std).astype(np.float32)
 
 
-def train_few_steps(model: nn.Module, X: np.ndarray, y: np.ndarray, norm: dict, steps: int = 30,
-                    seed: int = 0, layout: str = "NCST") -> nn.Module:
+def train_few_steps(
+    model: nn.Module, X: np.ndarray, y: np.ndarray, norm: dict, steps: int = 30, seed: int = 0, layout: str = "NCST"
+) -> nn.Module:
     """A few Adam steps on the author's normalised windows, so the head is not at chance."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -150,7 +167,7 @@ def train_few_steps(model: nn.Module, X: np.ndarray, y: np.ndarray, norm: dict, 
         out = model(torch.from_numpy(Xn[idx]))
         logits = out[0] if isinstance(out, tuple) else out
         if logits.shape[-1] != int(y.max()) + 1 and logits.ndim == 2:
-            loss = logits.pow(2).mean()            # an encoder: any objective will do for the tests
+            loss = logits.pow(2).mean()  # an encoder: any objective will do for the tests
         else:
             loss = nn.functional.cross_entropy(logits, torch.from_numpy(y[idx]).long())
         opt.zero_grad()
@@ -172,18 +189,35 @@ def to_layout(Xn: np.ndarray, layout: str) -> np.ndarray:
     raise ValueError(layout)
 
 
-def export(model: nn.Module, path, input_shape: Sequence[int], output_names: Sequence[str],
-           dynamic: bool = True, opset: int = 13, fold: bool = True) -> None:
+def export(
+    model: nn.Module,
+    path,
+    input_shape: Sequence[int],
+    output_names: Sequence[str],
+    dynamic: bool = True,
+    opset: int = 13,
+    fold: bool = True,
+) -> None:
     """torch.onnx.export as a researcher calls it (TorchScript exporter, dynamic batch)."""
     import warnings
+
     model.eval()
     dummy = torch.zeros(tuple(input_shape))
     axes = {"input": {0: "batch"}, **{n: {0: "batch"} for n in output_names}} if dynamic else None
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), buf, input_names=["input"], output_names=list(output_names),
-                          opset_version=opset, dynamic_axes=axes, do_constant_folding=fold, dynamo=False)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            buf,
+            input_names=["input"],
+            output_names=list(output_names),
+            opset_version=opset,
+            dynamic_axes=axes,
+            do_constant_folding=fold,
+            dynamo=False,
+        )
     with open(path, "wb") as fh:
         fh.write(buf.getvalue())
 
@@ -205,18 +239,30 @@ def fsq_reference_levels(levels: Sequence[int], z: np.ndarray, eps: float = 1e-3
     return np.rint(np.tanh(z + shift) * half_l - offset)
 
 
-__all__ = ["HandFSQ", "InputRounder", "LucidrainsFSQNet", "PredecessorNet", "TcnEncoder", "author_accuracy",
-           "author_normalizer", "build_lucidrains", "build_predecessor", "export", "fsq_reference_levels",
-           "to_layout", "train_few_steps"]
+__all__ = [
+    "HandFSQ",
+    "InputRounder",
+    "LucidrainsFSQNet",
+    "PredecessorNet",
+    "TcnEncoder",
+    "author_accuracy",
+    "author_normalizer",
+    "build_lucidrains",
+    "build_predecessor",
+    "export",
+    "fsq_reference_levels",
+    "to_layout",
+    "train_few_steps",
+]
 
 
 # ---- files a researcher would bring (for the end-to-end tests) ------------------------------------
-def author_files(out_dir, kind: str, X_train: np.ndarray, y_train: np.ndarray, steps: int = 40,
-                 seed: int = 0) -> dict:
+def author_files(out_dir, kind: str, X_train: np.ndarray, y_train: np.ndarray, steps: int = 40, seed: int = 0) -> dict:
     """Train a foreign model a few steps on ``X_train`` (raw windows, (N, C, S, T)) and write what its
     author would hand over: ``model.onnx`` (dynamic batch), ``normalizer.json`` (C x S), and for the
     factory form ``weights.pt``. Returns the paths, the layout and the trained model."""
     from pathlib import Path
+
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     n, c, s, t = X_train.shape
@@ -239,5 +285,11 @@ def author_files(out_dir, kind: str, X_train: np.ndarray, y_train: np.ndarray, s
     export(model, out / "model.onnx", shape, outs, dynamic=True)
     (out / "normalizer.json").write_text(__import__("json").dumps(norm))
     torch.save(model.state_dict(), out / "weights.pt")
-    return {"onnx": out / "model.onnx", "normalizer": out / "normalizer.json", "weights": out / "weights.pt",
-            "layout": layout, "model": model, "norm": norm}
+    return {
+        "onnx": out / "model.onnx",
+        "normalizer": out / "normalizer.json",
+        "weights": out / "weights.pt",
+        "layout": layout,
+        "model": model,
+        "norm": norm,
+    }

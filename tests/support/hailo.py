@@ -5,6 +5,7 @@ The fakes live in tests/fakes; this puts that folder first on sys.path and its `
 ``hailortcli``) first on PATH, drops any cached ``hailo_*`` modules so the fakes load fresh, and undoes
 all of it afterwards (a fake device a test left open is released).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,10 +34,12 @@ def installed_fakes() -> Iterator[object]:
     os.environ["PATH"] = os.pathsep.join([str(FAKES_BIN), old_path])
     try:
         import _hailo_fake_core as core
+
         core.reset()
         yield core
     finally:
         import _hailo_fake_core as core
+
         core.release_device()
         os.environ["PATH"] = old_path
         with contextlib.suppress(ValueError):
@@ -88,26 +91,41 @@ def make_tiny_npu_onnx(path: Path, seed: int = 0, shape: tuple = ()) -> dict:
         helper.make_node("Mul", ["th", "half_l"], ["m"], name="fsq_mul"),
         helper.make_node("Sub", ["m", "offset"], ["bound"], name=TINY["end_node"]),
     ]
-    graph = helper.make_graph(nodes, "npu", [helper.make_tensor_value_info("imu", TensorProto.FLOAT, [1, c, s, t])],
-                              [helper.make_tensor_value_info("bound", TensorProto.FLOAT, [1, d])], inits)
+    graph = helper.make_graph(
+        nodes,
+        "npu",
+        [helper.make_tensor_value_info("imu", TensorProto.FLOAT, [1, c, s, t])],
+        [helper.make_tensor_value_info("bound", TensorProto.FLOAT, [1, d])],
+        inits,
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
-    return {"cut": "after_bound", "round_nodes": ["fsq_round"], "npu_output_tensor": "bound",
-            "npu_end_nodes": [TINY["end_node"]], "npu_input_name": "imu", "npu_input_shape": [1, c, s, t],
-            "npu_output_shape": [1, d], "host_input_name": "bound", "host_output_names": ["logits"],
-            "fsq_levels": [8, 6, 5, 4]}
+    return {
+        "cut": "after_bound",
+        "round_nodes": ["fsq_round"],
+        "npu_output_tensor": "bound",
+        "npu_end_nodes": [TINY["end_node"]],
+        "npu_input_name": "imu",
+        "npu_input_shape": [1, c, s, t],
+        "npu_output_shape": [1, d],
+        "host_input_name": "bound",
+        "host_output_names": ["logits"],
+        "fsq_levels": [8, 6, 5, 4],
+    }
 
 
 def ort_reference(onnx_path: Path, x_nchw):
     """Independent reference: the ONNX under onnxruntime on NCHW windows, one at a time."""
     import numpy as np
     import onnxruntime as ort
+
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name
-    return np.concatenate([sess.run(None, {name: x_nchw[i:i + 1].astype(np.float32)})[0]
-                           for i in range(len(x_nchw))]).reshape(len(x_nchw), -1)
+    return np.concatenate(
+        [sess.run(None, {name: x_nchw[i : i + 1].astype(np.float32)})[0] for i in range(len(x_nchw))]
+    ).reshape(len(x_nchw), -1)
 
 
 def make_tiny_hef(tmp_path: Path, bits16: bool = False) -> Path:
@@ -117,9 +135,17 @@ def make_tiny_hef(tmp_path: Path, bits16: bool = False) -> Path:
     from workbench.data.layout import nchw_to_nhwc
     from workbench.hailo.alls import make_model_script
     from workbench.hailo.compile import compile_with_dfc
+
     split = make_tiny_npu_onnx(tmp_path / "npu.onnx")
     calib = np.random.default_rng(3).normal(0, 1, (32, TINY["C"], TINY["S"], TINY["T"])).astype(np.float32)
-    script = make_model_script(calibset_size=32, calib_batch_size=8, optimization_level=0, compression_level=0,
-                               output_layer="output_layer1" if bits16 else None, input_is_normalized=True)
-    return compile_with_dfc(tmp_path / "npu.onnx", split, nchw_to_nhwc(calib), script, tmp_path / "06", "hailo8",
-                            "fsq").hef_path
+    script = make_model_script(
+        calibset_size=32,
+        calib_batch_size=8,
+        optimization_level=0,
+        compression_level=0,
+        output_layer="output_layer1" if bits16 else None,
+        input_is_normalized=True,
+    )
+    return compile_with_dfc(
+        tmp_path / "npu.onnx", split, nchw_to_nhwc(calib), script, tmp_path / "06", "hailo8", "fsq"
+    ).hef_path

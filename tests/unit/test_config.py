@@ -78,8 +78,17 @@ def test_missing_file_and_non_mapping(tmp_path):
         load_params([f])
 
 
-@pytest.mark.parametrize("raw,value", [("3", 3), ("1.0e-3", 1e-3), ("true", True), ("[8, 5, 5]", [8, 5, 5]),
-                                       ("stratified", "stratified"), ("null", None)])
+@pytest.mark.parametrize(
+    "raw,value",
+    [
+        ("3", 3),
+        ("1.0e-3", 1e-3),
+        ("true", True),
+        ("[8, 5, 5]", [8, 5, 5]),
+        ("stratified", "stratified"),
+        ("null", None),
+    ],
+)
 def test_override_values_keep_their_type(raw, value):
     assert parse_override(raw) == value
 
@@ -91,6 +100,7 @@ def test_stage_subset_only_declared_names():
 
 def test_even_kernel_rejected_and_home_expanded():
     import os
+
     with pytest.raises(ParamError, match="kernel_time must be odd"):
         load_params([], {"kernel_time": 4})
     p = load_params([], {"dataset": "hapt", "data_dir": "~/hapt"})

@@ -1,5 +1,6 @@
 """Parameter documentation is generated from the schema and stays current: every parameters-cell line
 carries its type and meaning, papermill's own parser reads them, docs/PARAMETERS.md matches the schema."""
+
 from pathlib import Path
 
 import nbformat
@@ -38,13 +39,15 @@ def test_annotation_keeps_values_and_replaces_old_comments():
 
 def test_notebooks_and_reference_are_current():
     assert param_docs.stale_notebooks() == [], "run: python -m workbench.runs.param_docs --write"
-    assert param_docs.REFERENCE.read_text(encoding="utf-8") == param_docs.reference_markdown(), \
+    assert param_docs.REFERENCE.read_text(encoding="utf-8") == param_docs.reference_markdown(), (
         "run: python -m workbench.runs.param_docs --write"
+    )
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_papermill_reads_a_type_and_help_for_every_parameter(path):
     import papermill as pm
+
     inferred = pm.inspect_notebook(str(path))
     cell = param_docs.parameters_cell(nbformat.read(str(path), as_version=4))
     declared = [ln.split("=")[0].strip() for ln in cell.source.splitlines() if "=" in ln]

@@ -3,6 +3,7 @@
 Every loader returns a `WindowSet` (X as (N, C, S, T) in physical units); `load_dataset(params)`
 picks the loader from `params.dataset`.
 """
+
 from __future__ import annotations
 
 from workbench import lazy_exports
@@ -21,8 +22,19 @@ _WHERE = {
     "windowset": ("DataError", "WindowSet"),
 }
 
-__all__ = ["DataError", "WindowSet", "Normalizer", "Splits", "split_by_subject", "make_synthetic",
-           "load_hapt", "load_uci_har", "load_npz", "load_dataset", "check_dataset"]
+__all__ = [
+    "DataError",
+    "WindowSet",
+    "Normalizer",
+    "Splits",
+    "split_by_subject",
+    "make_synthetic",
+    "load_hapt",
+    "load_uci_har",
+    "load_npz",
+    "load_dataset",
+    "check_dataset",
+]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

@@ -1,4 +1,5 @@
 """A user's own windows as one ``.npz``: X (N, C, S, T), y, subject, optional label_names, sample_rate_hz."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,10 @@ import numpy as np
 
 from .windowset import DataError, WindowSet
 
-NPZ_HELP = ("an .npz with X (N, C, S, T) float, y (N,) int in 0..K-1, subject (N,) int, optional "
-            "label_names (K,) str, channel_names (C,) str, site_names (S,) str and sample_rate_hz (scalar)")
+NPZ_HELP = (
+    "an .npz with X (N, C, S, T) float, y (N,) int in 0..K-1, subject (N,) int, optional "
+    "label_names (K,) str, channel_names (C,) str, site_names (S,) str and sample_rate_hz (scalar)"
+)
 
 
 _ZIP_MAGIC = b"PK\x03\x04"
@@ -30,18 +33,23 @@ def open_npz(path: str | Path, keys: Optional[Sequence[str]] = None) -> dict[str
     with open(path, "rb") as fh:
         head = fh.read(512)
     if not head.startswith((_ZIP_MAGIC, _EMPTY_ZIP_MAGIC)):
-        raise DataError(f"{path} is not an .npz archive ({_describe_bytes(head)}); an .npz is written by "
-                        f"np.savez(path, X=..., y=..., subject=...); expected {NPZ_HELP}")
+        raise DataError(
+            f"{path} is not an .npz archive ({_describe_bytes(head)}); an .npz is written by "
+            f"np.savez(path, X=..., y=..., subject=...); expected {NPZ_HELP}"
+        )
     try:
         with np.load(path, allow_pickle=False) as z:
             names = list(z.files) if keys is None else [k for k in keys if k in z.files]
             return {k: z[k] for k in names}
     except ValueError as exc:
-        raise DataError(f"{path}: cannot read without pickles ({exc}); save plain numeric and string "
-                        f"arrays (np.savez with dtype=str for names)") from exc
+        raise DataError(
+            f"{path}: cannot read without pickles ({exc}); save plain numeric and string "
+            f"arrays (np.savez with dtype=str for names)"
+        ) from exc
     except (OSError, EOFError, KeyError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path} is a damaged .npz ({type(exc).__name__}: {exc}); write it again with "
-                        f"np.savez") from exc
+        raise DataError(
+            f"{path} is a damaged .npz ({type(exc).__name__}: {exc}); write it again with np.savez"
+        ) from exc
 
 
 def npz_keys(path: str | Path) -> list[str]:
@@ -77,25 +85,33 @@ def check_layout(X_shape: Sequence[int], path: str | Path, names_given: bool = F
     if len(shape) == 3:
         n, a, b = shape
         if a > b:
-            raise DataError(f"{path}: X has shape {shape}, which looks like (N, T, C) = ({n} windows, {a} "
-                            f"samples, {b} channels); the layout is (N, C, S, T): use "
-                            f"X.transpose(0, 2, 1)[:, :, None, :] (one sensor site)")
-        raise DataError(f"{path}: X has shape {shape}, which looks like (N, C, T) = ({n} windows, {a} "
-                        f"channels, {b} samples); the layout is (N, C, S, T): add a site axis with "
-                        f"X[:, :, None, :] (one sensor site)")
+            raise DataError(
+                f"{path}: X has shape {shape}, which looks like (N, T, C) = ({n} windows, {a} "
+                f"samples, {b} channels); the layout is (N, C, S, T): use "
+                f"X.transpose(0, 2, 1)[:, :, None, :] (one sensor site)"
+            )
+        raise DataError(
+            f"{path}: X has shape {shape}, which looks like (N, C, T) = ({n} windows, {a} "
+            f"channels, {b} samples); the layout is (N, C, S, T): add a site axis with "
+            f"X[:, :, None, :] (one sensor site)"
+        )
     if len(shape) != 4:
         raise DataError(f"{path}: X must be 4-D (N, C, S, T), got shape {shape}")
     _n, c, s, t = shape
     if names_given or t >= max(c, s):
         return
     if s > t and s >= c:
-        raise DataError(f"{path}: X has shape {shape}: {s} sites of {t} samples each looks like (N, C, T, S) "
-                        f"(time before sites); the layout is (N, C, S, T): use X.transpose(0, 1, 3, 2). If "
-                        f"the shape is right, store channel_names and site_names to confirm it")
-    raise DataError(f"{path}: X has shape {shape}: {c} channels of {t} samples each looks like time on axis 1 "
-                    f"((N, T, C, S) or (N, T, S, C)); the layout is (N, C, S, T): move time last, e.g. "
-                    f"X.transpose(0, 2, 3, 1) for (N, T, C, S). If the shape is right, store channel_names "
-                    f"and site_names to confirm it")
+        raise DataError(
+            f"{path}: X has shape {shape}: {s} sites of {t} samples each looks like (N, C, T, S) "
+            f"(time before sites); the layout is (N, C, S, T): use X.transpose(0, 1, 3, 2). If "
+            f"the shape is right, store channel_names and site_names to confirm it"
+        )
+    raise DataError(
+        f"{path}: X has shape {shape}: {c} channels of {t} samples each looks like time on axis 1 "
+        f"((N, T, C, S) or (N, T, S, C)); the layout is (N, C, S, T): move time last, e.g. "
+        f"X.transpose(0, 2, 3, 1) for (N, T, C, S). If the shape is right, store channel_names "
+        f"and site_names to confirm it"
+    )
 
 
 def load_npz(path: str | Path, sample_rate_hz: Optional[float] = None) -> WindowSet:
@@ -124,16 +140,19 @@ def load_npz(path: str | Path, sample_rate_hz: Optional[float] = None) -> Window
     nan = np.argwhere(~np.isfinite(X))
     if len(nan):
         w = nan[0]
-        raise DataError(f"{path}: X holds {len(nan)} NaN/inf value(s), first at window {w[0]}, channel "
-                        f"{w[1]}, site {w[2]}, sample {w[3]}; drop or interpolate them")
+        raise DataError(
+            f"{path}: X holds {len(nan)} NaN/inf value(s), first at window {w[0]}, channel "
+            f"{w[1]}, site {w[2]}, sample {w[3]}; drop or interpolate them"
+        )
     if y.min() < 0:
-        raise DataError(f"{path}: labels must be 0..K-1; found {int(y.min())} (window "
-                        f"{int(np.argmin(y))})")
+        raise DataError(f"{path}: labels must be 0..K-1; found {int(y.min())} (window {int(np.argmin(y))})")
     if "label_names" in d:
         label_names = [str(v) for v in np.atleast_1d(d["label_names"]).tolist()]
         if y.max() >= len(label_names):
-            raise DataError(f"{path}: label {int(y.max())} at window {int(np.argmax(y))} has no name: "
-                            f"label_names has {len(label_names)} entries (labels must be 0..{len(label_names) - 1})")
+            raise DataError(
+                f"{path}: label {int(y.max())} at window {int(np.argmax(y))} has no name: "
+                f"label_names has {len(label_names)} entries (labels must be 0..{len(label_names) - 1})"
+            )
     else:
         label_names = [f"class_{i}" for i in range(int(y.max()) + 1)]
     check_classes(y, label_names, path, names_given="label_names" in d)
@@ -142,10 +161,17 @@ def load_npz(path: str | Path, sample_rate_hz: Optional[float] = None) -> Window
     site_names = _names(d, "site_names", s, "site", path)
     file_rate = file_sample_rate(d, path)
     rate = resolve_rate(file_rate, sample_rate_hz, path)
-    return WindowSet(X=X.astype(np.float32), y=y.astype(np.int64), subject=subject.astype(np.int64),
-                     label_names=label_names, channel_names=channel_names, site_names=site_names,
-                     sample_rate_hz=rate, source="npz",
-                     provenance=_provenance(d, path, file_rate is not None))
+    return WindowSet(
+        X=X.astype(np.float32),
+        y=y.astype(np.int64),
+        subject=subject.astype(np.int64),
+        label_names=label_names,
+        channel_names=channel_names,
+        site_names=site_names,
+        sample_rate_hz=rate,
+        source="npz",
+        provenance=_provenance(d, path, file_rate is not None),
+    )
 
 
 def file_sample_rate(d: dict, path: str | Path) -> Optional[float]:
@@ -166,13 +192,17 @@ def file_sample_rate(d: dict, path: str | Path) -> Optional[float]:
 def resolve_rate(file_rate: Optional[float], asked: Optional[float], path: str | Path) -> float:
     """The file's rate unless the parameters set one; both set and different is an error naming both."""
     if file_rate is not None and asked is not None and abs(file_rate - asked) > 1e-6:
-        raise DataError(f"{path} records sample_rate_hz={file_rate:g} but the parameters set "
-                        f"sample_rate_hz={asked:g}; remove sample_rate_hz from the parameters to use the "
-                        f"file's {file_rate:g} Hz (resampling is not supported)")
+        raise DataError(
+            f"{path} records sample_rate_hz={file_rate:g} but the parameters set "
+            f"sample_rate_hz={asked:g}; remove sample_rate_hz from the parameters to use the "
+            f"file's {file_rate:g} Hz (resampling is not supported)"
+        )
     rate = file_rate if file_rate is not None else asked
     if rate is None:
-        raise DataError(f"{path} records no sample_rate_hz and the parameters set none; store it in the file "
-                        f"(np.savez(..., sample_rate_hz=50.0)) or pass -p sample_rate_hz HZ")
+        raise DataError(
+            f"{path} records no sample_rate_hz and the parameters set none; store it in the file "
+            f"(np.savez(..., sample_rate_hz=50.0)) or pass -p sample_rate_hz HZ"
+        )
     return float(rate)
 
 
@@ -188,19 +218,27 @@ def check_classes(y: np.ndarray, label_names: Sequence[str], path: str | Path, n
         return
     present = [int(k) for k in np.flatnonzero(counts)]
     if not names_given and empty == list(range(len(empty))):
-        raise DataError(f"{path}: labels start at {present[0]} and there is no label_names array, so class ids "
-                        f"{empty} would be classes without a single window; store y - {present[0]} (labels "
-                        f"0..{len(present) - 1}) or add label_names naming every id from 0")
+        raise DataError(
+            f"{path}: labels start at {present[0]} and there is no label_names array, so class ids "
+            f"{empty} would be classes without a single window; store y - {present[0]} (labels "
+            f"0..{len(present) - 1}) or add label_names naming every id from 0"
+        )
     shown = ", ".join(f"{k} ({label_names[k]})" for k in empty[:10])
-    raise DataError(f"{path}: class ids {shown}{' ...' if len(empty) > 10 else ''} have no windows; a model "
-                    f"would get outputs it never trains. Remap y to the classes present "
-                    f"(np.unique(y, return_inverse=True)) and drop their names from label_names")
+    raise DataError(
+        f"{path}: class ids {shown}{' ...' if len(empty) > 10 else ''} have no windows; a model "
+        f"would get outputs it never trains. Remap y to the classes present "
+        f"(np.unique(y, return_inverse=True)) and drop their names from label_names"
+    )
 
 
 def _provenance(d: dict, path: Path, rate_in_file: bool) -> dict:
     """A file written by WindowSet.save carries its own provenance; keep it, so synthetic stays labelled."""
-    prov = {"kind": "real", "dataset": "user array file", "path": str(path.resolve()),
-            "sample_rate_from": "file" if rate_in_file else "parameters"}
+    prov = {
+        "kind": "real",
+        "dataset": "user array file",
+        "path": str(path.resolve()),
+        "sample_rate_from": "file" if rate_in_file else "parameters",
+    }
     if "provenance" in d:
         try:
             origin = json.loads(str(d["provenance"]))

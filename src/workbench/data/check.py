@@ -1,4 +1,5 @@
 """`check_dataset(path)`: validate a dataset before a run and summarise it (`workbench data check PATH`)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -17,16 +18,20 @@ def detect_layout(path: str | Path) -> str:
     if p.is_file():
         if p.suffix == ".npz":
             return "npz"
-        raise DataError(f"{p} is a file but not an .npz; expected a .npz array file, a HAPT folder (with "
-                        f"RawData/) or a UCI HAR folder (with train/Inertial Signals/)")
+        raise DataError(
+            f"{p} is a file but not an .npz; expected a .npz array file, a HAPT folder (with "
+            f"RawData/) or a UCI HAR folder (with train/Inertial Signals/)"
+        )
     if (p / "RawData").is_dir() or ((p / "labels.txt").is_file() and any(p.glob("acc_exp*_user*.txt"))):
         return "hapt"
     for cand in (p, p / "UCI HAR Dataset"):
         if (cand / "train" / "Inertial Signals").is_dir() or (cand / "test" / "Inertial Signals").is_dir():
             return "uci_har"
-    raise DataError(f"{p}: unknown layout; expected a HAPT folder (RawData/ with acc_expXX_userYY.txt, "
-                    f"gyro_expXX_userYY.txt and labels.txt), a UCI HAR folder (train/Inertial Signals/) or "
-                    f"a .npz file")
+    raise DataError(
+        f"{p}: unknown layout; expected a HAPT folder (RawData/ with acc_expXX_userYY.txt, "
+        f"gyro_expXX_userYY.txt and labels.txt), a UCI HAR folder (train/Inertial Signals/) or "
+        f"a .npz file"
+    )
 
 
 def check_dataset(path: str | Path, window: int = 100, hop: int = 50) -> str:
@@ -39,36 +44,46 @@ def check_dataset(path: str | Path, window: int = 100, hop: int = 50) -> str:
         return _check_hapt(Path(path), window, hop)
     if layout == "uci_har":
         from .uci_har import load_uci_har
+
         ws = load_uci_har(path)
-        head = [f"UCI HAR windowed layout: {ws.provenance['path']}",
-                f"  splits: {', '.join(ws.provenance['splits'])}; official test subjects: "
-                f"{ws.provenance['official_test_subjects']}"]
+        head = [
+            f"UCI HAR windowed layout: {ws.provenance['path']}",
+            f"  splits: {', '.join(ws.provenance['splits'])}; official test subjects: "
+            f"{ws.provenance['official_test_subjects']}",
+        ]
         check_subjects_for_split(ws.subjects, str(path))
         return "\n".join(head + _summary(ws))
     from .arrays import load_npz
+
     has_rate = _has_rate(path)
     # without a stored rate, validate with a placeholder and say so instead of printing a made-up rate
     ws = load_npz(path, sample_rate_hz=None if has_rate else 1.0)
     check_subjects_for_split(ws.subjects, str(path))
-    return "\n".join([f"array file: {Path(path).resolve()}", f"  provenance kind: {ws.provenance['kind']}"]
-                     + _summary(ws, rate_known=has_rate))
+    return "\n".join(
+        [f"array file: {Path(path).resolve()}", f"  provenance kind: {ws.provenance['kind']}"]
+        + _summary(ws, rate_known=has_rate)
+    )
 
 
 def _has_rate(path: str | Path) -> bool:
     from .arrays import npz_keys
+
     return "sample_rate_hz" in npz_keys(path)
 
 
 def check_subjects_for_split(subjects: list[int], where: str) -> None:
     """DataError when the default subject-wise split (train / val / conformal / test) cannot be made."""
     from workbench.config import Params
+
     fractions = {k: Params.model_fields[k].default for k in ("val_fraction", "conformal_fraction", "test_fraction")}
     try:
         split_by_subject(np.asarray(subjects, dtype=np.int64), **fractions)
     except DataError as exc:
-        raise DataError(f"{where}: {len(subjects)} subject(s) with labelled windows {subjects}; {exc}. "
-                        f"Runs split by subject (train, val, conformal, test), so each needs its own "
-                        f"people") from None
+        raise DataError(
+            f"{where}: {len(subjects)} subject(s) with labelled windows {subjects}; {exc}. "
+            f"Runs split by subject (train, val, conformal, test), so each needs its own "
+            f"people"
+        ) from None
 
 
 def _summary(ws: WindowSet, rate_known: bool = True) -> list[str]:
@@ -77,14 +92,17 @@ def _summary(ws: WindowSet, rate_known: bool = True) -> list[str]:
     subj = ws.subjects
     if rate_known:
         dur_h = n * t / ws.sample_rate_hz / 3600.0
-        timing = (f"at {ws.sample_rate_hz:g} Hz ({t / ws.sample_rate_hz:.2f} s); {dur_h:.2f} h of windows "
-                  f"(overlap counted)")
+        timing = (
+            f"at {ws.sample_rate_hz:g} Hz ({t / ws.sample_rate_hz:.2f} s); {dur_h:.2f} h of windows (overlap counted)"
+        )
     else:
         timing = "-- WARNING: no sample_rate_hz in the file; runs will use the sample_rate_hz parameter"
-    lines = [f"  windows: {n} of {t} samples {timing}",
-             f"  channels ({c}): {', '.join(ws.channel_names)}; sites ({s}): {', '.join(ws.site_names)}",
-             f"  subjects: {len(subj)} ({subj[0]}..{subj[-1]})",
-             "  windows per class: " + ", ".join(f"{k}={v}" for k, v in per_class.items())]
+    lines = [
+        f"  windows: {n} of {t} samples {timing}",
+        f"  channels ({c}): {', '.join(ws.channel_names)}; sites ({s}): {', '.join(ws.site_names)}",
+        f"  subjects: {len(subj)} ({subj[0]}..{subj[-1]})",
+        "  windows per class: " + ", ".join(f"{k}={v}" for k, v in per_class.items()),
+    ]
     empty = [k for k, v in per_class.items() if v == 0]
     if empty:
         lines.append(f"  WARNING: classes without windows: {empty}")
@@ -97,6 +115,7 @@ def _summary(ws: WindowSet, rate_known: bool = True) -> list[str]:
 
 def _check_hapt(path: Path, window: int, hop: int) -> str:
     from .hapt import SAMPLE_RATE_HZ, _check_segments, expected_window_count, read_xyz, segment_table
+
     raw, known, labels, pairs = segment_table(path)
     by_exp = {e: (u, a, g) for e, u, a, g in pairs}
     for row_i, exp in enumerate(labels[:, 0]):
@@ -119,15 +138,19 @@ def _check_hapt(path: Path, window: int, hop: int) -> str:
     check_subjects_for_split(labelled_users, str(raw / "labels.txt"))
     subject_line = f"  subjects: {len(users)} with recordings ({users[0]}..{users[-1]})"
     if unlabelled:
-        subject_line += (f"; WARNING: {len(unlabelled)} without any row in labels.txt (no windows): "
-                         f"{unlabelled}; {len(labelled_users)} labelled: {labelled_users}")
-    lines = [f"UCI HAPT raw layout: {raw}",
-             f"  recordings: {len(pairs)} acc/gyro pairs, rows match in every pair; {len(labels)} label rows",
-             subject_line,
-             f"  sample rate: {SAMPLE_RATE_HZ:g} Hz (dataset README); {total} samples = "
-             f"{total / SAMPLE_RATE_HZ / 3600:.2f} h, {labelled} labelled "
-             f"({labelled / SAMPLE_RATE_HZ / 3600:.2f} h)",
-             f"  segments / windows (window={window}, hop={hop}) per activity:"]
+        subject_line += (
+            f"; WARNING: {len(unlabelled)} without any row in labels.txt (no windows): "
+            f"{unlabelled}; {len(labelled_users)} labelled: {labelled_users}"
+        )
+    lines = [
+        f"UCI HAPT raw layout: {raw}",
+        f"  recordings: {len(pairs)} acc/gyro pairs, rows match in every pair; {len(labels)} label rows",
+        subject_line,
+        f"  sample rate: {SAMPLE_RATE_HZ:g} Hz (dataset README); {total} samples = "
+        f"{total / SAMPLE_RATE_HZ / 3600:.2f} h, {labelled} labelled "
+        f"({labelled / SAMPLE_RATE_HZ / 3600:.2f} h)",
+        f"  segments / windows (window={window}, hop={hop}) per activity:",
+    ]
     for a in acts:
         lines.append(f"    {a:>2} {known[a]:<20} segments {seg_counts[a]:4d}  windows {wins[a]:5d}")
     lines.append("  labels.txt read as 1-based inclusive start/end; all ends within their files")

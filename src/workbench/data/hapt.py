@@ -10,6 +10,7 @@ Citation: J.-L. Reyes-Ortiz, L. Oneto, A. Samà, X. Parra, D. Anguita, "Transiti
 Recognition Using Smartphones", Neurocomputing 171 (2016) 754-767. UCI ML Repository id 341.
 Non-commercial use only (dataset README).
 """
+
 from __future__ import annotations
 
 import re
@@ -24,11 +25,24 @@ from .windowset import DataError, WindowSet
 
 SAMPLE_RATE_HZ = 50.0
 CHANNEL_NAMES = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
-CITATION = ("Reyes-Ortiz, Oneto, Samà, Parra, Anguita: Transition-Aware Human Activity Recognition Using "
-            "Smartphones. Neurocomputing 171 (2016) 754-767. UCI ML Repository id 341.")
-DEFAULT_ACTIVITIES = {1: "WALKING", 2: "WALKING_UPSTAIRS", 3: "WALKING_DOWNSTAIRS", 4: "SITTING",
-                      5: "STANDING", 6: "LAYING", 7: "STAND_TO_SIT", 8: "SIT_TO_STAND", 9: "SIT_TO_LIE",
-                      10: "LIE_TO_SIT", 11: "STAND_TO_LIE", 12: "LIE_TO_STAND"}
+CITATION = (
+    "Reyes-Ortiz, Oneto, Samà, Parra, Anguita: Transition-Aware Human Activity Recognition Using "
+    "Smartphones. Neurocomputing 171 (2016) 754-767. UCI ML Repository id 341."
+)
+DEFAULT_ACTIVITIES = {
+    1: "WALKING",
+    2: "WALKING_UPSTAIRS",
+    3: "WALKING_DOWNSTAIRS",
+    4: "SITTING",
+    5: "STANDING",
+    6: "LAYING",
+    7: "STAND_TO_SIT",
+    8: "SIT_TO_STAND",
+    9: "SIT_TO_LIE",
+    10: "LIE_TO_SIT",
+    11: "STAND_TO_LIE",
+    12: "LIE_TO_STAND",
+}
 _FILE_RE = re.compile(r"^(acc|gyro)_exp(\d+)_user(\d+)\.txt$")
 
 
@@ -36,16 +50,20 @@ def find_rawdata(data_dir: str | Path) -> Path:
     """The RawData folder, given it or the folder that holds it."""
     d = Path(data_dir)
     if not d.exists():
-        raise DataError(f"HAPT folder not found: {d}; pass the folder that holds RawData/ (e.g. "
-                        f"'../shared/datasets/hapt-rawdata/HAPT Data Set')")
+        raise DataError(
+            f"HAPT folder not found: {d}; pass the folder that holds RawData/ (e.g. "
+            f"'../shared/datasets/hapt-rawdata/HAPT Data Set')"
+        )
     if not d.is_dir():
         raise DataError(f"HAPT data_dir must be a folder, got a file: {d}")
     if (d / "RawData").is_dir():
         return d / "RawData"
     if (d / "labels.txt").is_file() and any(d.glob("acc_exp*_user*.txt")):
         return d
-    raise DataError(f"{d} has no RawData/ folder (and is not one itself: no labels.txt with "
-                    f"acc_expXX_userYY.txt next to it); point data_dir at the folder that holds RawData/")
+    raise DataError(
+        f"{d} has no RawData/ folder (and is not one itself: no labels.txt with "
+        f"acc_expXX_userYY.txt next to it); point data_dir at the folder that holds RawData/"
+    )
 
 
 def read_activity_labels(raw: Path) -> dict[int, str]:
@@ -78,8 +96,10 @@ def find_pairs(raw: Path) -> list[tuple[int, int, Path, Path]]:
         other = "gyro" if kind == "acc" else "acc"
         if (other, exp, user) not in found:
             have = found[(kind, exp, user)].name
-            raise DataError(f"{raw}: {have} has no {other} partner {other}_exp{exp:02d}_user{user:02d}.txt; "
-                            f"every recording needs both files")
+            raise DataError(
+                f"{raw}: {have} has no {other} partner {other}_exp{exp:02d}_user{user:02d}.txt; "
+                f"every recording needs both files"
+            )
         if kind == "acc":
             pairs.append((exp, user, found[("acc", exp, user)], found[("gyro", exp, user)]))
     return pairs
@@ -95,8 +115,10 @@ def read_xyz(path: Path, ncols: int = 3) -> np.ndarray:
         raise DataError(f"{path}: not {ncols} numbers per line ({_first_bad_line(path, ncols) or exc})") from exc
     arr = df.to_numpy()
     if arr.shape[1] != ncols:
-        raise DataError(f"{path}: expected {ncols} columns, found {arr.shape[1]} "
-                        f"({_first_bad_line(path, ncols) or 'check the separator'})")
+        raise DataError(
+            f"{path}: expected {ncols} columns, found {arr.shape[1]} "
+            f"({_first_bad_line(path, ncols) or 'check the separator'})"
+        )
     bad = np.argwhere(~np.isfinite(arr))
     if len(bad):
         raise DataError(f"{path}:{bad[0][0] + 1}: NaN or missing value ({len(bad)} in the file)")
@@ -130,8 +152,10 @@ def read_labels(raw: Path, known: dict[int, str]) -> np.ndarray:
             raise DataError(f"{path}:{ln}: expected 5 integers 'exp user activity start end', got {line!r}")
         exp, user, act, start, end = (int(p) for p in parts)
         if act not in known:
-            raise DataError(f"{path}:{ln}: activity id {act} is out of range (known ids "
-                            f"{min(known)}..{max(known)} from activity_labels.txt)")
+            raise DataError(
+                f"{path}:{ln}: activity id {act} is out of range (known ids "
+                f"{min(known)}..{max(known)} from activity_labels.txt)"
+            )
         if start < 1 or end < start:
             raise DataError(f"{path}:{ln}: segment {start}..{end} is not a valid 1-based inclusive range")
         rows.append((exp, user, act, start, end))
@@ -140,8 +164,9 @@ def read_labels(raw: Path, known: dict[int, str]) -> np.ndarray:
     return np.array(rows, dtype=np.int64)
 
 
-def load_hapt(data_dir: str | Path, window: int = 100, hop: int = 50,
-              label_set: Sequence[int] = (1, 2, 3, 4, 5, 6)) -> WindowSet:
+def load_hapt(
+    data_dir: str | Path, window: int = 100, hop: int = 50, label_set: Sequence[int] = (1, 2, 3, 4, 5, 6)
+) -> WindowSet:
     """Windows of `window` samples every `hop` samples inside each labelled segment of `label_set`.
 
     X (N, 6, 1, window): acc_x, acc_y, acc_z (g), gyro_x, gyro_y, gyro_z (rad/s), site "waist".
@@ -152,8 +177,10 @@ def load_hapt(data_dir: str | Path, window: int = 100, hop: int = 50,
     label_set = [int(a) for a in label_set]
     unknown = [a for a in label_set if a not in known]
     if unknown or not label_set or len(set(label_set)) != len(label_set):
-        raise DataError(f"label_set {label_set} must list distinct activity ids among "
-                        f"{sorted(known)} ({', '.join(f'{k}={v}' for k, v in sorted(known.items()))})")
+        raise DataError(
+            f"label_set {label_set} must list distinct activity ids among "
+            f"{sorted(known)} ({', '.join(f'{k}={v}' for k, v in sorted(known.items()))})"
+        )
     if window < 1 or hop < 1:
         raise DataError(f"window and hop must be >= 1; got window={window}, hop={hop}")
     pairs = find_pairs(raw)
@@ -168,20 +195,24 @@ def load_hapt(data_dir: str | Path, window: int = 100, hop: int = 50,
     xs, ys, ss = [], [], []
     for exp in sorted(set(labels[:, 0].tolist())):
         if exp not in by_exp:
-            raise DataError(f"{raw / 'labels.txt'}: experiment {exp} has labels but no "
-                            f"acc_exp{exp:02d}_user*.txt / gyro_exp{exp:02d}_user*.txt files")
+            raise DataError(
+                f"{raw / 'labels.txt'}: experiment {exp} has labels but no "
+                f"acc_exp{exp:02d}_user*.txt / gyro_exp{exp:02d}_user*.txt files"
+            )
     for exp, (user, acc_f, gyro_f) in sorted(by_exp.items()):
         segs = keep[keep[:, 0] == exp]
         acc = read_xyz(acc_f)
         gyro = read_xyz(gyro_f)
         if len(acc) != len(gyro):
-            raise DataError(f"{acc_f.name} has {len(acc)} rows but {gyro_f.name} has {len(gyro)}; a pair "
-                            f"must have one row per sample in both")
+            raise DataError(
+                f"{acc_f.name} has {len(acc)} rows but {gyro_f.name} has {len(gyro)}; a pair "
+                f"must have one row per sample in both"
+            )
         all_segs = labels[labels[:, 0] == exp]
         _check_segments(raw, exp, user, all_segs, len(acc), labels)
         if len(segs) == 0:
             continue
-        sig = np.concatenate([acc, gyro], axis=1).T.astype(np.float32)     # (6, L)
+        sig = np.concatenate([acc, gyro], axis=1).T.astype(np.float32)  # (6, L)
         for _exp, _user, act, start, end in segs:
             w, _starts = cut_windows(sig, int(start) - 1, int(end), window, hop)
             if len(w):
@@ -190,14 +221,27 @@ def load_hapt(data_dir: str | Path, window: int = 100, hop: int = 50,
                 ss.append(np.full(len(w), user, dtype=np.int64))
     X = np.concatenate(xs)[:, :, None, :]
     return WindowSet(
-        X=X, y=np.concatenate(ys), subject=np.concatenate(ss),
-        label_names=[known[a] for a in label_set], channel_names=list(CHANNEL_NAMES), site_names=["waist"],
-        sample_rate_hz=SAMPLE_RATE_HZ, source="hapt",
-        provenance={"kind": "real", "dataset": "UCI HAPT v2.1 raw", "path": str(raw.resolve()),
-                    "n_files": 2 * len(pairs) + 1, "n_recordings": len(pairs), "window": int(window),
-                    "hop": int(hop), "label_set": label_set,
-                    "label_indexing": "labels.txt start/end read as 1-based inclusive",
-                    "citation": CITATION, "license": "dataset README: any commercial use is prohibited"},
+        X=X,
+        y=np.concatenate(ys),
+        subject=np.concatenate(ss),
+        label_names=[known[a] for a in label_set],
+        channel_names=list(CHANNEL_NAMES),
+        site_names=["waist"],
+        sample_rate_hz=SAMPLE_RATE_HZ,
+        source="hapt",
+        provenance={
+            "kind": "real",
+            "dataset": "UCI HAPT v2.1 raw",
+            "path": str(raw.resolve()),
+            "n_files": 2 * len(pairs) + 1,
+            "n_recordings": len(pairs),
+            "window": int(window),
+            "hop": int(hop),
+            "label_set": label_set,
+            "label_indexing": "labels.txt start/end read as 1-based inclusive",
+            "citation": CITATION,
+            "license": "dataset README: any commercial use is prohibited",
+        },
     )
 
 
@@ -211,20 +255,25 @@ def _check_window_fits(segs: np.ndarray, label_set: list[int], known: dict[int, 
     short = [a for a, v in longest.items() if v < window]
     if short:
         max_ok = min(longest.values())
-        raise DataError(f"window={window} is longer than every segment of "
-                        f"{', '.join(f'{known[a]} (longest {longest[a]})' for a in short)}; use window <= "
-                        f"{max_ok} for label_set {label_set}")
+        raise DataError(
+            f"window={window} is longer than every segment of "
+            f"{', '.join(f'{known[a]} (longest {longest[a]})' for a in short)}; use window <= "
+            f"{max_ok} for label_set {label_set}"
+        )
 
 
 def _check_segments(raw: Path, exp: int, user: int, segs: np.ndarray, n_rows: int, labels: np.ndarray) -> None:
     for row in segs:
         line = int(np.flatnonzero((labels == row).all(axis=1))[0]) + 1
         if int(row[1]) != user:
-            raise DataError(f"{raw / 'labels.txt'}:{line}: experiment {exp} is labelled user {row[1]} but "
-                            f"its files say user {user}")
+            raise DataError(
+                f"{raw / 'labels.txt'}:{line}: experiment {exp} is labelled user {row[1]} but its files say user {user}"
+            )
         if int(row[4]) > n_rows:
-            raise DataError(f"{raw / 'labels.txt'}:{line}: segment ends at sample {row[4]} but "
-                            f"acc_exp{exp:02d}_user{user:02d}.txt has only {n_rows} rows")
+            raise DataError(
+                f"{raw / 'labels.txt'}:{line}: segment ends at sample {row[4]} but "
+                f"acc_exp{exp:02d}_user{user:02d}.txt has only {n_rows} rows"
+            )
 
 
 def segment_table(data_dir: str | Path) -> tuple[Path, dict[int, str], np.ndarray, list]:

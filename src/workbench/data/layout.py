@@ -1,5 +1,6 @@
 """NCHW <-> NHWC for IMU windows. The Dataflow Compiler parses (N, C, S, T) as channels-last
 (N, S, T, C): calibration sets and emulator inputs must be in that order."""
+
 from __future__ import annotations
 
 import numpy as np

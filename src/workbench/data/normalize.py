@@ -1,4 +1,5 @@
 """Per channel x site standardisation, fitted on the training split only and stored with the model."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,8 +23,9 @@ class Normalizer:
         self.mean = np.asarray(self.mean, dtype=np.float32)
         self.std = np.asarray(self.std, dtype=np.float32)
         if self.mean.ndim != 3 or self.mean.shape[2] != 1 or self.mean.shape != self.std.shape:
-            raise DataError(f"Normalizer mean/std must both have shape (C, S, 1); got {self.mean.shape} and "
-                            f"{self.std.shape}")
+            raise DataError(
+                f"Normalizer mean/std must both have shape (C, S, 1); got {self.mean.shape} and {self.std.shape}"
+            )
         if np.any(self.std <= 0) or not np.all(np.isfinite(self.std)) or not np.all(np.isfinite(self.mean)):
             raise DataError("Normalizer std must be positive and finite, mean finite")
 

@@ -1,4 +1,5 @@
 """Subject-wise splits: no subject's windows in two splits, so test accuracy is on unseen people."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -44,9 +45,14 @@ class Splits:
         return cls(**parts, subjects=subs)
 
 
-def split_by_subject(subject: np.ndarray, val_fraction: float = 0.15, conformal_fraction: float = 0.15,
-                     test_fraction: float = 0.2, seed: int = 0,
-                     test_subjects: Optional[Sequence[int]] = None) -> Splits:
+def split_by_subject(
+    subject: np.ndarray,
+    val_fraction: float = 0.15,
+    conformal_fraction: float = 0.15,
+    test_fraction: float = 0.2,
+    seed: int = 0,
+    test_subjects: Optional[Sequence[int]] = None,
+) -> Splits:
     """Assign whole subjects to train / val / conformal / test.
 
     Each non-train split gets max(1, round(fraction * n_subjects)) subjects, drawn with `seed`;
@@ -55,8 +61,11 @@ def split_by_subject(subject: np.ndarray, val_fraction: float = 0.15, conformal_
     subject = np.asarray(subject).astype(np.int64)
     uniq = np.unique(subject)
     n = len(uniq)
-    for name, frac in (("val_fraction", val_fraction), ("conformal_fraction", conformal_fraction),
-                       ("test_fraction", test_fraction)):
+    for name, frac in (
+        ("val_fraction", val_fraction),
+        ("conformal_fraction", conformal_fraction),
+        ("test_fraction", test_fraction),
+    ):
         if not 0 < frac < 1:
             raise DataError(f"{name} must be between 0 and 1, got {frac}")
     rng = np.random.default_rng([int(seed), 303])
@@ -64,8 +73,9 @@ def split_by_subject(subject: np.ndarray, val_fraction: float = 0.15, conformal_
         test = sorted({int(s) for s in test_subjects})
         missing = [s for s in test if s not in set(uniq.tolist())]
         if missing or not test:
-            raise DataError(f"test_subjects {missing or test} not in the data (subjects: "
-                            f"{uniq.tolist()}); choose from those")
+            raise DataError(
+                f"test_subjects {missing or test} not in the data (subjects: {uniq.tolist()}); choose from those"
+            )
         rest = np.array([s for s in uniq if s not in set(test)], dtype=np.int64)
     else:
         test = None
@@ -75,17 +85,19 @@ def split_by_subject(subject: np.ndarray, val_fraction: float = 0.15, conformal_
     n_test = 0 if test is not None else max(1, int(round(test_fraction * n)))
     if len(rest) - n_val - n_conf - n_test < 1:
         need = n_val + n_conf + n_test + 1 + (len(test) if test else 0)
-        raise DataError(f"too few subjects ({n}) for a subject-wise split: need at least {need} (one for "
-                        f"train, {n_val} val, {n_conf} conformal, {len(test) if test else n_test} test); "
-                        f"use data with more subjects or smaller fractions")
+        raise DataError(
+            f"too few subjects ({n}) for a subject-wise split: need at least {need} (one for "
+            f"train, {n_val} val, {n_conf} conformal, {len(test) if test else n_test} test); "
+            f"use data with more subjects or smaller fractions"
+        )
     perm = rng.permutation(rest)
     val = sorted(perm[:n_val].tolist())
-    conf = sorted(perm[n_val:n_val + n_conf].tolist())
+    conf = sorted(perm[n_val : n_val + n_conf].tolist())
     if test is None:
-        test = sorted(perm[n_val + n_conf:n_val + n_conf + n_test].tolist())
-        train = sorted(perm[n_val + n_conf + n_test:].tolist())
+        test = sorted(perm[n_val + n_conf : n_val + n_conf + n_test].tolist())
+        train = sorted(perm[n_val + n_conf + n_test :].tolist())
     else:
-        train = sorted(perm[n_val + n_conf:].tolist())
+        train = sorted(perm[n_val + n_conf :].tolist())
     subs = {"train": train, "val": val, "conformal": conf, "test": test}
     groups = list(subs.values())
     for i in range(len(groups)):

@@ -22,6 +22,7 @@ Classes overlap on purpose: a fast walk and a slow trot share frequency and ampl
 gentle curve while walking, rest windows can hold a small shake, a small jump looks like a stride, and
 some windows are transitions where the labelled behaviour fills only part of the window.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,7 @@ MAG_WORLD_UT = np.array([0.0, 22.0, -42.0])
 G = 9.81  # m/s^2 per g
 TRANSITION_FRACTION = 0.2  # share of walk/trot/turn/rest windows that are transitions
 _DEG = np.pi / 180.0
-_SUBJECT_KEYS = ("walk_hz", "trot_hz", "shake_hz", "gait_amp", "leg_gain", "leg_lag_s", "leg_swing_deg",
-                 "noise_scale")
+_SUBJECT_KEYS = ("walk_hz", "trot_hz", "shake_hz", "gait_amp", "leg_gain", "leg_lag_s", "leg_swing_deg", "noise_scale")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -86,21 +86,23 @@ def subject_profiles(n_subjects: int, seed: int = 0) -> list[dict[str, Any]]:
     out = []
     for i in range(n_subjects):
         walk = rng.uniform(1.5, 2.2)
-        out.append(dict(
-            subject=i,
-            walk_hz=float(walk),
-            trot_hz=float(max(walk + 0.2, rng.uniform(2.0, 3.0))),
-            shake_hz=float(rng.uniform(4.0, 6.5)),
-            gait_amp=float(rng.uniform(0.75, 1.3)),
-            leg_gain=float(rng.uniform(1.3, 1.9)),
-            leg_lag_s=float(rng.uniform(0.04, 0.14)),
-            leg_swing_deg=float(rng.uniform(12.0, 28.0)),
-            noise_scale=float(rng.uniform(0.7, 1.5)),
-            mount_deg=[[float(v) for v in rng.normal(0.0, 12.0, 3)] for _ in SITE_NAMES],
-            acc_bias_g=[[float(v) for v in rng.normal(0.0, 0.02, 3)] for _ in SITE_NAMES],
-            gyro_bias_rads=[[float(v) for v in rng.normal(0.0, 0.02, 3)] for _ in SITE_NAMES],
-            mag_bias_ut=[[float(v) for v in rng.normal(0.0, 4.0, 3)] for _ in SITE_NAMES],
-        ))
+        out.append(
+            dict(
+                subject=i,
+                walk_hz=float(walk),
+                trot_hz=float(max(walk + 0.2, rng.uniform(2.0, 3.0))),
+                shake_hz=float(rng.uniform(4.0, 6.5)),
+                gait_amp=float(rng.uniform(0.75, 1.3)),
+                leg_gain=float(rng.uniform(1.3, 1.9)),
+                leg_lag_s=float(rng.uniform(0.04, 0.14)),
+                leg_swing_deg=float(rng.uniform(12.0, 28.0)),
+                noise_scale=float(rng.uniform(0.7, 1.5)),
+                mount_deg=[[float(v) for v in rng.normal(0.0, 12.0, 3)] for _ in SITE_NAMES],
+                acc_bias_g=[[float(v) for v in rng.normal(0.0, 0.02, 3)] for _ in SITE_NAMES],
+                gyro_bias_rads=[[float(v) for v in rng.normal(0.0, 0.02, 3)] for _ in SITE_NAMES],
+                mag_bias_ut=[[float(v) for v in rng.normal(0.0, 4.0, 3)] for _ in SITE_NAMES],
+            )
+        )
     return out
 
 
@@ -159,8 +161,9 @@ def _rest(t, tau, p, site):
 def _walk(t, tau, p, site):
     f = p["walk_hz"] * p["jitter"]
     amp = p["gait_amp"] * p["amp_u"]
-    pitch, roll, acc = _gait(t, tau, f, amp, p, site, h2=p["h2"], pitch_deg=p["pitch_osc"],
-                             roll_deg=p["roll_osc"], speed=p["speed"], fwd=0.5)
+    pitch, roll, acc = _gait(
+        t, tau, f, amp, p, site, h2=p["h2"], pitch_deg=p["pitch_osc"], roll_deg=p["roll_osc"], speed=p["speed"], fwd=0.5
+    )
     rate = _col(p["yaw_rate"])
     yaw = _col(p["yaw0"]) + rate * tau + 0.08 * np.sin(2 * np.pi * 0.25 * t)
     acc[:, 1] += _col(p["speed"]) * rate / G  # centripetal acceleration of a gentle curve
@@ -170,8 +173,9 @@ def _walk(t, tau, p, site):
 def _trot(t, tau, p, site):
     f = p["trot_hz"] * p["jitter"]
     amp = p["gait_amp"] * p["amp_u"]
-    pitch, roll, acc = _gait(t, tau, f, amp, p, site, h2=p["h2"], pitch_deg=p["pitch_osc"],
-                             roll_deg=p["roll_osc"], speed=p["speed"], fwd=0.7)
+    pitch, roll, acc = _gait(
+        t, tau, f, amp, p, site, h2=p["h2"], pitch_deg=p["pitch_osc"], roll_deg=p["roll_osc"], speed=p["speed"], fwd=0.7
+    )
     rate = _col(p["yaw_rate"])
     yaw = _col(p["yaw0"]) + rate * tau
     acc[:, 1] += _col(p["speed"]) * rate / G
@@ -182,8 +186,9 @@ def _turn(t, tau, p, site):
     moving = _col(p["moving"])  # 1: turning while walking, 0: spinning on the spot
     f = p["walk_hz"] * p["jitter"]
     amp = p["gait_amp"] * p["amp_u"]
-    pitch, roll, acc = _gait(t, tau, f, amp, p, site, h2=p["h2"], pitch_deg=p["pitch_osc"],
-                             roll_deg=p["roll_osc"], speed=p["speed"], fwd=0.5)
+    pitch, roll, acc = _gait(
+        t, tau, f, amp, p, site, h2=p["h2"], pitch_deg=p["pitch_osc"], roll_deg=p["roll_osc"], speed=p["speed"], fwd=0.5
+    )
     acc = acc * moving[:, :, None]
     pitch = _col(p["pitch0"]) + (pitch - _col(p["pitch0"])) * moving
     # yaw rate: peak rate with a smooth swell inside the window
@@ -209,8 +214,7 @@ def _jump(t, tau, p, site):
     acc = np.zeros((n, 3, t.shape[1]))
     # in flight the specific force is zero: linear acceleration -1 g cancels gravity (scaled for
     # small hops that only partly leave the ground)
-    acc[:, 2] = (-0.35 * h * crouch + 1.4 * h * push - np.clip(h, 0, 1) * flight + 2.2 * h * land
-                 - 0.4 * h * settle)
+    acc[:, 2] = -0.35 * h * crouch + 1.4 * h * push - np.clip(h, 0, 1) * flight + 2.2 * h * land - 0.4 * h * settle
     acc[:, 0] = 0.5 * h * push - 0.8 * h * land
     pitch = _col(p["pitch0"]) + 22 * _DEG * np.clip(h, 0, 1.5) * (push + 0.6 * flight - 0.9 * land)
     if site == 1:
@@ -220,8 +224,19 @@ def _jump(t, tau, p, site):
     # some jumps come out of walking: the gait continues around the take-off and landing
     f = p["walk_hz"] * p["jitter"]
     amp = p["gait_amp"] * p["amp_u"] * p["moving"]
-    g_pitch, _g_roll, g_acc = _gait(t, tau, f, amp, p, site, h2=p["h2"], pitch_deg=3.0 * p["moving"],
-                                    roll_deg=np.zeros(n), speed=np.ones(n), fwd=0.5)
+    g_pitch, _g_roll, g_acc = _gait(
+        t,
+        tau,
+        f,
+        amp,
+        p,
+        site,
+        h2=p["h2"],
+        pitch_deg=3.0 * p["moving"],
+        roll_deg=np.zeros(n),
+        speed=np.ones(n),
+        fwd=0.5,
+    )
     calm = (1.0 - np.clip(flight + land + push, 0.0, 1.0))[:, None, :]
     acc = acc + g_acc * calm
     pitch = pitch + (g_pitch - _col(p["pitch0"])) * calm[:, 0]
@@ -305,14 +320,13 @@ def _window_params(cls: int, subj: np.ndarray, profiles, dur: float, rng: np.ran
         small = rng.random(n) < 0.4
         p["jump_amp"] = np.where(small, rng.uniform(0.15, 0.45, n), rng.uniform(0.7, 1.4, n))
         p["flight_s"] = np.where(small, rng.uniform(0.05, 0.14, n), rng.uniform(0.2, 0.42, n))
-        p["event_t"] = rng.uniform(0.15, 0.85, n) * dur              # near an edge: partly seen
+        p["event_t"] = rng.uniform(0.15, 0.85, n) * dur  # near an edge: partly seen
         p["moving"] = (rng.random(n) < 0.35).astype(float)
         p["amp_u"] = rng.uniform(0.14, 0.3, n)
     elif cls == 5:  # shake: usually vigorous, sometimes weak and short
         weak = rng.random(n) < 0.3
         p["shake_deg"] = np.where(weak, rng.uniform(6.0, 16.0, n), rng.uniform(16.0, 50.0, n))
-        p["shake_dur"] = np.minimum(np.where(weak, rng.uniform(0.25, 0.6, n), rng.uniform(0.6, 1.6, n)),
-                                    0.9 * dur)
+        p["shake_dur"] = np.minimum(np.where(weak, rng.uniform(0.25, 0.6, n), rng.uniform(0.6, 1.6, n)), 0.9 * dur)
         p["event_t"] = rng.uniform(0.35, 0.65, n) * dur
     return p
 
@@ -327,19 +341,22 @@ def _blend(a, b, s):
 
 def _sensors(yaw, pitch, roll, acc_h, mount, fs, channels):
     """Sensor readings (n, channels, T) from orientation and heading-frame acceleration on T+2 samples."""
-    r_wb = euler_to_matrix(yaw, pitch, roll)                        # (n, T+2, 3, 3)
+    r_wb = euler_to_matrix(yaw, pitch, roll)  # (n, T+2, 3, 3)
     r_ws = r_wb @ mount[:, None]
-    cy, sy = np.cos(yaw), np.sin(yaw)                               # heading frame -> world: Rz(yaw)
-    a_world = np.stack([cy * acc_h[:, 0] - sy * acc_h[:, 1], sy * acc_h[:, 0] + cy * acc_h[:, 1],
-                        acc_h[:, 2] + 1.0], axis=-1)                # specific force: + gravity (up)
+    cy, sy = np.cos(yaw), np.sin(yaw)  # heading frame -> world: Rz(yaw)
+    a_world = np.stack(
+        [cy * acc_h[:, 0] - sy * acc_h[:, 1], sy * acc_h[:, 0] + cy * acc_h[:, 1], acc_h[:, 2] + 1.0], axis=-1
+    )  # specific force: + gravity (up)
     core = slice(1, -1)
-    r_sw = np.swapaxes(r_ws[:, core], -1, -2)                       # world -> sensor
+    r_sw = np.swapaxes(r_ws[:, core], -1, -2)  # world -> sensor
     out = [np.swapaxes((r_sw @ a_world[:, core, :, None])[..., 0], 1, 2)]
     if channels >= 6:
         d = (r_ws[:, 2:] - r_ws[:, :-2]) * (fs / 2.0)
         w = r_sw @ d
-        omega = np.stack([w[..., 2, 1] - w[..., 1, 2], w[..., 0, 2] - w[..., 2, 0],
-                          w[..., 1, 0] - w[..., 0, 1]], axis=1) / 2.0
+        omega = (
+            np.stack([w[..., 2, 1] - w[..., 1, 2], w[..., 0, 2] - w[..., 2, 0], w[..., 1, 0] - w[..., 0, 1]], axis=1)
+            / 2.0
+        )
         out.append(omega)
     if channels == 9:
         out.append(np.swapaxes(r_sw @ MAG_WORLD_UT, 1, 2))
@@ -349,8 +366,15 @@ def _sensors(yaw, pitch, roll, acc_h, mount, fs, channels):
 SYNTHETIC_RATE_HZ = 50.0  # used when the parameters leave sample_rate_hz unset
 
 
-def make_synthetic(n_subjects: int = 24, windows_per_class: int = 24, channels: int = 9, sites: int = 2,
-                   window: int = 100, sample_rate_hz: float = SYNTHETIC_RATE_HZ, seed: int = 0) -> WindowSet:
+def make_synthetic(
+    n_subjects: int = 24,
+    windows_per_class: int = 24,
+    channels: int = 9,
+    sites: int = 2,
+    window: int = 100,
+    sample_rate_hz: float = SYNTHETIC_RATE_HZ,
+    seed: int = 0,
+) -> WindowSet:
     """Labelled synthetic IMU windows, X (N, channels, sites, window) with N = subjects x 6 x windows.
 
     channels: 3 (acc), 6 (acc + gyro) or 9 (acc + gyro + mag); sites: 1 (back) or 2 (back, leg).
@@ -361,8 +385,10 @@ def make_synthetic(n_subjects: int = 24, windows_per_class: int = 24, channels: 
     if sites not in (1, 2):
         raise DataError(f"synthetic_sites must be 1 (back) or 2 (back, leg); got {sites}")
     if n_subjects < 1 or windows_per_class < 1:
-        raise DataError(f"need at least one subject and one window per class; got n_subjects={n_subjects}, "
-                        f"windows_per_class={windows_per_class}")
+        raise DataError(
+            f"need at least one subject and one window per class; got n_subjects={n_subjects}, "
+            f"windows_per_class={windows_per_class}"
+        )
     if window < 4:
         raise DataError(f"window must be at least 4 samples; got {window}")
     if not sample_rate_hz > 0:
@@ -372,14 +398,14 @@ def make_synthetic(n_subjects: int = 24, windows_per_class: int = 24, channels: 
     profiles = subject_profiles(n_subjects, seed)
     rng = np.random.default_rng([int(seed), 202])
     k = len(LABEL_NAMES)
-    subj = np.repeat(np.arange(n_subjects), windows_per_class)     # per class, subject-major
-    tau = ((np.arange(window + 2) - 1) / fs)[None, :]               # one extra sample each side
+    subj = np.repeat(np.arange(n_subjects), windows_per_class)  # per class, subject-major
+    tau = ((np.arange(window + 2) - 1) / fs)[None, :]  # one extra sample each side
 
     params = [_window_params(c, subj, profiles, dur, rng) for c in range(k)]
     # transitions: the labelled behaviour fills only 55-85% of the window, the rest is a neighbour
     trans = [rng.random(len(subj)) < TRANSITION_FRACTION for _ in range(k)]
     cut = [rng.uniform(0.55, 0.85, len(subj)) * dur for _ in range(k)]
-    lead = [rng.random(len(subj)) < 0.5 for _ in range(k)]        # neighbour before or after
+    lead = [rng.random(len(subj)) < 0.5 for _ in range(k)]  # neighbour before or after
 
     X = np.empty((k, len(subj), channels, sites, window), dtype=np.float32)
     for site in range(sites):
@@ -392,8 +418,8 @@ def make_synthetic(n_subjects: int = 24, windows_per_class: int = 24, channels: 
         for c in range(k):
             y, pi, ro, ac = motions[c]
             if c in _NEIGHBOUR:
-                s = 1.0 / (1.0 + np.exp(-(tau - cut[c][:, None]) / 0.08))   # 0 before the cut, 1 after
-                s = np.where(lead[c][:, None], 1.0 - s, s)                   # neighbour first or last
+                s = 1.0 / (1.0 + np.exp(-(tau - cut[c][:, None]) / 0.08))  # 0 before the cut, 1 after
+                s = np.where(lead[c][:, None], 1.0 - s, s)  # neighbour first or last
                 s = s * trans[c][:, None]
                 y, pi, ro, ac = _blend(motions[c], motions[_NEIGHBOUR[c]], s)
             sig = _sensors(y, pi, ro, ac, mount_all[subj], fs, channels)
@@ -402,23 +428,39 @@ def make_synthetic(n_subjects: int = 24, windows_per_class: int = 24, channels: 
     X = X.reshape(k * len(subj), channels, sites, window)
     y = np.repeat(np.arange(k), len(subj))
     subject = np.tile(subj, k)
-    order = np.lexsort((y, subject))                                 # subject, then behaviour
+    order = np.lexsort((y, subject))  # subject, then behaviour
     provenance = {
-        "kind": "synthetic", "generator": "workbench.data.synthetic", "seed": int(seed),
-        "n_subjects": int(n_subjects), "windows_per_class": int(windows_per_class),
-        "channels": int(channels), "sites": int(sites), "window": int(window),
-        "sample_rate_hz": fs, "transition_fraction": TRANSITION_FRACTION,
+        "kind": "synthetic",
+        "generator": "workbench.data.synthetic",
+        "seed": int(seed),
+        "n_subjects": int(n_subjects),
+        "windows_per_class": int(windows_per_class),
+        "channels": int(channels),
+        "sites": int(sites),
+        "window": int(window),
+        "sample_rate_hz": fs,
+        "transition_fraction": TRANSITION_FRACTION,
         "note": "labelled synthetic data from a physical IMU model; not a real recording",
-        "subjects": [{key: pr[key] for key in ("subject", "walk_hz", "trot_hz", "shake_hz", "gait_amp")}
-                     for pr in profiles],
+        "subjects": [
+            {key: pr[key] for key in ("subject", "walk_hz", "trot_hz", "shake_hz", "gait_amp")} for pr in profiles
+        ],
     }
-    return WindowSet(X=X[order], y=y[order], subject=subject[order], label_names=list(LABEL_NAMES),
-                     channel_names=CHANNEL_NAMES[:channels], site_names=SITE_NAMES[:sites],
-                     sample_rate_hz=fs, source="synthetic", provenance=provenance)
+    return WindowSet(
+        X=X[order],
+        y=y[order],
+        subject=subject[order],
+        label_names=list(LABEL_NAMES),
+        channel_names=CHANNEL_NAMES[:channels],
+        site_names=SITE_NAMES[:sites],
+        sample_rate_hz=fs,
+        source="synthetic",
+        provenance=provenance,
+    )
 
 
-def _impair(sig: np.ndarray, subj: np.ndarray, profiles, site: int, channels: int, dur: float,
-            rng: np.random.Generator) -> np.ndarray:
+def _impair(
+    sig: np.ndarray, subj: np.ndarray, profiles, site: int, channels: int, dur: float, rng: np.random.Generator
+) -> np.ndarray:
     """Bias (per subject and site), linear drift and white noise (per window)."""
     n, _c, t = sig.shape
     ramp = np.linspace(-0.5, 0.5, t)[None, :] * dur
@@ -430,11 +472,11 @@ def _impair(sig: np.ndarray, subj: np.ndarray, profiles, site: int, channels: in
         groups.append(("mag_bias_ut", 0.6, 0.3))
     out = sig.copy()
     for g, (key, noise, drift) in enumerate(groups):
-        bias = np.array([profiles[s][key][site] for s in subj])      # (n, 3)
+        bias = np.array([profiles[s][key][site] for s in subj])  # (n, 3)
         sl = slice(3 * g, 3 * g + 3)
         out[:, sl] += bias[:, :, None]
         out[:, sl] += rng.normal(0, drift, (n, 3, 1)) * ramp[:, None, :]
         out[:, sl] += rng.normal(0, noise, (n, 3, t)) * scale[:, :, None]
-        if key == "mag_bias_ut":                                     # local field disturbance
+        if key == "mag_bias_ut":  # local field disturbance
             out[:, sl] += rng.normal(0, 2.0, (n, 3, 1))
     return out

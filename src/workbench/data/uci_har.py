@@ -8,6 +8,7 @@ are kept in the provenance so `test_subjects` can reproduce the official split.
 Citation: D. Anguita, A. Ghio, L. Oneto, X. Parra, J. L. Reyes-Ortiz, "A Public Domain Dataset for
 Human Activity Recognition Using Smartphones", ESANN 2013. UCI ML Repository id 240.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,8 +23,10 @@ WINDOW = 128
 SIGNALS = ["total_acc_x", "total_acc_y", "total_acc_z", "body_gyro_x", "body_gyro_y", "body_gyro_z"]
 CHANNEL_NAMES = ["acc_x", "acc_y", "acc_z", "gyro_x", "gyro_y", "gyro_z"]
 DEFAULT_LABELS = ["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING", "LAYING"]
-CITATION = ("Anguita, Ghio, Oneto, Parra, Reyes-Ortiz: A Public Domain Dataset for Human Activity "
-            "Recognition Using Smartphones. ESANN 2013. UCI ML Repository id 240.")
+CITATION = (
+    "Anguita, Ghio, Oneto, Parra, Reyes-Ortiz: A Public Domain Dataset for Human Activity "
+    "Recognition Using Smartphones. ESANN 2013. UCI ML Repository id 240."
+)
 
 
 def find_root(data_dir: str | Path) -> Path:
@@ -34,8 +37,10 @@ def find_root(data_dir: str | Path) -> Path:
     for cand in (d, d / "UCI HAR Dataset"):
         if (cand / "train" / "Inertial Signals").is_dir() or (cand / "test" / "Inertial Signals").is_dir():
             return cand
-    raise DataError(f"{d}: no train/Inertial Signals/ or test/Inertial Signals/ (the UCI HAR layout); "
-                    f"pass the 'UCI HAR Dataset' folder")
+    raise DataError(
+        f"{d}: no train/Inertial Signals/ or test/Inertial Signals/ (the UCI HAR layout); "
+        f"pass the 'UCI HAR Dataset' folder"
+    )
 
 
 def _labels(root: Path) -> list[str]:
@@ -75,16 +80,17 @@ def read_split(root: Path, split: str, n_labels: int) -> tuple[np.ndarray, np.nd
             raise DataError(f"missing {f} (the loader uses {', '.join(SIGNALS)})")
         a = read_xyz(f, ncols=WINDOW)
         if chans and len(a) != len(chans[0]):
-            raise DataError(f"{f} has {len(a)} rows but {SIGNALS[0]}_{split}.txt has {len(chans[0])}; every "
-                            f"signal file holds one row per window")
+            raise DataError(
+                f"{f} has {len(a)} rows but {SIGNALS[0]}_{split}.txt has {len(chans[0])}; every "
+                f"signal file holds one row per window"
+            )
         chans.append(a)
     n = len(chans[0])
     y = _read_ints(root / split / f"y_{split}.txt", n)
     subject = _read_ints(root / split / f"subject_{split}.txt", n)
     bad = np.flatnonzero((y < 1) | (y > n_labels))
     if len(bad):
-        raise DataError(f"{root / split / f'y_{split}.txt'}:{bad[0] + 1}: label {y[bad[0]]} out of range "
-                        f"1..{n_labels}")
+        raise DataError(f"{root / split / f'y_{split}.txt'}:{bad[0] + 1}: label {y[bad[0]]} out of range 1..{n_labels}")
     X = np.stack(chans, axis=1)[:, :, None, :].astype(np.float32)
     return X, y - 1, subject
 
@@ -101,9 +107,22 @@ def load_uci_har(data_dir: str | Path) -> WindowSet:
     y = np.concatenate([p[1] for p in parts.values()])
     subject = np.concatenate([p[2] for p in parts.values()])
     test_subjects = sorted({int(s) for s in parts["test"][2]}) if "test" in parts else []
-    return WindowSet(X=X, y=y, subject=subject, label_names=label_names, channel_names=list(CHANNEL_NAMES),
-                     site_names=["waist"], sample_rate_hz=SAMPLE_RATE_HZ, source="uci_har",
-                     provenance={"kind": "real", "dataset": "UCI HAR (Inertial Signals)",
-                                 "path": str(root.resolve()), "splits": sorted(parts),
-                                 "signals": list(SIGNALS), "official_test_subjects": test_subjects,
-                                 "citation": CITATION})
+    return WindowSet(
+        X=X,
+        y=y,
+        subject=subject,
+        label_names=label_names,
+        channel_names=list(CHANNEL_NAMES),
+        site_names=["waist"],
+        sample_rate_hz=SAMPLE_RATE_HZ,
+        source="uci_har",
+        provenance={
+            "kind": "real",
+            "dataset": "UCI HAR (Inertial Signals)",
+            "path": str(root.resolve()),
+            "splits": sorted(parts),
+            "signals": list(SIGNALS),
+            "official_test_subjects": test_subjects,
+            "citation": CITATION,
+        },
+    )

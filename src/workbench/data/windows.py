@@ -1,4 +1,5 @@
 """Cutting fixed-length windows out of labelled segments, never across a segment boundary."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -26,5 +27,5 @@ def cut_windows(signal: np.ndarray, start: int, stop: int, window: int, hop: int
     starts = start + window_starts(stop - start, window, hop)
     if len(starts) == 0:
         return np.zeros((0, signal.shape[0], window), dtype=signal.dtype), starts
-    idx = starts[:, None] + np.arange(window)[None, :]            # (n, window)
+    idx = starts[:, None] + np.arange(window)[None, :]  # (n, window)
     return np.transpose(signal[:, idx], (1, 0, 2)), starts

@@ -4,6 +4,7 @@ Windows stay in physical units (g, rad/s, uT); normalisation is a separate, trai
 (`normalize.Normalizer`). On disk a WindowSet is a plain ``.npz`` readable with ``allow_pickle=False``:
 names as string arrays, provenance as a JSON string, so a file from an untrusted source cannot run code.
 """
+
 from __future__ import annotations
 
 import json
@@ -50,16 +51,20 @@ class WindowSet:
         """Raise DataError when arrays and names do not agree; called on construction and load."""
         X, y, s = self.X, self.y, self.subject
         if X.ndim != 4:
-            raise DataError(f"{where}: X must be 4-D (N, C, S, T), got shape {X.shape}; add a site axis "
-                            f"of size 1 for single-site data, e.g. X[:, :, None, :]")
+            raise DataError(
+                f"{where}: X must be 4-D (N, C, S, T), got shape {X.shape}; add a site axis "
+                f"of size 1 for single-site data, e.g. X[:, :, None, :]"
+            )
         if not np.issubdtype(X.dtype, np.floating):
             raise DataError(f"{where}: X must be floating point, got dtype {X.dtype}")
         if X.dtype != np.float32:
             self.X = X = X.astype(np.float32)
         n, c, sites, _t = X.shape
         if y.shape != (n,) or s.shape != (n,):
-            raise DataError(f"{where}: y and subject must have shape ({n},) to match X {X.shape}; got "
-                            f"y {y.shape}, subject {s.shape}")
+            raise DataError(
+                f"{where}: y and subject must have shape ({n},) to match X {X.shape}; got "
+                f"y {y.shape}, subject {s.shape}"
+            )
         for name, arr in (("y", y), ("subject", s)):
             if n and not np.issubdtype(arr.dtype, np.integer):
                 if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.mod(arr, 1) == 0):
@@ -70,8 +75,9 @@ class WindowSet:
         if k == 0:
             raise DataError(f"{where}: label_names is empty; give one name per class")
         if n and (y.min() < 0 or y.max() >= k):
-            raise DataError(f"{where}: labels must lie in 0..{k - 1} (len(label_names)={k}); found "
-                            f"{int(y.min())}..{int(y.max())}")
+            raise DataError(
+                f"{where}: labels must lie in 0..{k - 1} (len(label_names)={k}); found {int(y.min())}..{int(y.max())}"
+            )
         if len(self.channel_names) != c:
             raise DataError(f"{where}: {len(self.channel_names)} channel names for {c} channels in X")
         if len(self.site_names) != sites:
@@ -80,9 +86,11 @@ class WindowSet:
             raise DataError(f"{where}: sample_rate_hz must be a positive number, got {self.sample_rate_hz}")
         if not np.all(np.isfinite(X)):
             bad = np.argwhere(~np.isfinite(X))[0]
-            raise DataError(f"{where}: X holds NaN or inf (first at window {bad[0]}, channel "
-                            f"{self.channel_names[bad[1]]}, site {self.site_names[bad[2]]}, sample {bad[3]}); "
-                            f"drop or interpolate those windows before loading")
+            raise DataError(
+                f"{where}: X holds NaN or inf (first at window {bad[0]}, channel "
+                f"{self.channel_names[bad[1]]}, site {self.site_names[bad[2]]}, sample {bad[3]}); "
+                f"drop or interpolate those windows before loading"
+            )
 
     # -- shape helpers -------------------------------------------------------------------------
     @property
@@ -108,17 +116,26 @@ class WindowSet:
     def subset(self, idx: Sequence[int] | np.ndarray) -> "WindowSet":
         """Windows at `idx` (index array or boolean mask); names and provenance are shared copies."""
         idx = np.asarray(idx)
-        return WindowSet(X=self.X[idx], y=self.y[idx], subject=self.subject[idx],
-                         label_names=list(self.label_names), channel_names=list(self.channel_names),
-                         site_names=list(self.site_names), sample_rate_hz=self.sample_rate_hz,
-                         source=self.source, provenance=json.loads(json.dumps(self.provenance)))
+        return WindowSet(
+            X=self.X[idx],
+            y=self.y[idx],
+            subject=self.subject[idx],
+            label_names=list(self.label_names),
+            channel_names=list(self.channel_names),
+            site_names=list(self.site_names),
+            sample_rate_hz=self.sample_rate_hz,
+            source=self.source,
+            provenance=json.loads(json.dumps(self.provenance)),
+        )
 
     # -- disk ----------------------------------------------------------------------------------
     def save(self, path: str | Path, split: Optional[np.ndarray] = None) -> None:
         """Write an ``.npz`` (no pickles). `split`: optional per-window split names ("train", ...)."""
         path = Path(path)
         arrays: dict[str, np.ndarray] = dict(
-            X=self.X.astype(np.float32), y=self.y.astype(np.int64), subject=self.subject.astype(np.int64),
+            X=self.X.astype(np.float32),
+            y=self.y.astype(np.int64),
+            subject=self.subject.astype(np.int64),
             label_names=np.array(self.label_names, dtype=str),
             channel_names=np.array(self.channel_names, dtype=str),
             site_names=np.array(self.site_names, dtype=str),
@@ -130,8 +147,7 @@ class WindowSet:
         if split is not None:
             split = np.asarray(split, dtype=str)
             if split.shape != (self.n_windows,):
-                raise DataError(f"split must have one name per window, shape ({self.n_windows},); got "
-                                f"{split.shape}")
+                raise DataError(f"split must have one name per window, shape ({self.n_windows},); got {split.shape}")
             arrays["split"] = split
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as fh:  # a file handle keeps numpy from appending a second ".npz"
@@ -148,16 +164,34 @@ class WindowSet:
                 d = {k: z[k] for k in z.files}
         except (OSError, ValueError) as exc:
             raise DataError(f"{path} is not a readable .npz without pickles: {exc}") from exc
-        need = ("X", "y", "subject", "label_names", "channel_names", "site_names", "sample_rate_hz",
-                "source", "provenance")
+        need = (
+            "X",
+            "y",
+            "subject",
+            "label_names",
+            "channel_names",
+            "site_names",
+            "sample_rate_hz",
+            "source",
+            "provenance",
+        )
         missing = [k for k in need if k not in d]
         if missing:
-            raise DataError(f"{path} lacks {missing}: it was not written by WindowSet.save (for a plain "
-                            f"array file with X, y, subject use load_npz)")
-        ws = cls(X=d["X"], y=d["y"], subject=d["subject"], label_names=d["label_names"].tolist(),
-                 channel_names=d["channel_names"].tolist(), site_names=d["site_names"].tolist(),
-                 sample_rate_hz=float(d["sample_rate_hz"]), source=str(d["source"]),
-                 provenance=json.loads(str(d["provenance"])))
+            raise DataError(
+                f"{path} lacks {missing}: it was not written by WindowSet.save (for a plain "
+                f"array file with X, y, subject use load_npz)"
+            )
+        ws = cls(
+            X=d["X"],
+            y=d["y"],
+            subject=d["subject"],
+            label_names=d["label_names"].tolist(),
+            channel_names=d["channel_names"].tolist(),
+            site_names=d["site_names"].tolist(),
+            sample_rate_hz=float(d["sample_rate_hz"]),
+            source=str(d["source"]),
+            provenance=json.loads(str(d["provenance"])),
+        )
         split = d["split"].astype(str) if "split" in d else None
         return ws, split
 
@@ -166,10 +200,10 @@ class WindowSet:
 class SplitWindows:
     """The windows of one split of a run's windows.npz, normalised when a normaliser was given."""
 
-    X: np.ndarray              # (N, C, S, T) float32
-    y: np.ndarray              # (N,) int64
-    subject: np.ndarray        # (N,) int64
-    index: np.ndarray          # (N,) int64 rows of windows.npz
+    X: np.ndarray  # (N, C, S, T) float32
+    y: np.ndarray  # (N,) int64
+    subject: np.ndarray  # (N,) int64
+    index: np.ndarray  # (N,) int64 rows of windows.npz
     label_names: list[str] = field(default_factory=list)
 
     @property
@@ -182,13 +216,16 @@ def load_with_split(path: str | Path) -> tuple[WindowSet, np.ndarray]:
     every later stage must know which windows were held out."""
     ws, split = WindowSet.load(path)
     if split is None:
-        raise DataError(f"{path} has no 'split' array: it was not written by stage 01 of a run; rerun "
-                        f"stage 01 so later stages know which windows are held out")
+        raise DataError(
+            f"{path} has no 'split' array: it was not written by stage 01 of a run; rerun "
+            f"stage 01 so later stages know which windows are held out"
+        )
     return ws, np.asarray(split).astype(str)
 
 
-def load_split_windows(path: str | Path, split_name: str, normalizer: Any = None,
-                       limit: Optional[int] = None) -> SplitWindows:
+def load_split_windows(
+    path: str | Path, split_name: str, normalizer: Any = None, limit: Optional[int] = None
+) -> SplitWindows:
     """The one loader of a single split (first ``limit`` windows, in file order so reruns see the same
     ones), normalised with ``normalizer`` (an object with ``apply``) when given."""
     ws, split = load_with_split(path)
@@ -196,8 +233,12 @@ def load_split_windows(path: str | Path, split_name: str, normalizer: Any = None
     if idx.size == 0:
         raise DataError(f"{path} has no '{split_name}' windows (splits present: {sorted(set(split.tolist()))})")
     if limit is not None:
-        idx = idx[:int(limit)]
+        idx = idx[: int(limit)]
     X = ws.X[idx] if normalizer is None else normalizer.apply(ws.X[idx])
-    return SplitWindows(X=np.ascontiguousarray(X, dtype=np.float32), y=np.asarray(ws.y[idx], dtype=np.int64),
-                        subject=np.asarray(ws.subject[idx], dtype=np.int64), index=idx.astype(np.int64),
-                        label_names=list(ws.label_names))
+    return SplitWindows(
+        X=np.ascontiguousarray(X, dtype=np.float32),
+        y=np.asarray(ws.y[idx], dtype=np.int64),
+        subject=np.asarray(ws.subject[idx], dtype=np.int64),
+        index=idx.astype(np.int64),
+        label_names=list(ws.label_names),
+    )

@@ -12,6 +12,7 @@ refuses a missing, changed or unlisted file.
 Nothing here imports torch: building reads the normaliser through the same loader stage 07 uses,
 loading reads only JSON and numpy files.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -81,11 +82,11 @@ class BundleSources:
     run_id: str
     split_json: Path
     host_weights: Path
-    normalizer: dict[str, Any]              # {"mean": (C, S, 1) lists, "std": ...}
+    normalizer: dict[str, Any]  # {"mean": (C, S, 1) lists, "std": ...}
     label_names: list[str]
-    npu_files: dict[str, Path]              # serving backend -> existing NPU file
+    npu_files: dict[str, Path]  # serving backend -> existing NPU file
     reliability_json: Optional[Path] = None  # stage 08 output, when it ran
-    input_info: dict[str, Any] = field(default_factory=dict)   # channel/site names, rate, shape
+    input_info: dict[str, Any] = field(default_factory=dict)  # channel/site names, rate, shape
     # stage 05's host input transform (equalization scales, clip range) that the deployed NPU graph
     # (npu_int8.onnx, model.hef) expects after normalisation; {} when the picked remedy has none
     input_transform: dict[str, Any] = field(default_factory=dict)
@@ -105,33 +106,50 @@ def sources_from_run(run: Any, hef_path: Optional[Path] = None) -> BundleSources
 
     split_json, host_weights = need("split"), need("host_weights")
     windows = need("windows")
-    checkpoint = Path(run.artifact("checkpoint", must_exist=False))   # absent for an imported model
-    npu = {ORT_INT8: Path(run.artifact("npu_int8_onnx", must_exist=False)),
-           ORT_FP32: Path(run.artifact("npu_dynamic_onnx", must_exist=False)),
-           HAILO8_DEVICE: Path(hef_path) if hef_path else Path(run.artifact("hef", must_exist=False))}
+    checkpoint = Path(run.artifact("checkpoint", must_exist=False))  # absent for an imported model
+    npu = {
+        ORT_INT8: Path(run.artifact("npu_int8_onnx", must_exist=False)),
+        ORT_FP32: Path(run.artifact("npu_dynamic_onnx", must_exist=False)),
+        HAILO8_DEVICE: Path(hef_path) if hef_path else Path(run.artifact("hef", must_exist=False)),
+    }
     if hef_path and not npu[HAILO8_DEVICE].is_file():
         raise BundleError(f"HEF not found: {hef_path}")
     npu = {k: v for k, v in npu.items() if v.is_file()}
     if not ({ORT_INT8, ORT_FP32} & set(npu)):
-        raise BundleError(f"run {run.run_id} has neither npu_int8.onnx (stage 05) nor npu_dynamic.onnx "
-                          f"(stage 04): run the pipeline through stage 05 first")
+        raise BundleError(
+            f"run {run.run_id} has neither npu_int8.onnx (stage 05) nor npu_dynamic.onnx "
+            f"(stage 04): run the pipeline through stage 05 first"
+        )
     normalizer, labels = load_normalizer(run.artifact("model_meta", must_exist=False), checkpoint)
     ws, _ = WindowSet.load(windows)
     if list(ws.label_names) != list(labels):
-        raise BundleError(f"windows.npz labels {ws.label_names} differ from the checkpoint's {labels}: stage 01 "
-                          f"artifacts are inconsistent; re-run from stage 01")
+        raise BundleError(
+            f"windows.npz labels {ws.label_names} differ from the checkpoint's {labels}: stage 01 "
+            f"artifacts are inconsistent; re-run from stage 01"
+        )
     rel = Path(run.artifact("reliability", must_exist=False))
     remedy_path = Path(run.artifact("quant_remedy", must_exist=False))
     transform = {}
     if remedy_path.is_file():
         t = json.loads(remedy_path.read_text()).get("input_transform") or {}
         transform = {k: t[k] for k in ("scale", "clip") if t.get(k) is not None}
-    info = {"shape": [int(d) for d in ws.X.shape[1:]], "channel_names": list(ws.channel_names),
-            "site_names": list(ws.site_names), "sample_rate_hz": float(ws.sample_rate_hz)}
-    return BundleSources(run_id=str(run.run_id), split_json=split_json, host_weights=host_weights,
-                         normalizer=normalizer.to_dict(), label_names=list(labels), npu_files=npu,
-                         reliability_json=rel if rel.is_file() else None, input_info=info,
-                         input_transform=transform)
+    info = {
+        "shape": [int(d) for d in ws.X.shape[1:]],
+        "channel_names": list(ws.channel_names),
+        "site_names": list(ws.site_names),
+        "sample_rate_hz": float(ws.sample_rate_hz),
+    }
+    return BundleSources(
+        run_id=str(run.run_id),
+        split_json=split_json,
+        host_weights=host_weights,
+        normalizer=normalizer.to_dict(),
+        label_names=list(labels),
+        npu_files=npu,
+        reliability_json=rel if rel.is_file() else None,
+        input_info=info,
+        input_transform=transform,
+    )
 
 
 # ---- building --------------------------------------------------------------------------------------
@@ -159,8 +177,12 @@ def serving_reliability(backend: str, temps: dict, conf: dict) -> dict[str, Any]
     from. None when stage 08 did not analyse any backend this one may borrow from."""
     for source in RELIABILITY_FROM[backend]:
         if source in temps:
-            return {"calibrated_on": source, "borrowed": source != backend,
-                    "temperature": temps[source]["temperature"], "conformal": conf.get(source)}
+            return {
+                "calibrated_on": source,
+                "borrowed": source != backend,
+                "temperature": temps[source]["temperature"],
+                "conformal": conf.get(source),
+            }
     return {"calibrated_on": None, "borrowed": False, "temperature": None, "conformal": None}
 
 
@@ -170,8 +192,9 @@ def build_bundle(src: BundleSources, out_dir: Path, conformal_method: str = DEFA
         raise BundleError(f"conformal_method {conformal_method!r} is not one of {list(CONFORMAL_METHODS)}")
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise BundleError(f"{out_dir} exists and is not an empty folder; a bundle is written into a new "
-                          f"folder (choose another --out)")
+        raise BundleError(
+            f"{out_dir} exists and is not an empty folder; a bundle is written into a new folder (choose another --out)"
+        )
     out_dir.mkdir(parents=True, exist_ok=True)
     files: list[str] = []
 
@@ -189,16 +212,20 @@ def build_bundle(src: BundleSources, out_dir: Path, conformal_method: str = DEFA
     backends = {}
     for name, path in src.npu_files.items():
         copy(path, NPU_FILES[name])
-        backends[name] = {"npu_file": NPU_FILES[name], **serving_reliability(name, temps, conf),
-                          # the deployed graphs (stage 05's pick) take the transformed input; npu_dynamic.onnx not
-                          "input_transform": src.input_transform if name in DEPLOYED_GRAPH_BACKENDS else {}}
+        backends[name] = {
+            "npu_file": NPU_FILES[name],
+            **serving_reliability(name, temps, conf),
+            # the deployed graphs (stage 05's pick) take the transformed input; npu_dynamic.onnx not
+            "input_transform": src.input_transform if name in DEPLOYED_GRAPH_BACKENDS else {},
+        }
     split = json.loads(Path(src.split_json).read_text())
     alpha = next((c["alpha"] for b in backends.values() if (c := b["conformal"])), None)
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "run_id": src.run_id,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "run_id": src.run_id,
         "created": _dt.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "input": {"layout": "(C, S, T) per window: channels, sites, time; physical units, float32",
-                  **src.input_info},
+        "input": {"layout": "(C, S, T) per window: channels, sites, time; physical units, float32", **src.input_info},
         "label_names": list(src.label_names),
         "fsq_levels": [int(v) for v in split.get("fsq_levels", [])],
         "cut": split.get("cut"),
@@ -208,11 +235,13 @@ def build_bundle(src: BundleSources, out_dir: Path, conformal_method: str = DEFA
         "conformal_alpha": alpha,
         "reliability_source": "08_reliability/reliability.json" if src.reliability_json else None,
         "backends": backends,
-        "files": {name: {"sha256": sha256_file(out_dir / name), "bytes": (out_dir / name).stat().st_size}
-                  for name in sorted(files)},
+        "files": {
+            name: {"sha256": sha256_file(out_dir / name), "bytes": (out_dir / name).stat().st_size}
+            for name in sorted(files)
+        },
     }
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=1))
-    load_bundle(out_dir)          # what was written must verify
+    load_bundle(out_dir)  # what was written must verify
     return out_dir
 
 
@@ -253,18 +282,24 @@ class Bundle:
 
     def backend_entry(self, backend: str) -> dict[str, Any]:
         if backend not in self.manifest["backends"]:
-            raise BundleError(f"bundle {self.path} has no {backend} backend (it has {self.backends}); "
-                              + ("build the bundle from a run with a HEF (stage 06 or `workbench hailo "
-                                 "import-hef`)" if backend == "hailo8-device" else
-                                 "rebuild it from a run that has that model file"))
+            raise BundleError(
+                f"bundle {self.path} has no {backend} backend (it has {self.backends}); "
+                + (
+                    "build the bundle from a run with a HEF (stage 06 or `workbench hailo import-hef`)"
+                    if backend == "hailo8-device"
+                    else "rebuild it from a run that has that model file"
+                )
+            )
         return self.manifest["backends"][backend]
 
     def normalizer(self) -> Any:
         from workbench.data.normalize import Normalizer
+
         return Normalizer.from_dict(json.loads(self.file(NORMALIZER_FILE).read_text()))
 
     def host_postprocessor(self) -> Any:
         from workbench.graph.host import HostPostprocessor
+
         return HostPostprocessor.from_files(self.file(SPLIT_FILE), self.file(HOST_WEIGHTS_FILE))
 
 
@@ -273,8 +308,9 @@ def load_bundle(path: Path | str) -> Bundle:
     path = Path(path)
     mpath = path / MANIFEST
     if not mpath.is_file():
-        raise BundleError(f"{path} is not a deploy bundle: {MANIFEST} is missing (build one with "
-                          f"`workbench deploy RUN`)")
+        raise BundleError(
+            f"{path} is not a deploy bundle: {MANIFEST} is missing (build one with `workbench deploy RUN`)"
+        )
     try:
         manifest = json.loads(mpath.read_text())
     except ValueError as exc:
@@ -282,8 +318,10 @@ def load_bundle(path: Path | str) -> Bundle:
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise BundleError(f"{mpath} is not a {FORMAT} manifest; rebuild the bundle with `workbench deploy`")
     if manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{mpath} has format_version {manifest.get('format_version')}, this workbench reads "
-                          f"{FORMAT_VERSION}; rebuild the bundle with this version")
+        raise BundleError(
+            f"{mpath} has format_version {manifest.get('format_version')}, this workbench reads "
+            f"{FORMAT_VERSION}; rebuild the bundle with this version"
+        )
     listed = manifest.get("files") or {}
     problems = []
     for name, entry in sorted(listed.items()):
@@ -293,8 +331,10 @@ def load_bundle(path: Path | str) -> Bundle:
         elif not p.is_file():
             problems.append(f"{name}: missing")
         elif sha256_file(p) != entry.get("sha256"):
-            problems.append(f"{name}: sha256 {sha256_file(p)[:12]}... differs from deploy.json's "
-                            f"{str(entry.get('sha256'))[:12]}... (changed after the bundle was built)")
+            problems.append(
+                f"{name}: sha256 {sha256_file(p)[:12]}... differs from deploy.json's "
+                f"{str(entry.get('sha256'))[:12]}... (changed after the bundle was built)"
+            )
     unlisted = sorted(p.name for p in path.iterdir() if p.name != MANIFEST and p.name not in listed)
     if unlisted:
         problems.append(f"files not listed in deploy.json: {unlisted}")
@@ -304,8 +344,11 @@ def load_bundle(path: Path | str) -> Bundle:
     if absent:
         problems.append(f"deploy.json does not list {absent}")
     if problems:
-        raise BundleError(f"bundle {path} failed verification; refusing to use it:\n  - " + "\n  - ".join(problems)
-                          + "\nRebuild it with `workbench deploy RUN` (never edit a bundle by hand).")
+        raise BundleError(
+            f"bundle {path} failed verification; refusing to use it:\n  - "
+            + "\n  - ".join(problems)
+            + "\nRebuild it with `workbench deploy RUN` (never edit a bundle by hand)."
+        )
     return Bundle(path=path, manifest=manifest)
 
 
@@ -314,8 +357,16 @@ def conformal_predictor(entry: Optional[dict[str, Any]]) -> Any:
     if not entry:
         return None
     from workbench.reliability.conformal import ConformalPredictor
+
     thr = np.array([np.inf if t is None else float(t) for t in entry["thresholds"]], dtype=np.float64)
-    return ConformalPredictor(score=entry["score"], alpha=float(entry["alpha"]), mondrian=bool(entry["mondrian"]),
-                              randomized=bool(entry["randomized"]), thresholds=thr, n=int(entry["n"]),
-                              k=int(entry["k"]), class_info=list(entry.get("class_info") or []),
-                              backend=entry.get("backend"))
+    return ConformalPredictor(
+        score=entry["score"],
+        alpha=float(entry["alpha"]),
+        mondrian=bool(entry["mondrian"]),
+        randomized=bool(entry["randomized"]),
+        thresholds=thr,
+        n=int(entry["n"]),
+        k=int(entry["k"]),
+        class_info=list(entry.get("class_info") or []),
+        backend=entry.get("backend"),
+    )

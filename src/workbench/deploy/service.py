@@ -12,6 +12,7 @@ through pydantic costs far more than the inference itself; the body is parsed wi
 ``np.load(allow_pickle=False)``) and checked once, as an array. Bad input gets a 4xx that names the
 expected shape; only a fault of the service itself is a 500, and the service keeps serving after both.
 """
+
 from __future__ import annotations
 
 import io
@@ -39,8 +40,9 @@ STATUS_OF = {"too_many": 413, "body_too_large": 413, "content_type": 415, "bad_j
 
 
 def _json(obj: Any, status: int = 200) -> Response:
-    return Response(orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status,
-                    media_type="application/json")
+    return Response(
+        orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json"
+    )
 
 
 def prediction_body(pred: Prediction, predictor: Predictor) -> dict[str, Any]:
@@ -56,11 +58,26 @@ def prediction_body(pred: Prediction, predictor: Predictor) -> dict[str, Any]:
     else:
         sets = [None] * len(cls)
     conformal = predictor.conformal_info
-    return {"backend": pred.backend, "run_id": predictor.bundle.run_id, "n": len(cls), "labels": labels,
-            "temperature": predictor.temperature, "conformal": conformal,
-            "predictions": [{"label": labels[c], "class_index": c, "probabilities": p, "fsq_levels": lv,
-                             "code_index": k, "conformal_set": s, "logits": z}
-                            for c, p, lv, k, s, z in zip(cls, probs, levels, codes, sets, logits)]}
+    return {
+        "backend": pred.backend,
+        "run_id": predictor.bundle.run_id,
+        "n": len(cls),
+        "labels": labels,
+        "temperature": predictor.temperature,
+        "conformal": conformal,
+        "predictions": [
+            {
+                "label": labels[c],
+                "class_index": c,
+                "probabilities": p,
+                "fsq_levels": lv,
+                "code_index": k,
+                "conformal_set": s,
+                "logits": z,
+            }
+            for c, p, lv, k, s, z in zip(cls, probs, levels, codes, sets, logits)
+        ],
+    }
 
 
 class InferHandler:
@@ -76,9 +93,12 @@ class InferHandler:
     async def read_body(self, declared: Optional[bytes], receive: Any) -> bytes:
         limit = self.max_body_bytes
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            raise InputError("body_too_large", f"request body of {int(declared)} bytes exceeds the limit of {limit} "
-                                               f"bytes; send fewer windows per request (a .npy body is ~4x "
-                                               f"smaller than JSON)")
+            raise InputError(
+                "body_too_large",
+                f"request body of {int(declared)} bytes exceeds the limit of {limit} "
+                f"bytes; send fewer windows per request (a .npy body is ~4x "
+                f"smaller than JSON)",
+            )
         chunks, size, more = [], 0, True
         while more:
             message = await receive()
@@ -87,8 +107,9 @@ class InferHandler:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise InputError("body_too_large", f"request body exceeds the limit of {limit} bytes; send "
-                                                   f"fewer windows per request")
+                raise InputError(
+                    "body_too_large", f"request body exceeds the limit of {limit} bytes; send fewer windows per request"
+                )
             chunks.append(chunk)
             more = message.get("more_body", False)
         return chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -108,11 +129,16 @@ class InferHandler:
             try:
                 return np.load(io.BytesIO(body), allow_pickle=False)
             except Exception as exc:  # np.load raises ValueError, OSError, EOFError... on junk
-                raise InputError("bad_npy", f"body is not a .npy array without pickles "
-                                            f"({type(exc).__name__}: {exc}); write it with np.save") from None
-        raise InputError("content_type", f"content-type {content_type or '(none)'!r} is not accepted; send "
-                                         f"application/json {{\"windows\": ...}} or application/octet-stream "
-                                         f"(a .npy file)")
+                raise InputError(
+                    "bad_npy",
+                    f"body is not a .npy array without pickles ({type(exc).__name__}: {exc}); write it with np.save",
+                ) from None
+        raise InputError(
+            "content_type",
+            f"content-type {content_type or '(none)'!r} is not accepted; send "
+            f'application/json {{"windows": ...}} or application/octet-stream '
+            f"(a .npy file)",
+        )
 
     def reject(self, kind: str, message: str) -> tuple[int, bytes]:
         status = STATUS_OF.get(kind, 422)
@@ -159,9 +185,16 @@ class EdgeInferApp:
                 elif name == b"content-length":
                     declared = value
             status, payload = await self.handler.handle(ctype.decode("latin-1"), declared, receive)
-            await send({"type": "http.response.start", "status": status,
-                        "headers": [(b"content-type", b"application/json"),
-                                    (b"content-length", str(len(payload)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await send({"type": "http.response.body", "body": payload})
             return
         await self.api(scope, receive, send)
@@ -172,21 +205,45 @@ def create_app(predictor: Predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
     started = time.time()
     metrics = ServiceMetrics(predictor.backend, predictor.bundle.run_id)
     handler = InferHandler(predictor, metrics, max_body_bytes)
-    api = FastAPI(title="workbench EdgeInfer service", version="1",
-                  description=f"run {predictor.bundle.run_id}, backend {predictor.backend}")
+    api = FastAPI(
+        title="workbench EdgeInfer service",
+        version="1",
+        description=f"run {predictor.bundle.run_id}, backend {predictor.backend}",
+    )
     api.state.predictor = predictor
     api.state.metrics = metrics
 
-    @api.post("/infer", openapi_extra={"requestBody": {"required": True, "content": {
-        "application/json": {"schema": {"type": "object", "required": ["windows"], "properties": {
-            "windows": {"type": "array", "description": predictor.expected}}}},
-        "application/octet-stream": {"schema": {"type": "string", "format": "binary",
-                                                "description": ".npy file of " + predictor.expected}}}}})
+    @api.post(
+        "/infer",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["windows"],
+                            "properties": {"windows": {"type": "array", "description": predictor.expected}},
+                        }
+                    },
+                    "application/octet-stream": {
+                        "schema": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": ".npy file of " + predictor.expected,
+                        }
+                    },
+                },
+            }
+        },
+    )
     async def infer(request: Request) -> Response:
         """Documented here; served by EdgeInferApp's direct route (the same InferHandler)."""
-        status, payload = await handler.handle(request.headers.get("content-type", ""),
-                                               (request.headers.get("content-length") or "").encode() or None,
-                                               request.receive)
+        status, payload = await handler.handle(
+            request.headers.get("content-type", ""),
+            (request.headers.get("content-length") or "").encode() or None,
+            request.receive,
+        )
         return Response(payload, status_code=status, media_type="application/json")
 
     @api.get("/healthz")
@@ -202,9 +259,15 @@ def create_app(predictor: Predictor, max_body_bytes: int = DEFAULT_MAX_BODY_BYTE
     return EdgeInferApp(api, handler)
 
 
-def serve(bundle_path: str, backend: str = "auto", host: str = "127.0.0.1", port: int = 9000,
-          max_windows: Optional[int] = None, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-          log=print) -> None:
+def serve(
+    bundle_path: str,
+    backend: str = "auto",
+    host: str = "127.0.0.1",
+    port: int = 9000,
+    max_windows: Optional[int] = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    log=print,
+) -> None:
     """Verify the bundle, open the backend, and serve until interrupted. A bundle that fails
     verification raises :class:`~workbench.deploy.bundle.BundleError` before anything listens."""
     import uvicorn
@@ -216,10 +279,15 @@ def serve(bundle_path: str, backend: str = "auto", host: str = "127.0.0.1", port
     predictor = Predictor(bundle, backend, max_windows=max_windows or DEFAULT_MAX_WINDOWS)
     app = create_app(predictor, max_body_bytes=max_body_bytes)
     if host not in ("127.0.0.1", "localhost", "::1"):
-        log(f"warning: listening on {host}, reachable from other machines; put a reverse proxy with "
-            f"authentication and a firewall in front (README, Deploy)")
-    log(f"serving run {bundle.run_id} with {predictor.backend} ({predictor.backend_reason}) on "
-        f"http://{host}:{port}  (POST /infer, GET /healthz, GET /metrics)", flush=True)
+        log(
+            f"warning: listening on {host}, reachable from other machines; put a reverse proxy with "
+            f"authentication and a firewall in front (README, Deploy)"
+        )
+    log(
+        f"serving run {bundle.run_id} with {predictor.backend} ({predictor.backend_reason}) on "
+        f"http://{host}:{port}  (POST /infer, GET /healthz, GET /metrics)",
+        flush=True,
+    )
     try:
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
     finally:

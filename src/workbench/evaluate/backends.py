@@ -9,6 +9,7 @@ Dataflow Compiler's quantized emulator, or a real Hailo-8.
 
 Inputs are NCHW ``(N, C, S, T)`` float32 windows already normalised with the checkpoint's normaliser.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -45,9 +46,11 @@ def check_finite_output(backend: str, what: str, arr: np.ndarray) -> np.ndarray:
     a = np.asarray(arr)
     if a.size and np.issubdtype(a.dtype, np.floating) and not np.all(np.isfinite(a)):
         rows = np.flatnonzero(~np.all(np.isfinite(a.reshape(len(a), -1)), axis=1))
-        raise NonFiniteOutput(f"{backend} produced NaN/inf in its {what} for {len(rows)} of {len(a)} windows "
-                              f"(first: batch row {int(rows[0])}); no metrics are computed from it. Check the "
-                              f"model's weights (checkpoint) and the files this backend reads")
+        raise NonFiniteOutput(
+            f"{backend} produced NaN/inf in its {what} for {len(rows)} of {len(a)} windows "
+            f"(first: batch row {int(rows[0])}); no metrics are computed from it. Check the "
+            f"model's weights (checkpoint) and the files this backend reads"
+        )
     return arr
 
 
@@ -57,16 +60,16 @@ class EvalContext:
     """Paths and shared objects of one run that the backends read."""
 
     run_dir: Path
-    split: dict                                   # split.json
-    host: Any                                     # HostPostprocessor: npu_out -> (levels, logits)
+    split: dict  # split.json
+    host: Any  # HostPostprocessor: npu_out -> (levels, logits)
     checkpoint: Path
     npu_dynamic_onnx: Path
     npu_int8_onnx: Path
-    compile_dir: Path                             # stage 06 folder
-    hef_path: Optional[Path] = None               # params.hef_path, resolved later if None
-    model_meta: Optional[Path] = None             # stage 01 model_meta.json (normaliser, labels; no torch)
-    multi_process_service: bool = False           # open the Hailo-8 through HailoRT's multi-process service
-    runner_factory: Optional[Callable[..., Any]] = None   # tests inject; default HailoRTRunner
+    compile_dir: Path  # stage 06 folder
+    hef_path: Optional[Path] = None  # params.hef_path, resolved later if None
+    model_meta: Optional[Path] = None  # stage 01 model_meta.json (normaliser, labels; no torch)
+    multi_process_service: bool = False  # open the Hailo-8 through HailoRT's multi-process service
+    runner_factory: Optional[Callable[..., Any]] = None  # tests inject; default HailoRTRunner
     # Stage 05's chosen remedy (issue 14): per-channel scale + clip the host applies before the deployed
     # NPU graph (npu_int8.onnx / the HEF), which was calibrated in that input space. None = identity.
     input_transform: Any = None
@@ -83,8 +86,9 @@ class EvalContext:
         return len(self.split["fsq_levels"])
 
     @classmethod
-    def from_stage(cls, stage: Any, hef_path: Optional[str] = None, host: Any = None,
-                   multi_process_service: bool = False) -> "EvalContext":
+    def from_stage(
+        cls, stage: Any, hef_path: Optional[str] = None, host: Any = None, multi_process_service: bool = False
+    ) -> "EvalContext":
         """Build from an open stage-07 :class:`~workbench.runs.Stage` (artifacts of stages 01-06)."""
         split_path = stage.artifact("split")
         split = json.loads(Path(split_path).read_text())
@@ -92,17 +96,22 @@ class EvalContext:
             host = load_host_postprocessor(split_path, stage.artifact("host_weights"))
         run = stage.run
         from workbench.quant.transform import InputTransform, load_remedy
+
         remedy = load_remedy(run.artifact("quant_remedy", must_exist=False))
         transform = InputTransform.from_dict(remedy.get("input_transform"))
-        return cls(run_dir=run.path, split=split, host=host,
-                   input_transform=None if transform.identity else transform,
-                   checkpoint=run.artifact("checkpoint", must_exist=False),
-                   model_meta=run.artifact("model_meta", must_exist=False),
-                   npu_dynamic_onnx=run.artifact("npu_dynamic_onnx", must_exist=False),
-                   npu_int8_onnx=run.artifact("npu_int8_onnx", must_exist=False),
-                   compile_dir=run.artifact("hef", must_exist=False).parent,   # no mkdir: 06 may not have run
-                   hef_path=Path(hef_path).expanduser() if hef_path else None,
-                   multi_process_service=bool(multi_process_service))
+        return cls(
+            run_dir=run.path,
+            split=split,
+            host=host,
+            input_transform=None if transform.identity else transform,
+            checkpoint=run.artifact("checkpoint", must_exist=False),
+            model_meta=run.artifact("model_meta", must_exist=False),
+            npu_dynamic_onnx=run.artifact("npu_dynamic_onnx", must_exist=False),
+            npu_int8_onnx=run.artifact("npu_int8_onnx", must_exist=False),
+            compile_dir=run.artifact("hef", must_exist=False).parent,  # no mkdir: 06 may not have run
+            hef_path=Path(hef_path).expanduser() if hef_path else None,
+            multi_process_service=bool(multi_process_service),
+        )
 
 
 def load_normalizer(model_meta: Optional[Path], checkpoint: Optional[Path] = None) -> tuple[Any, list[str]]:
@@ -110,6 +119,7 @@ def load_normalizer(model_meta: Optional[Path], checkpoint: Optional[Path] = Non
     model from stage 01's imported_model.json, else from model_meta.json (no torch); runs older than that
     file fall back to the checkpoint, which needs torch."""
     from workbench.model.importing import load_run_model
+
     stage01 = Path(model_meta if model_meta is not None else checkpoint).parent
     rm = load_run_model(stage01)
     return rm.normalizer, list(rm.label_names)
@@ -118,6 +128,7 @@ def load_normalizer(model_meta: Optional[Path], checkpoint: Optional[Path] = Non
 def load_host_postprocessor(split_json: Path, host_weights: Path) -> Any:
     """The shared numpy post-processor of stage 04 (graph/host.py)."""
     from workbench.graph.host import HostPostprocessor
+
     return HostPostprocessor.from_files(split_json, host_weights)
 
 
@@ -127,7 +138,7 @@ class Backend(ABC):
     ``_availability``; ``predict`` always goes through the shared host post-processor."""
 
     name: ClassVar[str]
-    hardware: ClassVar[str]            # what actually computes, for tables ("CPU (PyTorch)", ...)
+    hardware: ClassVar[str]  # what actually computes, for tables ("CPU (PyTorch)", ...)
     timing_meaningful: ClassVar[bool] = True
     timing_note: ClassVar[str] = ""
     #: True for backends that run the deployed graph (stage 05's remedy): they get the host input transform.
@@ -172,8 +183,7 @@ class Backend(ABC):
         self.close()
 
     @abstractmethod
-    def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
-        ...
+    def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray: ...
 
     def npu_output(self, x: np.ndarray, index: Optional[np.ndarray] = None) -> np.ndarray:
         """The pre-Round tensor (N, D) float32 for NCHW normalised windows ``x``.
@@ -187,15 +197,16 @@ class Backend(ABC):
         out = np.asarray(self._npu_output(x, index), dtype=np.float32)
         out = out.reshape(out.shape[0], -1) if out.ndim > 1 else out
         if out.ndim != 2 or out.shape != (x.shape[0], self.ctx.npu_output_dim):
-            raise RuntimeError(f"{self.name} returned shape {out.shape}; expected "
-                               f"({x.shape[0]}, {self.ctx.npu_output_dim}) (split.json npu_output_shape)")
+            raise RuntimeError(
+                f"{self.name} returned shape {out.shape}; expected "
+                f"({x.shape[0]}, {self.ctx.npu_output_dim}) (split.json npu_output_shape)"
+            )
         return check_finite_output(self.name, "NPU output (pre-Round tensor)", out)
 
     def host(self, npu_out: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The shared numpy host post-processor: NPU output -> (levels, logits)."""
         levels, logits = self.ctx.host(npu_out)
-        return np.asarray(levels), check_finite_output(self.name, "logits (host post-processor)",
-                                                       np.asarray(logits))
+        return np.asarray(levels), check_finite_output(self.name, "logits (host post-processor)", np.asarray(logits))
 
     def predict(self, x: np.ndarray, index: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
         """(levels (N, D), logits (N, K)); always via the shared host post-processor."""
@@ -219,8 +230,10 @@ class Backend(ABC):
         x = np.asarray(x)
         want = self.ctx.npu_input_shape[1:]
         if x.ndim != 4 or tuple(x.shape[1:]) != want:
-            raise ValueError(f"{self.name}: input must be NCHW (N, {', '.join(map(str, want))}) normalised "
-                             f"windows (split.json npu_input_shape); got shape {x.shape}")
+            raise ValueError(
+                f"{self.name}: input must be NCHW (N, {', '.join(map(str, want))}) normalised "
+                f"windows (split.json npu_input_shape); got shape {x.shape}"
+            )
         return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -241,6 +254,7 @@ class TorchFP32(Backend):
 
     def _imported(self) -> Optional[Any]:
         from workbench.model.importing import IMPORT_RECORD, ImportedModel
+
         rec = self.ctx.checkpoint.parent / IMPORT_RECORD
         return ImportedModel.from_dict(json.loads(rec.read_text())) if rec.is_file() else None
 
@@ -248,19 +262,24 @@ class TorchFP32(Backend):
         rec = self._imported()
         if rec is not None:
             if not rec.has_torch:
-                return False, ("absent for an ONNX import: there is no PyTorch model, so ort-fp32 is the FP32 "
-                               "reference")
+                return False, (
+                    "absent for an ONNX import: there is no PyTorch model, so ort-fp32 is the FP32 reference"
+                )
             if self.ctx.split.get("cut") != "after_bound" or self.ctx.split.get("cut_source") == "cut_tensor":
-                return False, ("an imported PyTorch model exposes its FSQ bound (the input of its first "
-                               "torch.round) only; use cut after_bound for torch-fp32")
+                return False, (
+                    "an imported PyTorch model exposes its FSQ bound (the input of its first "
+                    "torch.round) only; use cut after_bound for torch-fp32"
+                )
             return True, f"PyTorch factory {rec.source}, bound = input of its first torch.round"
         if not self.ctx.checkpoint.is_file():
             return False, f"no checkpoint at {self.ctx.checkpoint}; run stage 01"
         try:
             import torch  # noqa: F401
         except ImportError as exc:
-            return False, (f"torch does not import here ({exc}; the Hailo install profiles leave it out); "
-                           f"ort-fp32 runs the same FP32 NPU graph")
+            return False, (
+                f"torch does not import here ({exc}; the Hailo install profiles leave it out); "
+                f"ort-fp32 runs the same FP32 NPU graph"
+            )
         return True, f"checkpoint {self.ctx.checkpoint.name}, cut {self.ctx.split.get('cut')}"
 
     def _open(self) -> None:
@@ -268,11 +287,13 @@ class TorchFP32(Backend):
         self.record = rec
         if rec is not None:
             from workbench.model.importing import load_imported_torch
+
             self.model = load_imported_torch(self.ctx.checkpoint.parent, rec)
             return
         import torch
 
         from workbench.model.checkpoint import load_checkpoint
+
         # one thread, like the ONNX Runtime sessions: comparable timings, stable on a shared CPU
         torch.set_num_threads(1)
         self.model, _ = load_checkpoint(self.ctx.checkpoint)
@@ -281,8 +302,10 @@ class TorchFP32(Backend):
 
     def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
         import torch
+
         if self.record is not None:
             from workbench.model.importing import to_model_layout, torch_round_inputs
+
             rounds, _ = torch_round_inputs(self.model, to_model_layout(x, self.record.input_layout))
             return rounds[0].reshape(len(x), -1)
         with torch.no_grad():
@@ -300,6 +323,7 @@ class _OrtBackend(Backend):
 
     def _availability(self) -> tuple[bool, str]:
         import onnxruntime  # noqa: F401  (ImportError becomes the reason)
+
         p = self._path()
         if not p.is_file():
             return False, f"{p.name} not found in the run; {self.produced_by}"
@@ -307,19 +331,23 @@ class _OrtBackend(Backend):
 
     def _open(self) -> None:
         from workbench.graph.session import npu_io, ort_session
-        self.session = ort_session(self._path())   # one thread: batch-1 windows are tiny, timings stay stable
-        self.input_name, self.output_name, self.static_batch = npu_io(self.session,
-                                                                      self.ctx.split.get("npu_output_tensor"))
+
+        self.session = ort_session(self._path())  # one thread: batch-1 windows are tiny, timings stay stable
+        self.input_name, self.output_name, self.static_batch = npu_io(
+            self.session, self.ctx.split.get("npu_output_tensor")
+        )
 
     def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
         if self.static_batch in (None, x.shape[0]):
             return self.session.run([self.output_name], {self.input_name: x})[0]
         b = self.static_batch
         if x.shape[0] % b:
-            raise ValueError(f"{self._path().name} has a static batch of {b}; {x.shape[0]} windows "
-                             f"is not a multiple of it")
-        return np.concatenate([self.session.run([self.output_name], {self.input_name: x[i:i + b]})[0]
-                               for i in range(0, x.shape[0], b)])
+            raise ValueError(
+                f"{self._path().name} has a static batch of {b}; {x.shape[0]} windows is not a multiple of it"
+            )
+        return np.concatenate(
+            [self.session.run([self.output_name], {self.input_name: x[i : i + b]})[0] for i in range(0, x.shape[0], b)]
+        )
 
     def info(self) -> dict[str, Any]:
         return {"hardware": self.hardware, "source": self._path().name}
@@ -344,6 +372,7 @@ class OrtInt8Emulated(_OrtBackend):
         out = super().info()
         try:
             from workbench.quant.emulate import output_quantization
+
             q = output_quantization(self._path())
             out["output_bits"] = q.get("bits")
         except Exception as exc:  # the table shows why the bit width is unknown instead of guessing
@@ -373,19 +402,25 @@ class HailoEmulator(Backend):
         if not q.is_file():
             status = stage_status(self.ctx.compile_dir)
             why = f"stage 06 status {status!r}" if status else "stage 06 has not run"
-            return False, (f"no {EMULATOR_QUANTIZED_FILE} ({why}); the Dataflow Compiler emulator runs "
-                           f"only where hailo_sdk_client is installed")
+            return False, (
+                f"no {EMULATOR_QUANTIZED_FILE} ({why}); the Dataflow Compiler emulator runs "
+                f"only where hailo_sdk_client is installed"
+            )
         if self._index_path() is None:
-            return False, (f"{EMULATOR_QUANTIZED_FILE} exists but {EMULATOR_INDEX_FILE} (the windows' "
-                           f"indices) is missing next to it; re-run stage 06")
+            return False, (
+                f"{EMULATOR_QUANTIZED_FILE} exists but {EMULATOR_INDEX_FILE} (the windows' "
+                f"indices) is missing next to it; re-run stage 06"
+            )
         return True, f"stored SDK_QUANTIZED outputs ({q.name})"
 
     def _open(self) -> None:
         self.outputs = np.load(self.ctx.compile_dir / EMULATOR_QUANTIZED_FILE)
         self.index = np.load(self._index_path()).astype(np.int64).ravel()
         if self.outputs.shape[0] != self.index.shape[0]:
-            raise RuntimeError(f"{EMULATOR_QUANTIZED_FILE} has {self.outputs.shape[0]} rows but the index "
-                               f"file has {self.index.shape[0]}; re-run stage 06")
+            raise RuntimeError(
+                f"{EMULATOR_QUANTIZED_FILE} has {self.outputs.shape[0]} rows but the index "
+                f"file has {self.index.shape[0]}; re-run stage 06"
+            )
         self.row_of = {int(i): r for r, i in enumerate(self.index)}
 
     replays_stored_outputs = True
@@ -403,18 +438,22 @@ class HailoEmulator(Backend):
         wanted = {int(i) for i in test_index}
         foreign = [int(i) for i in self.index if int(i) not in wanted]
         if foreign:
-            raise RuntimeError(f"{EMULATOR_INDEX_FILE} holds {len(foreign)} indices that are not test windows "
-                               f"of windows.npz (e.g. {foreign[:5]}); stage 06 must store windows.npz indices "
-                               f"of the emulated test windows. Re-run stage 06")
+            raise RuntimeError(
+                f"{EMULATOR_INDEX_FILE} holds {len(foreign)} indices that are not test windows "
+                f"of windows.npz (e.g. {foreign[:5]}); stage 06 must store windows.npz indices "
+                f"of the emulated test windows. Re-run stage 06"
+            )
 
     def _npu_output(self, x: np.ndarray, index: Optional[np.ndarray]) -> np.ndarray:
         if index is None or len(index) != x.shape[0]:
-            raise ValueError("hailo-emulator replays stored DFC outputs and needs the window indices "
-                             "(index=...) of the windows in x")
+            raise ValueError(
+                "hailo-emulator replays stored DFC outputs and needs the window indices (index=...) of the windows in x"
+            )
         missing = [int(i) for i in index if int(i) not in self.row_of]
         if missing:
-            raise KeyError(f"stage 06 did not emulate windows {missing[:10]}...; use covers() to select "
-                           f"the emulated windows")
+            raise KeyError(
+                f"stage 06 did not emulate windows {missing[:10]}...; use covers() to select the emulated windows"
+            )
         return self.outputs[[self.row_of[int(i)] for i in index]]
 
     def sanity_check(self, data: "EvalData", reference: Backend) -> pd.DataFrame:
@@ -422,6 +461,7 @@ class HailoEmulator(Backend):
         on the same windows: cosine, SQNR and max |diff|. FP-optimized should be close to FP32; a low
         cosine there means the stored rows do not belong to these windows."""
         from workbench.quant.analysis import cosine, sqnr_db
+
         mask = self.covers(data.index)
         idx = data.index[mask]
         ref = reference.npu_output(data.X[mask])
@@ -433,9 +473,17 @@ class HailoEmulator(Backend):
             pos = {int(i): r for r, i in enumerate(fp_index)}
             stored.insert(0, ("SDK_FP_OPTIMIZED", fp_out[[pos[int(i)] for i in idx]].reshape(len(idx), -1)))
         for ctx_name, out in stored:
-            rows.append({"backend": self.name, "dfc_context": ctx_name, "reference": reference.name,
-                         "n_windows": int(len(idx)), "cosine": cosine(ref, out), "sqnr_db": sqnr_db(ref, out),
-                         "max_abs_diff": float(np.max(np.abs(ref - out)))})
+            rows.append(
+                {
+                    "backend": self.name,
+                    "dfc_context": ctx_name,
+                    "reference": reference.name,
+                    "n_windows": int(len(idx)),
+                    "cosine": cosine(ref, out),
+                    "sqnr_db": sqnr_db(ref, out),
+                    "max_abs_diff": float(np.max(np.abs(ref - out))),
+                }
+            )
         return pd.DataFrame(rows)
 
     def fp_optimized(self) -> Optional[tuple[np.ndarray, np.ndarray]]:
@@ -467,10 +515,13 @@ class Hailo8Device(Backend):
         hef = self.hef()
         if not hef.is_file():
             src = "params.hef_path" if self.ctx.hef_path is not None else "stage 06"
-            return False, (f"no HEF at {hef} ({src}); compile with the DFC (stage 06 / compile.sh) or "
-                           f"pass -p hef_path PATH or `workbench hailo import-hef`")
+            return False, (
+                f"no HEF at {hef} ({src}); compile with the DFC (stage 06 / compile.sh) or "
+                f"pass -p hef_path PATH or `workbench hailo import-hef`"
+            )
         if self.ctx.runner_factory is None:
             from workbench.hailo.runtime import hailort_available
+
             ok, reason = hailort_available()
             if not ok:
                 return False, reason
@@ -480,9 +531,9 @@ class Hailo8Device(Backend):
         factory = self.ctx.runner_factory
         if factory is None:
             from workbench.hailo.runtime import HailoRTRunner
+
             factory = HailoRTRunner
-        self.runner = factory(str(self.hef()), api="auto",
-                              multi_process_service=self.ctx.multi_process_service)
+        self.runner = factory(str(self.hef()), api="auto", multi_process_service=self.ctx.multi_process_service)
         self.runner.__enter__()
 
     def close(self) -> None:
@@ -538,8 +589,9 @@ def stage_status(folder: Path) -> Optional[str]:
     return None
 
 
-REGISTRY: dict[str, type[Backend]] = {c.name: c for c in (TorchFP32, OrtFP32, OrtInt8Emulated,
-                                                           HailoEmulator, Hailo8Device)}
+REGISTRY: dict[str, type[Backend]] = {
+    c.name: c for c in (TorchFP32, OrtFP32, OrtInt8Emulated, HailoEmulator, Hailo8Device)
+}
 
 
 # ---- selection ------------------------------------------------------------------------------------
@@ -575,16 +627,19 @@ def select_backends(ctx: EvalContext, requested: Optional[Sequence[str]] = None)
         elif requested is not None:
             problems.append(f"  - {name}: {reason}")
     if problems:
-        raise BackendUnavailable("requested backend(s) not available:\n" + "\n".join(problems) +
-                                 "\nRemove them from `backends` (null = every available one) or provide "
-                                 "what is missing.")
+        raise BackendUnavailable(
+            "requested backend(s) not available:\n"
+            + "\n".join(problems)
+            + "\nRemove them from `backends` (null = every available one) or provide "
+            "what is missing."
+        )
     if not chosen:
         raise BackendUnavailable("no backend is available; see availability_table() for the reasons")
     return chosen
 
 
 # ---- evaluation -----------------------------------------------------------------------------------
-EvalData = SplitWindows   # the normalised test windows every backend is evaluated on
+EvalData = SplitWindows  # the normalised test windows every backend is evaluated on
 
 
 def load_test_data(windows_npz: Path, normalizer: Any, split_name: str = "test") -> EvalData:
@@ -604,17 +659,25 @@ def evaluate_backend(backend: Backend, data: EvalData, batch_size: int = 256) ->
     X, idx = data.X[mask], data.index[mask]
     levels, logits = [], []
     for i in tqdm(range(0, X.shape[0], batch_size), desc=f"evaluate {backend.name}", leave=False):
-        lv, lg = backend.predict(X[i:i + batch_size], idx[i:i + batch_size])
+        lv, lg = backend.predict(X[i : i + batch_size], idx[i : i + batch_size])
         levels.append(lv)
         logits.append(lg)
     logits_all = np.concatenate(logits).astype(np.float32)
     num_classes = data.num_classes or int(logits_all.shape[1])
-    if logits_all.shape[1] not in (num_classes, 0):          # 0: a model without class output (an encoder)
-        raise RuntimeError(f"{backend.name} produced {logits_all.shape[1]} logits per window but the "
-                           f"data has {num_classes} classes")
+    if logits_all.shape[1] not in (num_classes, 0):  # 0: a model without class output (an encoder)
+        raise RuntimeError(
+            f"{backend.name} produced {logits_all.shape[1]} logits per window but the data has {num_classes} classes"
+        )
     info = backend.info()
     if not mask.all():
         info["coverage"] = f"{int(mask.sum())}/{mask.size} test windows"
-    return BackendResult(backend=backend.name, index=idx, y=data.y[mask], subject=data.subject[mask],
-                         levels=np.concatenate(levels).astype(np.float32), logits=logits_all,
-                         num_classes=num_classes, info=info)
+    return BackendResult(
+        backend=backend.name,
+        index=idx,
+        y=data.y[mask],
+        subject=data.subject[mask],
+        levels=np.concatenate(levels).astype(np.float32),
+        logits=logits_all,
+        num_classes=num_classes,
+        info=info,
+    )

@@ -5,6 +5,7 @@ pre-Round tensor) and the whole prediction (NPU part + the shared numpy host pos
 the CPU backends the "core" span is CPU time of the NPU subgraph, labelled CPU, never NPU latency.
 The DFC emulator is a numerical simulation: its timing means nothing and is not reported.
 """
+
 from __future__ import annotations
 
 import time
@@ -23,7 +24,7 @@ class LatencyStats:
     """Timing summary of one backend; every field is tagged with that backend's name."""
 
     backend: str
-    hardware: str                     # what actually ran, e.g. "CPU (onnxruntime)", "Hailo-8 NPU"
+    hardware: str  # what actually ran, e.g. "CPU (onnxruntime)", "Hailo-8 NPU"
     iterations: int = 0
     warmup: int = 0
     e2e_p50_ms: Optional[float] = None
@@ -34,7 +35,7 @@ class LatencyStats:
     core_p95_ms: Optional[float] = None
     core_p99_ms: Optional[float] = None
     host_p50_ms: Optional[float] = None
-    throughput_fps: Optional[float] = None    # sequential batch-1 windows per second, end to end
+    throughput_fps: Optional[float] = None  # sequential batch-1 windows per second, end to end
     note: str = ""
 
     @property
@@ -56,15 +57,29 @@ def percentiles_ms(samples_s: Sequence[float], qs: Sequence[float] = PERCENTILES
     return {int(q): float(v) for q, v in zip(qs, vals)}
 
 
-def summarize(backend: str, hardware: str, e2e_s: Sequence[float], core_s: Optional[Sequence[float]] = None,
-              warmup: int = 0, note: str = "") -> LatencyStats:
+def summarize(
+    backend: str,
+    hardware: str,
+    e2e_s: Sequence[float],
+    core_s: Optional[Sequence[float]] = None,
+    warmup: int = 0,
+    note: str = "",
+) -> LatencyStats:
     """Build :class:`LatencyStats` from per-iteration durations (seconds)."""
     e2e = percentiles_ms(e2e_s)
     total = float(np.sum(e2e_s))
-    stats = LatencyStats(backend=backend, hardware=hardware, iterations=len(e2e_s), warmup=warmup,
-                         e2e_p50_ms=e2e[50], e2e_p95_ms=e2e[95], e2e_p99_ms=e2e[99],
-                         e2e_mean_ms=total / len(e2e_s) * 1e3,
-                         throughput_fps=(len(e2e_s) / total) if total > 0 else None, note=note)
+    stats = LatencyStats(
+        backend=backend,
+        hardware=hardware,
+        iterations=len(e2e_s),
+        warmup=warmup,
+        e2e_p50_ms=e2e[50],
+        e2e_p95_ms=e2e[95],
+        e2e_p99_ms=e2e[99],
+        e2e_mean_ms=total / len(e2e_s) * 1e3,
+        throughput_fps=(len(e2e_s) / total) if total > 0 else None,
+        note=note,
+    )
     if core_s is not None:
         if len(core_s) != len(e2e_s):
             raise ValueError("core and end-to-end timings must come from the same iterations")
@@ -75,10 +90,15 @@ def summarize(backend: str, hardware: str, e2e_s: Sequence[float], core_s: Optio
     return stats
 
 
-def time_split_pipeline(core: Callable[[np.ndarray], Any], host: Callable[[Any], Any],
-                        inputs: np.ndarray, iterations: int, warmup: int,
-                        clock: Callable[[], float] = time.perf_counter,
-                        desc: str = "latency") -> tuple[list[float], list[float]]:
+def time_split_pipeline(
+    core: Callable[[np.ndarray], Any],
+    host: Callable[[Any], Any],
+    inputs: np.ndarray,
+    iterations: int,
+    warmup: int,
+    clock: Callable[[], float] = time.perf_counter,
+    desc: str = "latency",
+) -> tuple[list[float], list[float]]:
     """Call ``host(core(x))`` on batch-1 slices of ``inputs`` (cycled), ``warmup`` untimed times and
     then ``iterations`` timed times. Returns (end-to-end, core) durations in seconds."""
     if iterations < 1:
@@ -89,10 +109,10 @@ def time_split_pipeline(core: Callable[[np.ndarray], Any], host: Callable[[Any],
         raise ValueError(f"inputs must be a non-empty batch (N, ...), got shape {inputs.shape}")
     n = inputs.shape[0]
     for i in range(warmup):
-        host(core(inputs[i % n: i % n + 1]))
+        host(core(inputs[i % n : i % n + 1]))
     e2e, core_t = [], []
     for i in tqdm(range(iterations), desc=desc, leave=False):
-        x = inputs[i % n: i % n + 1]
+        x = inputs[i % n : i % n + 1]
         t0 = clock()
         mid = core(x)
         t1 = clock()
@@ -103,14 +123,19 @@ def time_split_pipeline(core: Callable[[np.ndarray], Any], host: Callable[[Any],
     return e2e, core_t
 
 
-def measure_backend(backend: Any, inputs: np.ndarray, iterations: int, warmup: int,
-                    clock: Callable[[], float] = time.perf_counter) -> LatencyStats:
+def measure_backend(
+    backend: Any, inputs: np.ndarray, iterations: int, warmup: int, clock: Callable[[], float] = time.perf_counter
+) -> LatencyStats:
     """End-to-end batch-1 latency of one evaluation backend (see ``workbench.evaluate.backends``)."""
     if not getattr(backend, "timing_meaningful", True):
-        return LatencyStats(backend=backend.name, hardware=backend.hardware,
-                            note=getattr(backend, "timing_note", "timing not meaningful; not reported"))
-    e2e, core = time_split_pipeline(backend.npu_output, backend.host, inputs, iterations, warmup,
-                                    clock=clock, desc=f"latency {backend.name}")
+        return LatencyStats(
+            backend=backend.name,
+            hardware=backend.hardware,
+            note=getattr(backend, "timing_note", "timing not meaningful; not reported"),
+        )
+    e2e, core = time_split_pipeline(
+        backend.npu_output, backend.host, inputs, iterations, warmup, clock=clock, desc=f"latency {backend.name}"
+    )
     note = getattr(backend, "timing_note", "")
     return summarize(backend.name, backend.hardware, e2e, core, warmup=warmup, note=note)
 
@@ -121,8 +146,12 @@ def latency_table(stats: Sequence[LatencyStats]) -> pd.DataFrame:
 
 
 # ---- targets --------------------------------------------------------------------------------------
-def target_table(stats: Sequence[LatencyStats], target_core_ms: float, target_e2e_p95_ms: float,
-                 device_cli: Optional[dict[str, Any]] = None) -> pd.DataFrame:
+def target_table(
+    stats: Sequence[LatencyStats],
+    target_core_ms: float,
+    target_e2e_p95_ms: float,
+    device_cli: Optional[dict[str, Any]] = None,
+) -> pd.DataFrame:
     """Pass/fail of each measured number against the targets, with the backend and hardware it comes
     from. ``passed`` is None when nothing was measured. CPU rows are CPU numbers, not NPU latency.
 
@@ -130,11 +159,22 @@ def target_table(stats: Sequence[LatencyStats], target_core_ms: float, target_e2
     """
     rows: list[dict[str, Any]] = []
 
-    def add(target: str, limit: float, value: Optional[float], backend: str, hardware: str,
-            statistic: str, note: str = "") -> None:
+    def add(
+        target: str, limit: float, value: Optional[float], backend: str, hardware: str, statistic: str, note: str = ""
+    ) -> None:
         passed = None if value is None else bool(value < limit)
-        rows.append({"target": target, "limit_ms": limit, "measured_ms": value, "passed": passed,
-                     "backend": backend, "hardware": hardware, "statistic": statistic, "note": note})
+        rows.append(
+            {
+                "target": target,
+                "limit_ms": limit,
+                "measured_ms": value,
+                "passed": passed,
+                "backend": backend,
+                "hardware": hardware,
+                "statistic": statistic,
+                "note": note,
+            }
+        )
 
     for s in stats:
         if not s.measured:
@@ -143,28 +183,45 @@ def target_table(stats: Sequence[LatencyStats], target_core_ms: float, target_e2
             continue
         cpu = not s.hardware.lower().startswith("hailo")
         where = "CPU time of the NPU subgraph (not NPU latency)" if cpu else "HailoRT infer() incl. host I/O"
-        add("core inference", target_core_ms, s.core_p95_ms, s.backend, s.hardware, "p95 of npu_output()",
-            where)
-        add("end-to-end p95", target_e2e_p95_ms, s.e2e_p95_ms, s.backend, s.hardware,
-            "p95 input->logits, batch 1", "CPU end to end" if cpu else "NPU + host post-processing")
+        add("core inference", target_core_ms, s.core_p95_ms, s.backend, s.hardware, "p95 of npu_output()", where)
+        add(
+            "end-to-end p95",
+            target_e2e_p95_ms,
+            s.e2e_p95_ms,
+            s.backend,
+            s.hardware,
+            "p95 input->logits, batch 1",
+            "CPU end to end" if cpu else "NPU + host post-processing",
+        )
     if device_cli:
         ml = device_cli.get("measure_latency") or {}
         bm = device_cli.get("benchmark") or {}
         hw = _first(ml, "hw_latency_ms") or _first(bm, "hw_latency_ms")
         if hw is not None:
-            src = "hailortcli run --measure-latency" if _first(ml, "hw_latency_ms") is not None \
+            src = (
+                "hailortcli run --measure-latency"
+                if _first(ml, "hw_latency_ms") is not None
                 else "hailortcli benchmark"
+            )
             add("core inference", target_core_ms, hw, "hailo8-device", "Hailo-8 NPU", f"HW latency ({src})")
         overall = _first(ml, "overall_latency_ms")
         if overall is not None:
             # a mean is not a p95: shown for reference, never judged against the p95 target
-            rows.append({"target": "overall latency (reference, not the p95 target)",
-                         "limit_ms": target_e2e_p95_ms, "measured_ms": overall, "passed": None,
-                         "backend": "hailo8-device", "hardware": "Hailo-8 NPU",
-                         "statistic": "mean (hailortcli run --measure-overall-latency)",
-                         "note": "no host post-processing; judge the p95 target on the end-to-end row"})
-    return pd.DataFrame(rows, columns=["target", "limit_ms", "measured_ms", "passed", "backend",
-                                       "hardware", "statistic", "note"])
+            rows.append(
+                {
+                    "target": "overall latency (reference, not the p95 target)",
+                    "limit_ms": target_e2e_p95_ms,
+                    "measured_ms": overall,
+                    "passed": None,
+                    "backend": "hailo8-device",
+                    "hardware": "Hailo-8 NPU",
+                    "statistic": "mean (hailortcli run --measure-overall-latency)",
+                    "note": "no host post-processing; judge the p95 target on the end-to-end row",
+                }
+            )
+    return pd.DataFrame(
+        rows, columns=["target", "limit_ms", "measured_ms", "passed", "backend", "hardware", "statistic", "note"]
+    )
 
 
 def _first(d: dict[str, Any], key: str) -> Optional[float]:
@@ -181,8 +238,14 @@ def device_cli_measurements(hef: Any, seconds: int, multi_process_service: bool 
     hailortcli is a second process: the caller must not hold the device meanwhile (release it with
     ``Hailo8Device.released()``), unless both go through the multi-process service."""
     from workbench.hailo.cli_tools import benchmark, hailortcli_available, run_measure_latency
-    out: dict[str, Any] = {"backend": "hailo8-device", "hef": str(hef), "measure_latency": None,
-                           "benchmark": None, "errors": {}}
+
+    out: dict[str, Any] = {
+        "backend": "hailo8-device",
+        "hef": str(hef),
+        "measure_latency": None,
+        "benchmark": None,
+        "errors": {},
+    }
     ok, why = hailortcli_available()
     out["hailortcli"] = why
     if not ok:
@@ -190,8 +253,10 @@ def device_cli_measurements(hef: Any, seconds: int, multi_process_service: bool 
         return out
     mps = bool(multi_process_service)
     out["multi_process_service"] = mps
-    for key, fn in (("measure_latency", lambda: run_measure_latency(hef, seconds, multi_process_service=mps)),
-                    ("benchmark", lambda: benchmark(hef, seconds, multi_process_service=mps))):
+    for key, fn in (
+        ("measure_latency", lambda: run_measure_latency(hef, seconds, multi_process_service=mps)),
+        ("benchmark", lambda: benchmark(hef, seconds, multi_process_service=mps)),
+    ):
         try:
             res = fn()
             res.pop("raw", None)
@@ -210,14 +275,37 @@ def device_cli_table(cli: dict[str, Any]) -> pd.DataFrame:
             if key in ("backend", "command", "power_error") or value is None:
                 continue
             unit = "ms" if key.endswith("_ms") else "W" if key.endswith("_w") else "fps" if "fps" in key else ""
-            rows.append({"backend": "hailo8-device", "source": f"hailortcli {source.replace('_', ' ')}",
-                         "quantity": key, "value": value, "unit": unit, "note": res.get("command", "")})
+            rows.append(
+                {
+                    "backend": "hailo8-device",
+                    "source": f"hailortcli {source.replace('_', ' ')}",
+                    "quantity": key,
+                    "value": value,
+                    "unit": unit,
+                    "note": res.get("command", ""),
+                }
+            )
         if res.get("power_error"):
-            rows.append({"backend": "hailo8-device", "source": f"hailortcli {source.replace('_', ' ')}",
-                         "quantity": "power", "value": None, "unit": "W",
-                         "note": f"not measurable: {res['power_error']}"})
+            rows.append(
+                {
+                    "backend": "hailo8-device",
+                    "source": f"hailortcli {source.replace('_', ' ')}",
+                    "quantity": "power",
+                    "value": None,
+                    "unit": "W",
+                    "note": f"not measurable: {res['power_error']}",
+                }
+            )
     for source, why in (cli.get("errors") or {}).items():
         label = "hailortcli" if source == "hailortcli" else f"hailortcli {source.replace('_', ' ')}"
-        rows.append({"backend": "hailo8-device", "source": label,
-                     "quantity": "not measured", "value": None, "unit": "", "note": why})
+        rows.append(
+            {
+                "backend": "hailo8-device",
+                "source": label,
+                "quantity": "not measured",
+                "value": None,
+                "unit": "",
+                "note": why,
+            }
+        )
     return pd.DataFrame(rows, columns=["backend", "source", "quantity", "value", "unit", "note"])

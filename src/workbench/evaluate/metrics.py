@@ -4,6 +4,7 @@ Everything here is plain numpy on already-computed predictions, so the same numb
 the logits were produced by PyTorch, ONNX Runtime, the Dataflow Compiler emulator or a Hailo-8. Each
 result carries the name of the backend that produced it.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -19,11 +20,15 @@ def _check_labels(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, n
     y_true = np.asarray(y_true)
     y_pred = np.asarray(y_pred)
     if y_true.ndim != 1 or y_pred.ndim != 1:
-        raise ValueError(f"labels must be 1-D class ids; got shapes {y_true.shape} and {y_pred.shape} "
-                         f"(take argmax over the logits first)")
+        raise ValueError(
+            f"labels must be 1-D class ids; got shapes {y_true.shape} and {y_pred.shape} "
+            f"(take argmax over the logits first)"
+        )
     if y_true.shape != y_pred.shape:
-        raise ValueError(f"y_true has {y_true.shape[0]} entries but y_pred has {y_pred.shape[0]}: "
-                         f"predictions must cover exactly the evaluated windows")
+        raise ValueError(
+            f"y_true has {y_true.shape[0]} entries but y_pred has {y_pred.shape[0]}: "
+            f"predictions must cover exactly the evaluated windows"
+        )
     if y_true.size == 0:
         raise ValueError("no windows to evaluate (empty label arrays); check the test split")
     return y_true.astype(np.int64), y_pred.astype(np.int64)
@@ -42,8 +47,10 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     for name, arr in (("y_true", y_true), ("y_pred", y_pred)):
         if arr.min() < 0 or arr.max() >= num_classes:
-            raise ValueError(f"{name} holds class ids outside 0..{num_classes - 1} "
-                             f"(min {arr.min()}, max {arr.max()}); pass the model's number of classes")
+            raise ValueError(
+                f"{name} holds class ids outside 0..{num_classes - 1} "
+                f"(min {arr.min()}, max {arr.max()}); pass the model's number of classes"
+            )
     cm = np.zeros((num_classes, num_classes), dtype=np.int64)
     np.add.at(cm, (y_true, y_pred), 1)
     return cm
@@ -77,14 +84,14 @@ def per_subject_accuracy(y_true: np.ndarray, y_pred: np.ndarray, subject: np.nda
     y_true, y_pred = _check_labels(y_true, y_pred)
     subject = np.asarray(subject)
     if subject.shape != y_true.shape:
-        raise ValueError(f"subject has shape {subject.shape}, labels {y_true.shape}: one subject id per "
-                         f"window is needed")
+        raise ValueError(
+            f"subject has shape {subject.shape}, labels {y_true.shape}: one subject id per window is needed"
+        )
     rows = []
     for s in np.unique(subject):
         m = subject == s
         correct = int(np.sum(y_true[m] == y_pred[m]))
-        rows.append({"subject": int(s), "n": int(m.sum()), "correct": correct,
-                     "accuracy": correct / int(m.sum())})
+        rows.append({"subject": int(s), "n": int(m.sum()), "correct": correct, "accuracy": correct / int(m.sum())})
     return pd.DataFrame(rows, columns=["subject", "n", "correct", "accuracy"])
 
 
@@ -104,8 +111,10 @@ def _check_levels(levels: np.ndarray, ref_levels: np.ndarray) -> tuple[np.ndarra
     a = np.asarray(levels)
     b = np.asarray(ref_levels)
     if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(f"FSQ levels must be (N, D) arrays of the same shape; got {a.shape} and "
-                         f"{b.shape} (compare the same windows in the same order)")
+        raise ValueError(
+            f"FSQ levels must be (N, D) arrays of the same shape; got {a.shape} and "
+            f"{b.shape} (compare the same windows in the same order)"
+        )
     # levels are integers held in float; compare on rounded values so 3.0 and 3.0000001 agree
     return np.rint(a).astype(np.int64), np.rint(b).astype(np.int64)
 
@@ -122,9 +131,13 @@ def prediction_flips(y_true: np.ndarray, y_pred: np.ndarray, ref_pred: np.ndarra
     ref_ok = ref_pred == y_true
     now_ok = y_pred == y_true
     n_flips = int(flip.sum())
-    return {"flips": n_flips, "flip_rate": n_flips / y_true.size,
-            "broken": int(np.sum(flip & ref_ok)), "fixed": int(np.sum(flip & now_ok)),
-            "other": int(np.sum(flip & ~ref_ok & ~now_ok))}
+    return {
+        "flips": n_flips,
+        "flip_rate": n_flips / y_true.size,
+        "broken": int(np.sum(flip & ref_ok)),
+        "fixed": int(np.sum(flip & now_ok)),
+        "other": int(np.sum(flip & ~ref_ok & ~now_ok)),
+    }
 
 
 # ---- one backend's evaluation ---------------------------------------------------------------------
@@ -133,20 +146,22 @@ class BackendResult:
     """Predictions and task metrics of one backend on the windows it could evaluate."""
 
     backend: str
-    index: np.ndarray           # (n,) window indices into windows.npz
-    y: np.ndarray               # (n,) labels
-    subject: np.ndarray         # (n,)
-    levels: np.ndarray          # (n, D) integer FSQ levels (float32)
-    logits: np.ndarray          # (n, K)
+    index: np.ndarray  # (n,) window indices into windows.npz
+    y: np.ndarray  # (n,) labels
+    subject: np.ndarray  # (n,)
+    levels: np.ndarray  # (n, D) integer FSQ levels (float32)
+    logits: np.ndarray  # (n, K)
     num_classes: int
-    info: dict = field(default_factory=dict)   # backend details (output bits, file used, ...)
+    info: dict = field(default_factory=dict)  # backend details (output bits, file used, ...)
 
     def __post_init__(self) -> None:
         # argmax over NaN picks class 0: no accuracy, F1 or agreement is computed from such logits
         bad = int(np.size(self.logits) - np.count_nonzero(np.isfinite(self.logits)))
         if bad:
-            raise ValueError(f"{self.backend}: {bad} NaN/inf logits; metrics are not computed from non-finite "
-                             f"predictions (check the model's weights and this backend's inputs)")
+            raise ValueError(
+                f"{self.backend}: {bad} NaN/inf logits; metrics are not computed from non-finite "
+                f"predictions (check the model's weights and this backend's inputs)"
+            )
 
     @property
     def has_logits(self) -> bool:
@@ -180,9 +195,16 @@ class BackendResult:
     def save(self, path: Path) -> Path:
         """``predictions_<backend>.npz`` for stage 08 (logits, levels, y, subject, index, backend)."""
         path = Path(path)
-        np.savez(path, logits=self.logits.astype(np.float32), levels=self.levels.astype(np.float32),
-                 y=self.y.astype(np.int64), subject=self.subject.astype(np.int64),
-                 index=self.index.astype(np.int64), pred=self.pred, backend=np.array(self.backend))
+        np.savez(
+            path,
+            logits=self.logits.astype(np.float32),
+            levels=self.levels.astype(np.float32),
+            y=self.y.astype(np.int64),
+            subject=self.subject.astype(np.int64),
+            index=self.index.astype(np.int64),
+            pred=self.pred,
+            backend=np.array(self.backend),
+        )
         return path
 
 
@@ -197,11 +219,20 @@ def load_predictions(path: str | Path) -> BackendResult:
             raise ValueError(f"{path} lacks {sorted(missing)}; it was not written by stage 07")
         logits = z["logits"]
         if not np.all(np.isfinite(logits)):
-            raise ValueError(f"{path}: logits hold {int(np.size(logits) - np.isfinite(logits).sum())} NaN/inf "
-                             f"values; stage 07 never writes such a file, so it was altered or damaged: rerun "
-                             f"stage 07")
-        return BackendResult(backend=str(z["backend"]), index=z["index"], y=z["y"], subject=z["subject"],
-                             levels=z["levels"], logits=logits, num_classes=int(logits.shape[1]))
+            raise ValueError(
+                f"{path}: logits hold {int(np.size(logits) - np.isfinite(logits).sum())} NaN/inf "
+                f"values; stage 07 never writes such a file, so it was altered or damaged: rerun "
+                f"stage 07"
+            )
+        return BackendResult(
+            backend=str(z["backend"]),
+            index=z["index"],
+            y=z["y"],
+            subject=z["subject"],
+            levels=z["levels"],
+            logits=logits,
+            num_classes=int(logits.shape[1]),
+        )
 
 
 def _align(result: BackendResult, ref: BackendResult) -> tuple[np.ndarray, np.ndarray]:
@@ -214,8 +245,16 @@ def _align(result: BackendResult, ref: BackendResult) -> tuple[np.ndarray, np.nd
 
 def compare_to_reference(result: BackendResult, ref: Optional[BackendResult]) -> dict[str, Any]:
     """FSQ level/code agreement and prediction flips of ``result`` against ``ref`` on shared windows."""
-    empty = {"reference": None, "n_compared": 0, "level_agreement": np.nan, "code_agreement": np.nan,
-             "flips": np.nan, "flip_rate": np.nan, "broken": np.nan, "fixed": np.nan}
+    empty = {
+        "reference": None,
+        "n_compared": 0,
+        "level_agreement": np.nan,
+        "code_agreement": np.nan,
+        "flips": np.nan,
+        "flip_rate": np.nan,
+        "broken": np.nan,
+        "fixed": np.nan,
+    }
     if ref is None:
         return empty
     if result is ref:
@@ -227,11 +266,16 @@ def compare_to_reference(result: BackendResult, ref: Optional[BackendResult]) ->
         flips = {"flips": np.nan, "flip_rate": np.nan, "broken": np.nan, "fixed": np.nan}
     else:
         flips = prediction_flips(result.y[a], result.pred[a], ref.pred[b])
-    return {"reference": ref.backend, "n_compared": int(a.size),
-            "level_agreement": level_agreement(result.levels[a], ref.levels[b]),
-            "code_agreement": code_agreement(result.levels[a], ref.levels[b]),
-            "flips": flips["flips"], "flip_rate": flips["flip_rate"],
-            "broken": flips["broken"], "fixed": flips["fixed"]}
+    return {
+        "reference": ref.backend,
+        "n_compared": int(a.size),
+        "level_agreement": level_agreement(result.levels[a], ref.levels[b]),
+        "code_agreement": code_agreement(result.levels[a], ref.levels[b]),
+        "flips": flips["flips"],
+        "flip_rate": flips["flip_rate"],
+        "broken": flips["broken"],
+        "fixed": flips["fixed"],
+    }
 
 
 REFERENCE_ORDER = ("torch-fp32", "ort-fp32")
@@ -252,9 +296,12 @@ def backend_table(results: Sequence[BackendResult]) -> pd.DataFrame:
     ref = pick_reference(results)
     rows = []
     for r in results:
-        row: dict[str, Any] = {"backend": r.backend, "n_windows": r.n,
-                               "accuracy": r.accuracy() if r.has_logits else np.nan,
-                               "macro_f1": r.macro_f1() if r.has_logits else np.nan}
+        row: dict[str, Any] = {
+            "backend": r.backend,
+            "n_windows": r.n,
+            "accuracy": r.accuracy() if r.has_logits else np.nan,
+            "macro_f1": r.macro_f1() if r.has_logits else np.nan,
+        }
         row.update(compare_to_reference(r, ref))
         for key in ("hardware", "output_bits", "source"):
             if key in r.info:

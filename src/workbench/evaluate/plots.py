@@ -1,4 +1,5 @@
 """Figures of evaluation results: confusion matrices, per-subject accuracy, latency."""
+
 from __future__ import annotations
 
 from typing import Optional, Sequence
@@ -7,19 +8,34 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def confusion(cm: np.ndarray, label_names: Sequence[str], title: str = "",
-              normalize: bool = True, ax: Optional[plt.Axes] = None) -> plt.Figure:
+def confusion(
+    cm: np.ndarray, label_names: Sequence[str], title: str = "", normalize: bool = True, ax: Optional[plt.Axes] = None
+) -> plt.Figure:
     """Row-normalised confusion matrix (recall per true class) with counts in the cells."""
     import seaborn as sns
-    fig = ax.figure if ax is not None else plt.figure(figsize=(1.0 + 0.75 * len(label_names),
-                                                               0.8 + 0.6 * len(label_names)))
+
+    fig = (
+        ax.figure
+        if ax is not None
+        else plt.figure(figsize=(1.0 + 0.75 * len(label_names), 0.8 + 0.6 * len(label_names)))
+    )
     ax = ax or fig.add_subplot(111)
     rows = cm.sum(axis=1, keepdims=True)
     shown = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0) if normalize else cm
     annot = np.array([[f"{v:.2f}\n({int(n)})" for v, n in zip(r, rc)] for r, rc in zip(shown, cm)])
-    sns.heatmap(shown, annot=annot, fmt="", cmap="Blues", vmin=0, vmax=1 if normalize else None,
-                xticklabels=label_names, yticklabels=label_names, cbar=False, ax=ax,
-                annot_kws={"fontsize": 7})
+    sns.heatmap(
+        shown,
+        annot=annot,
+        fmt="",
+        cmap="Blues",
+        vmin=0,
+        vmax=1 if normalize else None,
+        xticklabels=label_names,
+        yticklabels=label_names,
+        cbar=False,
+        ax=ax,
+        annot_kws={"fontsize": 7},
+    )
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
     fig.tight_layout()
     return fig
@@ -33,11 +49,10 @@ def confusion_per_backend(cms: dict, label_names: Sequence[str], ncols: int = 3)
     ncols = max(1, min(ncols, len(names)))
     nrows = -(-len(names) // ncols)
     k = len(label_names)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (1.2 + 0.7 * k), nrows * (1.0 + 0.6 * k)),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * (1.2 + 0.7 * k), nrows * (1.0 + 0.6 * k)), squeeze=False)
     for ax, name in zip(axes.ravel(), names):
         confusion(np.asarray(cms[name]), label_names, title=name, ax=ax)
-    for ax in axes.ravel()[len(names):]:
+    for ax in axes.ravel()[len(names) :]:
         ax.set_visible(False)
     fig.tight_layout()
     return fig
@@ -47,7 +62,7 @@ def per_subject_accuracy_bars(table, title: str = "") -> plt.Figure:
     """Grouped bars: accuracy per test subject, one bar colour per backend (long table with columns
     backend, subject, accuracy)."""
     pivot = table.pivot(index="subject", columns="backend", values="accuracy")
-    pivot = pivot[[b for b in dict.fromkeys(table["backend"])]]   # keep the evaluation order
+    pivot = pivot[[b for b in dict.fromkeys(table["backend"])]]  # keep the evaluation order
     n_sub, n_b = pivot.shape
     fig, ax = plt.subplots(figsize=(max(6.0, 0.35 * n_sub * n_b + 2), 3.6))
     width = 0.8 / max(n_b, 1)

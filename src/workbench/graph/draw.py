@@ -4,6 +4,7 @@ Why static: Netron is interactive but shows nothing in a rendered HTML report, s
 draw the graph as a simple layered DAG (layer = longest path from the input), coloured by Hailo
 support, with an optional highlighted cut tensor.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -19,7 +20,7 @@ _COLOURS = {"supported": "#cfe8cf", "unsupported": "#f4a6a6", "unknown": "#f8d7a
 def _layers(nodes: list[onnx.NodeProto], keep: set[int]) -> dict[int, int]:
     prod = {t: i for i, n in enumerate(nodes) for t in n.output}
     layer: dict[int, int] = {}
-    for i, n in enumerate(nodes):            # graph order is topological
+    for i, n in enumerate(nodes):  # graph order is topological
         if i not in keep:
             continue
         parents = [prod[t] for t in n.input if t in prod and prod[t] in keep]
@@ -27,9 +28,16 @@ def _layers(nodes: list[onnx.NodeProto], keep: set[int]) -> dict[int, int]:
     return layer
 
 
-def draw_graph(model: str | Path | onnx.ModelProto, status: Optional[dict[str, str]] = None,
-               highlight_tensor: Optional[str] = None, focus_op: Optional[str] = None,
-               radius: int = 4, show_constants: bool = False, title: str = "", ax: Any = None) -> Any:
+def draw_graph(
+    model: str | Path | onnx.ModelProto,
+    status: Optional[dict[str, str]] = None,
+    highlight_tensor: Optional[str] = None,
+    focus_op: Optional[str] = None,
+    radius: int = 4,
+    show_constants: bool = False,
+    title: str = "",
+    ax: Any = None,
+) -> Any:
     """Draw the graph top to bottom; returns the matplotlib Figure.
 
     ``status`` maps op_type -> 'supported'|'unsupported'|'unknown' (box colour). ``focus_op`` with
@@ -41,9 +49,12 @@ def draw_graph(model: str | Path | onnx.ModelProto, status: Optional[dict[str, s
 
     proto = load_onnx(model)
     proto = onnx.shape_inference.infer_shapes(proto)
-    shapes = {vi.name: [d.dim_value if d.HasField("dim_value") else (d.dim_param or "?")
-                        for d in vi.type.tensor_type.shape.dim]
-              for vi in list(proto.graph.value_info) + list(proto.graph.output)}
+    shapes = {
+        vi.name: [
+            d.dim_value if d.HasField("dim_value") else (d.dim_param or "?") for d in vi.type.tensor_type.shape.dim
+        ]
+        for vi in list(proto.graph.value_info) + list(proto.graph.output)
+    }
     nodes = list(proto.graph.node)
     keep = {i for i, n in enumerate(nodes) if show_constants or n.op_type != "Constant"}
     layer = _layers(nodes, keep)
@@ -76,26 +87,34 @@ def draw_graph(model: str | Path | onnx.ModelProto, status: Optional[dict[str, s
                 continue
             (x0, y0), (x1, y1) = pos[p], pos[i]
             hot = highlight_tensor is not None and t == highlight_tensor
-            ax.annotate("", xy=(x1, y1 + 0.22), xytext=(x0, y0 - 0.22),
-                        arrowprops=dict(arrowstyle="->", color="#d62728" if hot else "#555555",
-                                        lw=2.2 if hot else 0.9))
+            ax.annotate(
+                "",
+                xy=(x1, y1 + 0.22),
+                xytext=(x0, y0 - 0.22),
+                arrowprops=dict(arrowstyle="->", color="#d62728" if hot else "#555555", lw=2.2 if hot else 0.9),
+            )
             if hot:
-                ax.text((x0 + x1) / 2 + 0.15, (y0 + y1) / 2, "cut: NPU | host", color="#d62728",
-                        fontsize=7, va="center")
+                ax.text(
+                    (x0 + x1) / 2 + 0.15, (y0 + y1) / 2, "cut: NPU | host", color="#d62728", fontsize=7, va="center"
+                )
     for i in keep:
         n = nodes[i]
         x, y = pos[i]
         st = (status or {}).get(n.op_type)
-        box = FancyBboxPatch((x - 1.4, y - 0.22), 2.8, 0.44, boxstyle="round,pad=0.02",
-                             fc=_COLOURS.get(st, _COLOURS[None]),
-                             ec="#d62728" if st == "unsupported" else "#333333",
-                             lw=1.6 if st == "unsupported" else 0.8)
+        box = FancyBboxPatch(
+            (x - 1.4, y - 0.22),
+            2.8,
+            0.44,
+            boxstyle="round,pad=0.02",
+            fc=_COLOURS.get(st, _COLOURS[None]),
+            ec="#d62728" if st == "unsupported" else "#333333",
+            lw=1.6 if st == "unsupported" else 0.8,
+        )
         ax.add_patch(box)
         shape = shapes.get(n.output[0])
         short = n.name if len(n.name) <= 26 else "..." + n.name[-23:]
         ax.text(x, y + 0.07, f"[{i}] {n.op_type}", ha="center", va="center", fontsize=7.5, weight="bold")
-        ax.text(x, y - 0.11, f"{short}  {shape if shape is not None else ''}", ha="center", va="center",
-                fontsize=5.8)
+        ax.text(x, y - 0.11, f"{short}  {shape if shape is not None else ''}", ha="center", va="center", fontsize=5.8)
     xs = [p[0] for p in pos.values()]
     ax.set_xlim(min(xs) - 1.8, max(xs) + 2.6)
     ax.set_ylim(-(n_layers - 1) - 0.6, 0.6)
@@ -104,6 +123,7 @@ def draw_graph(model: str | Path | onnx.ModelProto, status: Optional[dict[str, s
         ax.set_title(title, fontsize=10)
     if status:
         from matplotlib.patches import Patch
+
         handles = [Patch(fc=_COLOURS[k], ec="#333333", label=k) for k in ("supported", "unsupported", "unknown")]
         ax.legend(handles=handles, loc="lower right", fontsize=7, frameon=False)
     fig.tight_layout()
@@ -113,5 +133,3 @@ def draw_graph(model: str | Path | onnx.ModelProto, status: Optional[dict[str, s
 def status_by_op(compat: Any) -> dict[str, str]:
     """op_type -> status from a hailo_compatibility() table."""
     return {str(r.op_type): str(r.status) for r in compat.itertuples()}
-
-

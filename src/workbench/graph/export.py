@@ -10,6 +10,7 @@ Parity is measured on real held-out windows: logits (max abs diff, cosine, argma
 FSQ levels of the pre-Round tensor, which ONNX Runtime exposes once the Round input is added as an
 extra graph output on a temporary copy of the model.
 """
+
 from __future__ import annotations
 
 import copy
@@ -33,8 +34,9 @@ SimplifyMethod = Literal["none", "onnxslim", "onnxsim"]
 
 
 # ---- export ---------------------------------------------------------------------------------
-def export_onnx(model: Any, path: str | Path, input_shape: Sequence[int], opset: int = 13,
-                dynamic_batch: bool = False) -> Path:
+def export_onnx(
+    model: Any, path: str | Path, input_shape: Sequence[int], opset: int = 13, dynamic_batch: bool = False
+) -> Path:
     """Export ``model`` (eval mode, BatchNorm folded) with input ``imu`` and output ``logits``.
 
     ``input_shape`` is (1, C, S, T); with ``dynamic_batch`` the first axis becomes symbolic
@@ -48,16 +50,21 @@ def export_onnx(model: Any, path: str | Path, input_shape: Sequence[int], opset:
         raise ExportError(f"input_shape must be (N, C, S, T) with positive sizes, got {tuple(input_shape)}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    model = copy.deepcopy(model).cpu().eval()      # eval: BN uses running stats (foldable), FSQ uses Round
+    model = copy.deepcopy(model).cpu().eval()  # eval: BN uses running stats (foldable), FSQ uses Round
     dummy = torch.zeros(shape, dtype=torch.float32)
-    kwargs: dict[str, Any] = dict(input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], opset_version=int(opset),
-                                  do_constant_folding=True, dynamo=False,
-                                  training=torch.onnx.TrainingMode.EVAL)
+    kwargs: dict[str, Any] = dict(
+        input_names=[INPUT_NAME],
+        output_names=[OUTPUT_NAME],
+        opset_version=int(opset),
+        do_constant_folding=True,
+        dynamo=False,
+        training=torch.onnx.TrainingMode.EVAL,
+    )
     if dynamic_batch:
         kwargs["dynamic_axes"] = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}}
     buf = io.BytesIO()
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")           # the TorchScript exporter's deprecation notice
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         with torch.no_grad():
             torch.onnx.export(model, (dummy,), buf, **kwargs)
     proto = onnx.load_from_string(buf.getvalue())
@@ -74,14 +81,18 @@ def load_onnx(model: "str | Path | onnx.ModelProto") -> onnx.ModelProto:
         return model
     path = Path(model)
     if not path.is_file():
-        raise ExportError(f"ONNX model not found: {path}; the stage that writes it (02 export, 04 split, "
-                          f"05 quantization) has not run in this run")
+        raise ExportError(
+            f"ONNX model not found: {path}; the stage that writes it (02 export, 04 split, "
+            f"05 quantization) has not run in this run"
+        )
     try:
         return onnx.load(str(path))
     except Exception as exc:  # noqa: BLE001 - DecodeError, RuntimeError, ValueError from protobuf
-        raise ExportError(f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); it is damaged "
-                          f"or not ONNX. Re-run the stage that wrote it in a new run "
-                          f"(python -m workbench run --from NN --parent RUN)") from None
+        raise ExportError(
+            f"{path} is not a readable ONNX model ({type(exc).__name__}: {exc}); it is damaged "
+            f"or not ONNX. Re-run the stage that wrote it in a new run "
+            f"(python -m workbench run --from NN --parent RUN)"
+        ) from None
 
 
 def check_and_infer(proto: onnx.ModelProto) -> onnx.ModelProto:
@@ -101,8 +112,9 @@ def opset_of(proto: onnx.ModelProto) -> int:
     raise ExportError("model has no default-domain opset import")
 
 
-def verify_inference_graph(proto: onnx.ModelProto, opset: Optional[int] = None,
-                           round_ops: Sequence[str] = ("Round",)) -> dict[str, Any]:
+def verify_inference_graph(
+    proto: onnx.ModelProto, opset: Optional[int] = None, round_ops: Sequence[str] = ("Round",)
+) -> dict[str, Any]:
     """Raise ExportError unless the graph is a clean inference graph; return a small summary.
 
     Checks: default-domain opset equals ``opset``; no BatchNormalization left (exported in eval mode
@@ -112,24 +124,31 @@ def verify_inference_graph(proto: onnx.ModelProto, opset: Optional[int] = None,
     ops = [n.op_type for n in proto.graph.node]
     got = opset_of(proto)
     if opset is not None and got != int(opset):
-        raise ExportError(f"exported opset is {got}, expected {opset}: the exporter could not honour the "
-                          f"'opset' parameter; choose an opset it supports (11-21)")
+        raise ExportError(
+            f"exported opset is {got}, expected {opset}: the exporter could not honour the "
+            f"'opset' parameter; choose an opset it supports (11-21)"
+        )
     bn = [n.name for n in proto.graph.node if n.op_type == "BatchNormalization"]
     if bn:
-        raise ExportError(f"BatchNormalization nodes remain after export ({bn}): export the model in eval "
-                          f"mode with constant folding so BN folds into the preceding Conv")
+        raise ExportError(
+            f"BatchNormalization nodes remain after export ({bn}): export the model in eval "
+            f"mode with constant folding so BN folds into the preceding Conv"
+        )
     rounds = [n for n in proto.graph.node if n.op_type in round_ops]
     if not rounds:
-        raise ExportError(f"no Round node in the exported graph (ops: {sorted(set(ops))}); the FSQ "
-                          f"quantizer must run its eval path (model.eval()) so torch.round is exported")
+        raise ExportError(
+            f"no Round node in the exported graph (ops: {sorted(set(ops))}); the FSQ "
+            f"quantizer must run its eval path (model.eval()) so torch.round is exported"
+        )
     for r in rounds:
         users = [n for n in proto.graph.node if r.output[0] in n.input]
         for u in users:
             if u.op_type in ("Add", "Sub") and r.input[0] in u.input:
-                raise ExportError(f"straight-through arithmetic around {r.name!r} ({u.op_type} {u.name!r} "
-                                  f"uses both the Round input and output): export in eval mode")
-    return {"opset": got, "n_nodes": len(ops), "round_nodes": [r.name for r in rounds],
-            "batchnorm_nodes": 0}
+                raise ExportError(
+                    f"straight-through arithmetic around {r.name!r} ({u.op_type} {u.name!r} "
+                    f"uses both the Round input and output): export in eval mode"
+                )
+    return {"opset": got, "n_nodes": len(ops), "round_nodes": [r.name for r in rounds], "batchnorm_nodes": 0}
 
 
 def simplify_onnx(src: str | Path, dst: str | Path, method: SimplifyMethod) -> Path:
@@ -143,14 +162,17 @@ def simplify_onnx(src: str | Path, dst: str | Path, method: SimplifyMethod) -> P
         out = proto
     elif method == "onnxslim":
         import onnxslim
+
         out = onnxslim.slim(proto)
     elif method == "onnxsim":
         try:
             import onnxsim  # type: ignore[import-not-found]
         except ImportError as exc:
-            raise ExportError("simplify='onnxsim' needs the onnxsim package, which is not installed: "
-                              "`.venv/bin/pip install onnxsim` (and pin it in requirements.txt), or use "
-                              "simplify='onnxslim' (installed) or 'none'") from exc
+            raise ExportError(
+                "simplify='onnxsim' needs the onnxsim package, which is not installed: "
+                "`.venv/bin/pip install onnxsim` (and pin it in requirements.txt), or use "
+                "simplify='onnxslim' (installed) or 'none'"
+            ) from exc
         out, ok = onnxsim.simplify(proto)
         if not ok:
             raise ExportError("onnxsim could not validate the simplified model; use simplify='none'")
@@ -200,7 +222,7 @@ def run_onnx_parts(model: str | Path | onnx.ModelProto, x: np.ndarray, batch_siz
     x = np.ascontiguousarray(x, dtype=np.float32)
     logits, bound = [], []
     for i in range(0, len(x), step):
-        lo, bo = sess.run([OUTPUT_NAME, bound_name], {INPUT_NAME: x[i:i + step]})
+        lo, bo = sess.run([OUTPUT_NAME, bound_name], {INPUT_NAME: x[i : i + step]})
         logits.append(lo)
         bound.append(bo)
     return {"logits": np.concatenate(logits), "bound": np.concatenate(bound), "backend": BACKEND_ORT}
@@ -214,7 +236,7 @@ def run_torch_parts(model: Any, x: np.ndarray, batch_size: int = 256) -> dict[st
     out: dict[str, list[np.ndarray]] = {"logits": [], "bound": [], "levels": []}
     with torch.no_grad():
         for i in range(0, len(x), batch_size):
-            parts = model.forward_parts(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], np.float32)))
+            parts = model.forward_parts(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], np.float32)))
             for k in out:
                 out[k].append(parts[k].cpu().numpy())
     res: dict[str, Any] = {k: np.concatenate(v) for k, v in out.items()}
@@ -222,8 +244,13 @@ def run_torch_parts(model: Any, x: np.ndarray, batch_size: int = 256) -> dict[st
     return res
 
 
-def parity_metrics(ref_logits: np.ndarray, ref_levels: np.ndarray, logits: np.ndarray,
-                   bound: np.ndarray, ref_bound: Optional[np.ndarray] = None) -> dict[str, float]:
+def parity_metrics(
+    ref_logits: np.ndarray,
+    ref_levels: np.ndarray,
+    logits: np.ndarray,
+    bound: np.ndarray,
+    ref_bound: Optional[np.ndarray] = None,
+) -> dict[str, float]:
     """Agreement of an ONNX run with the PyTorch reference.
 
     cosine_min is the smallest per-window cosine similarity of the logit vectors (stricter than
@@ -231,9 +258,14 @@ def parity_metrics(ref_logits: np.ndarray, ref_levels: np.ndarray, logits: np.nd
     """
     if ref_logits.shape != logits.shape:
         raise ParityError(f"logit shapes differ: reference {ref_logits.shape}, candidate {logits.shape}")
-    check_finite({f"{BACKEND_TORCH} logits": ref_logits, f"{BACKEND_ORT} logits": logits,
-                  f"{BACKEND_ORT} pre-Round tensor": bound,
-                  **({f"{BACKEND_TORCH} pre-Round tensor": ref_bound} if ref_bound is not None else {})})
+    check_finite(
+        {
+            f"{BACKEND_TORCH} logits": ref_logits,
+            f"{BACKEND_ORT} logits": logits,
+            f"{BACKEND_ORT} pre-Round tensor": bound,
+            **({f"{BACKEND_TORCH} pre-Round tensor": ref_bound} if ref_bound is not None else {}),
+        }
+    )
     a = ref_logits.astype(np.float64)
     b = logits.astype(np.float64)
     num = (a * b).sum(axis=1)
@@ -250,8 +282,9 @@ def parity_metrics(ref_logits: np.ndarray, ref_levels: np.ndarray, logits: np.nd
         "argmax_agreement": float((a.argmax(1) == b.argmax(1)).mean()),
         "level_agreement": float((levels == ref_levels).all(axis=1).mean()),
         "level_element_agreement": float((levels == ref_levels).mean()),
-        "bound_max_abs_diff": (float(np.abs(bound.astype(np.float64) - ref_bound).max())
-                               if ref_bound is not None else float("nan")),
+        "bound_max_abs_diff": (
+            float(np.abs(bound.astype(np.float64) - ref_bound).max()) if ref_bound is not None else float("nan")
+        ),
     }
 
 
@@ -268,12 +301,15 @@ def check_finite(arrays: dict[str, Optional[np.ndarray]]) -> None:
             rows = int(np.any(~np.isfinite(arr.reshape(len(arr), -1)), axis=1).sum()) if arr.ndim else 1
             bad.append(f"{name}: {n} non-finite values in {rows} of {len(arr) if arr.ndim else 1} windows")
     if bad:
-        raise ParityError("non-finite outputs, parity cannot pass: " + "; ".join(bad) + ". The model's weights "
-                          "or the input windows hold NaN/inf; check the checkpoint (mode: load) or retrain")
+        raise ParityError(
+            "non-finite outputs, parity cannot pass: " + "; ".join(bad) + ". The model's weights "
+            "or the input windows hold NaN/inf; check the checkpoint (mode: load) or retrain"
+        )
 
 
-def check_parity(model: Any, onnx_path: str | Path, x: np.ndarray, cosine_min: float = 0.99999,
-                 batch_size: int = 256) -> dict[str, Any]:
+def check_parity(
+    model: Any, onnx_path: str | Path, x: np.ndarray, cosine_min: float = 0.99999, batch_size: int = 256
+) -> dict[str, Any]:
     """Parity of ``onnx_path`` (ORT, fp32) against the PyTorch model on windows ``x``.
 
     Returns metrics plus ``passed`` and ``failures``; argmax and FSQ levels must agree on 100% of
@@ -289,13 +325,21 @@ def check_parity(model: Any, onnx_path: str | Path, x: np.ndarray, cosine_min: f
         failures.append(f"FSQ level agreement {m['level_agreement']:.6f} < 1")
     if not m["cosine_min"] >= cosine_min:
         failures.append(f"min cosine {m['cosine_min']:.9f} < {cosine_min}")
-    return {**m, "cosine_threshold": float(cosine_min), "passed": not failures, "failures": failures,
-            "reference_backend": BACKEND_TORCH, "backend": BACKEND_ORT, "onnx": str(onnx_path)}
+    return {
+        **m,
+        "cosine_threshold": float(cosine_min),
+        "passed": not failures,
+        "failures": failures,
+        "reference_backend": BACKEND_TORCH,
+        "backend": BACKEND_ORT,
+        "onnx": str(onnx_path),
+    }
 
 
 # ---- stage-01 inputs ------------------------------------------------------------------------
-def heldout_windows(windows_path: str | Path, normalizer: Any, n: Optional[int] = None,
-                    split_name: str = "test") -> tuple[np.ndarray, np.ndarray]:
+def heldout_windows(
+    windows_path: str | Path, normalizer: Any, n: Optional[int] = None, split_name: str = "test"
+) -> tuple[np.ndarray, np.ndarray]:
     """Normalised held-out windows (X float32, y) from stage 01's windows.npz: the first ``n`` of
     ``split_name`` (all when n is None), so reruns see the same windows. ``normalizer`` is the
     checkpoint's normaliser (a dict with mean/std or a Normalizer)."""
@@ -310,6 +354,9 @@ def _normalise(X: np.ndarray, normalizer: Any) -> np.ndarray:
         return normalizer.apply(X)
     if isinstance(normalizer, dict) and "mean" in normalizer and "std" in normalizer:
         from workbench.data import Normalizer
+
         return Normalizer.from_dict(normalizer).apply(X)
-    raise ExportError(f"cannot normalise with {type(normalizer).__name__}: expected the checkpoint's "
-                      f"normalizer dict (mean, std) or a Normalizer")
+    raise ExportError(
+        f"cannot normalise with {type(normalizer).__name__}: expected the checkpoint's "
+        f"normalizer dict (mean, std) or a Normalizer"
+    )

@@ -5,6 +5,7 @@ the batch in Reshape targets), output discovery and batched ONNX Runtime runs.
 Model channel ``k`` of the 1-D layouts (N, C, T) and (N, T, C) is workbench channel ``c = k // S`` at
 site ``s = k % S`` (channel-major, the order of ``X.reshape(N, C * S, T)``).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,17 +17,15 @@ import onnx
 from workbench.errors import ModelImportError
 
 LAYOUTS = ("NCST", "NCT", "NTC")
-WINDOW_INPUT = "imu"                   # the name of the (N, C, S, T) input put in front of 1-D layouts
+WINDOW_INPUT = "imu"  # the name of the (N, C, S, T) input put in front of 1-D layouts
 
 
 def tensor_dims(vi: onnx.ValueInfoProto) -> list[Any]:
     """Dims of a value info: ints, names for symbolic axes, None where unknown."""
-    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
-            for d in vi.type.tensor_type.shape.dim]
+    return [d.dim_value if d.HasField("dim_value") else (d.dim_param or None) for d in vi.type.tensor_type.shape.dim]
 
 
-def adapt_input_layout(proto: onnx.ModelProto, layout: str, channels: int, sites: int, window: int
-                       ) -> onnx.ModelProto:
+def adapt_input_layout(proto: onnx.ModelProto, layout: str, channels: int, sites: int, window: int) -> onnx.ModelProto:
     """A copy of ``proto`` whose (first) input takes (N, C, S, T) windows, mapped explicitly to ``layout``."""
     if layout not in LAYOUTS:
         raise ModelImportError(f"model_input_layout {layout!r} is not one of {list(LAYOUTS)}")
@@ -35,13 +34,16 @@ def adapt_input_layout(proto: onnx.ModelProto, layout: str, channels: int, sites
         raise ModelImportError(f"the model has {len(names)} inputs {names}; the workbench feeds one window tensor")
     inp = proto.graph.input[0]
     dims = tensor_dims(inp)
-    want = {"NCST": [channels, sites, window], "NCT": [channels * sites, window],
-            "NTC": [window, channels * sites]}[layout]
+    want = {"NCST": [channels, sites, window], "NCT": [channels * sites, window], "NTC": [window, channels * sites]}[
+        layout
+    ]
     if len(dims) != len(want) + 1 or any(isinstance(d, int) and d > 0 and d != w for d, w in zip(dims[1:], want)):
-        raise ModelImportError(f"the model's input {inp.name!r} has shape {dims}, but model_input_layout {layout!r} on "
-                           f"this data (C={channels}, S={sites}, T={window}) means (N, {', '.join(map(str, want))}); "
-                           f"set model_input_layout to the model's layout (one of {list(LAYOUTS)}) or window to "
-                           f"its window length")
+        raise ModelImportError(
+            f"the model's input {inp.name!r} has shape {dims}, but model_input_layout {layout!r} on "
+            f"this data (C={channels}, S={sites}, T={window}) means (N, {', '.join(map(str, want))}); "
+            f"set model_input_layout to the model's layout (one of {list(LAYOUTS)}) or window to "
+            f"its window length"
+        )
     out = onnx.ModelProto()
     out.CopyFrom(proto)
     if layout == "NCST":
@@ -51,14 +53,23 @@ def adapt_input_layout(proto: onnx.ModelProto, layout: str, channels: int, sites
     old = out.graph.input[0].name
     elem = out.graph.input[0].type.tensor_type.elem_type
     shape_name = "workbench_layout_shape"
-    out.graph.initializer.append(onnx.numpy_helper.from_array(
-        np.asarray([0, channels * sites, window], np.int64), shape_name))
-    pre = [onnx.helper.make_node("Reshape", [WINDOW_INPUT, shape_name],
-                                 [old if layout == "NCT" else "workbench_layout_nct"],
-                                 name="workbench_layout/Reshape")]
+    out.graph.initializer.append(
+        onnx.numpy_helper.from_array(np.asarray([0, channels * sites, window], np.int64), shape_name)
+    )
+    pre = [
+        onnx.helper.make_node(
+            "Reshape",
+            [WINDOW_INPUT, shape_name],
+            [old if layout == "NCT" else "workbench_layout_nct"],
+            name="workbench_layout/Reshape",
+        )
+    ]
     if layout == "NTC":
-        pre.append(onnx.helper.make_node("Transpose", ["workbench_layout_nct"], [old], perm=[0, 2, 1],
-                                         name="workbench_layout/Transpose"))
+        pre.append(
+            onnx.helper.make_node(
+                "Transpose", ["workbench_layout_nct"], [old], perm=[0, 2, 1], name="workbench_layout/Transpose"
+            )
+        )
     nodes = pre + list(out.graph.node)
     del out.graph.node[:]
     out.graph.node.extend(nodes)
@@ -72,6 +83,7 @@ def _unbake_batch_reshapes(proto: onnx.ModelProto) -> onnx.ModelProto:
     input has batch 1 and its target starts with 1, the target's first entry becomes 0 ("copy the input's
     axis 0"), which is the same shape at batch 1 and follows the batch otherwise."""
     from onnx import numpy_helper
+
     static = with_batch(proto, 1, unbake=False)
     shapes = {vi.name: tensor_dims(vi) for vi in list(static.graph.value_info) + list(static.graph.input)}
     inits = {i.name: i for i in proto.graph.initializer}
@@ -133,8 +145,10 @@ def opset_of(proto: onnx.ModelProto) -> int:
 
 
 def output_table(proto: onnx.ModelProto) -> list[dict]:
-    return [{"name": o.name, "shape": tensor_dims(o),
-             "dtype": onnx.TensorProto.DataType.Name(o.type.tensor_type.elem_type)} for o in proto.graph.output]
+    return [
+        {"name": o.name, "shape": tensor_dims(o), "dtype": onnx.TensorProto.DataType.Name(o.type.tensor_type.elem_type)}
+        for o in proto.graph.output
+    ]
 
 
 def choose_logits_output(proto: onnx.ModelProto, num_classes: int, requested: Optional[str]) -> Optional[str]:
@@ -145,8 +159,9 @@ def choose_logits_output(proto: onnx.ModelProto, num_classes: int, requested: Op
         if requested.lower() == "none":
             return None
         if requested not in names:
-            raise ModelImportError(f"logits_output {requested!r} is not an output of the model; outputs: "
-                               f"{output_table(proto)}")
+            raise ModelImportError(
+                f"logits_output {requested!r} is not an output of the model; outputs: {output_table(proto)}"
+            )
         return requested
     for o in proto.graph.output:
         d = tensor_dims(o)
@@ -165,14 +180,19 @@ def to_model_layout(x: np.ndarray, layout: str) -> np.ndarray:
 
 
 def model_input_shape(layout: str, channels: int, sites: int, window: int, batch: int = 1) -> list[int]:
-    return {"NCST": [batch, channels, sites, window], "NCT": [batch, channels * sites, window],
-            "NTC": [batch, window, channels * sites]}[layout]
+    return {
+        "NCST": [batch, channels, sites, window],
+        "NCT": [batch, channels * sites, window],
+        "NTC": [batch, window, channels * sites],
+    }[layout]
 
 
-def run_outputs(model: str | Path | onnx.ModelProto, x: np.ndarray, names: Optional[Sequence[str]] = None,
-                batch_size: int = 256) -> dict[str, np.ndarray]:
+def run_outputs(
+    model: str | Path | onnx.ModelProto, x: np.ndarray, names: Optional[Sequence[str]] = None, batch_size: int = 256
+) -> dict[str, np.ndarray]:
     """Every (or the named) output of a batch-dynamic model on windows ``x``, in batches (ort-fp32)."""
     from workbench.graph.export import ort_session, with_extra_outputs
+
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
     outs = [o.name for o in proto.graph.output]
     names = list(names) if names else outs
@@ -184,6 +204,6 @@ def run_outputs(model: str | Path | onnx.ModelProto, x: np.ndarray, names: Optio
     x = np.ascontiguousarray(x, dtype=np.float32)
     parts: dict[str, list[np.ndarray]] = {n: [] for n in names}
     for i in range(0, len(x), step):
-        for n, r in zip(names, sess.run(names, {inp.name: x[i:i + step]})):
+        for n, r in zip(names, sess.run(names, {inp.name: x[i : i + step]})):
             parts[n].append(r)
     return {n: np.concatenate(v) for n, v in parts.items()}

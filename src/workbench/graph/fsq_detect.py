@@ -13,6 +13,7 @@ them), derives the levels ``L`` per dimension and checks that ``offset`` and ``s
 uses for those levels. A Round whose input is not such a chain (a hand-written quantizer, a rounding in
 pre-processing) is not FSQ; ``FsqNotFound`` lists every Round and how to name the cut tensor by hand.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -40,19 +41,19 @@ class FsqNotFound(SplitError):
 class FsqQuantizer:
     """Where FSQ sits in a graph and which levels its constants encode."""
 
-    round_node: str                  # the Round that computes the integer levels
-    round_index: int                 # its index in graph.node
-    bound_tensor: str                # its input: the bounded tensor (cut 'after_bound')
-    projection_tensor: str           # the chain's input z, before any leading reshape (cut 'after_projection')
-    chain_nodes: list[str]           # bound-chain nodes, input side first
-    levels: list[int]                # L per dimension, derived from half_l
-    eps: float                       # (1 + eps) factor in half_l
+    round_node: str  # the Round that computes the integer levels
+    round_index: int  # its index in graph.node
+    bound_tensor: str  # its input: the bounded tensor (cut 'after_bound')
+    projection_tensor: str  # the chain's input z, before any leading reshape (cut 'after_projection')
+    chain_nodes: list[str]  # bound-chain nodes, input side first
+    levels: list[int]  # L per dimension, derived from half_l
+    eps: float  # (1 + eps) factor in half_l
     half_l: list[float]
     offset: list[float]
     shift: list[float]
-    straight_through: bool           # exported as x + (Round(x) - x)
-    levels_tensor: str               # tensor holding the integer levels (Round output or the STE Add)
-    other_rounds: list[str] = field(default_factory=list)   # e.g. the Round that computes code indices
+    straight_through: bool  # exported as x + (Round(x) - x)
+    levels_tensor: str  # tensor holding the integer levels (Round output or the STE Add)
+    other_rounds: list[str] = field(default_factory=list)  # e.g. the Round that computes code indices
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
@@ -129,6 +130,7 @@ class _ConstantEvaluator:
 
     def _evaluate(self, name: str) -> Optional[np.ndarray]:
         from onnx.reference import ReferenceEvaluator
+
         needed: list[onnx.NodeProto] = []
         seen: set[str] = set()
         stack = [name]
@@ -151,8 +153,9 @@ class _ConstantEvaluator:
                 return None
         order = {id(n): i for i, n in enumerate(self.proto.graph.node)}
         needed.sort(key=lambda n: order[id(n)])
-        graph = onnx.helper.make_graph(needed, "const", [], [onnx.helper.make_empty_tensor_value_info(name)],
-                                       initializer=inits)
+        graph = onnx.helper.make_graph(
+            needed, "const", [], [onnx.helper.make_empty_tensor_value_info(name)], initializer=inits
+        )
         model = onnx.helper.make_model(graph, opset_imports=list(self.proto.opset_import))
         try:
             return np.asarray(ReferenceEvaluator(model).run(None, {})[0])
@@ -164,7 +167,7 @@ class _ConstantEvaluator:
 @dataclass
 class _Step:
     node: onnx.NodeProto
-    data: str                  # the non-constant input
+    data: str  # the non-constant input
     const: Optional[np.ndarray]
     const_first: bool
 
@@ -206,8 +209,13 @@ def _chain_dim(proto: onnx.ModelProto, tensor: str, steps: Sequence[_Step]) -> O
     return sizes.pop() if len(sizes) == 1 else None
 
 
-def _match_chain(proto: onnx.ModelProto, round_input: str, consts: set[str], ev: _ConstantEvaluator,
-                 prod: dict[str, tuple[int, onnx.NodeProto]]) -> tuple[Optional[dict], str]:
+def _match_chain(
+    proto: onnx.ModelProto,
+    round_input: str,
+    consts: set[str],
+    ev: _ConstantEvaluator,
+    prod: dict[str, tuple[int, onnx.NodeProto]],
+) -> tuple[Optional[dict], str]:
     """Walk back from a Round input over ``[Sub|Add](offset) <- Mul(half_l) <- Tanh <- [Add](shift)``.
 
     Returns (chain description, '') or (None, why it is not FSQ).
@@ -218,7 +226,7 @@ def _match_chain(proto: onnx.ModelProto, round_input: str, consts: set[str], ev:
     offset_step: Optional[_Step] = None
     scale_step: Optional[_Step] = None
     while tensor in prod and prod[tensor][1].op_type in RESHAPE_OPS and prod[tensor][1].input[0] not in consts:
-        tensor = prod[tensor][1].input[0]          # a reshape between the chain and the Round
+        tensor = prod[tensor][1].input[0]  # a reshape between the chain and the Round
     if tensor not in prod:
         return None, "its input is a graph input"
     node = prod[tensor][1]
@@ -234,8 +242,7 @@ def _match_chain(proto: onnx.ModelProto, round_input: str, consts: set[str], ev:
         node = prod[tensor][1]
         st = _single_data_step(node, consts, ev)
     if st is None or node.op_type not in ("Mul", "Div") or (node.op_type == "Div" and st.const_first):
-        return None, (f"its input comes from {node.op_type} {node.name!r}, not from Mul(tanh(..), half_l)"
-                      f" [- offset]")
+        return None, (f"its input comes from {node.op_type} {node.name!r}, not from Mul(tanh(..), half_l) [- offset]")
     scale_step = st
     steps.append(st)
     tensor = st.data
@@ -258,7 +265,7 @@ def _match_chain(proto: onnx.ModelProto, round_input: str, consts: set[str], ev:
     projection = chain_input
     while projection in prod and prod[projection][1].op_type in RESHAPE_OPS:
         node = prod[projection][1]
-        if node.input[0] in consts:          # the data operand of every reshape-like op is input 0
+        if node.input[0] in consts:  # the data operand of every reshape-like op is input 0
             break
         projection = node.input[0]
     dims = _chain_dim(proto, round_input, steps)
@@ -281,12 +288,19 @@ def _match_chain(proto: onnx.ModelProto, round_input: str, consts: set[str], ev:
         if s is None:
             return None, f"the shift constant has {shift_step.const.size} values for {dims} dimensions"
         shift = s if shift_step.node.op_type == "Add" else -s
-    return {"half_l": half_l, "offset": offset, "shift": shift, "steps": steps[::-1],
-            "chain_input": chain_input, "projection": projection}, ""
+    return {
+        "half_l": half_l,
+        "offset": offset,
+        "shift": shift,
+        "steps": steps[::-1],
+        "chain_input": chain_input,
+        "projection": projection,
+    }, ""
 
 
-def levels_from_constants(half_l: np.ndarray, offset: np.ndarray, shift: np.ndarray
-                          ) -> tuple[Optional[list[int]], float, str]:
+def levels_from_constants(
+    half_l: np.ndarray, offset: np.ndarray, shift: np.ndarray
+) -> tuple[Optional[list[int]], float, str]:
     """Derive L per dimension from half_l and check offset/shift against FSQ's formulas.
 
     Returns (levels, eps, '') or (None, nan, why these constants are not FSQ's).
@@ -299,23 +313,37 @@ def levels_from_constants(half_l: np.ndarray, offset: np.ndarray, shift: np.ndar
         return None, float("nan"), f"half_l {half_l.tolist()} gives fewer than 2 levels"
     eps_per_dim = 2.0 * half_l / (levels - 1) - 1.0
     eps = float(np.median(eps_per_dim))
-    if np.any(eps_per_dim < -1e-6) or np.any((levels - 1) * eps_per_dim >= 0.5) or \
-            np.ptp(eps_per_dim) > 1e-5 * max(1.0, abs(eps)) + 1e-6:
-        return None, float("nan"), (f"half_l {np.round(half_l, 6).tolist()} is not (L - 1)(1 + eps) / 2 with "
-                                    f"one small eps >= 0 for integer L")
+    if (
+        np.any(eps_per_dim < -1e-6)
+        or np.any((levels - 1) * eps_per_dim >= 0.5)
+        or np.ptp(eps_per_dim) > 1e-5 * max(1.0, abs(eps)) + 1e-6
+    ):
+        return (
+            None,
+            float("nan"),
+            (
+                f"half_l {np.round(half_l, 6).tolist()} is not (L - 1)(1 + eps) / 2 with "
+                f"one small eps >= 0 for integer L"
+            ),
+        )
     want_offset = np.where(levels % 2 == 0, 0.5, 0.0)
     if not np.allclose(offset, want_offset, rtol=_RTOL, atol=1e-6):
-        return None, float("nan"), (f"offset {np.round(offset, 6).tolist()} is not 0.5 for even and 0 for odd "
-                                    f"levels {levels.tolist()}")
+        return (
+            None,
+            float("nan"),
+            (f"offset {np.round(offset, 6).tolist()} is not 0.5 for even and 0 for odd levels {levels.tolist()}"),
+        )
     want_shift = np.arctanh(want_offset / half_l)
     if not np.allclose(shift, want_shift, rtol=1e-4, atol=1e-6):
-        return None, float("nan"), (f"shift {np.round(shift, 6).tolist()} is not atanh(offset / half_l) = "
-                                    f"{np.round(want_shift, 6).tolist()}")
+        return (
+            None,
+            float("nan"),
+            (f"shift {np.round(shift, 6).tolist()} is not atanh(offset / half_l) = {np.round(want_shift, 6).tolist()}"),
+        )
     return [int(v) for v in levels], eps, ""
 
 
-def _straight_through(round_node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]
-                      ) -> Optional[str]:
+def _straight_through(round_node: onnx.NodeProto, consumers: dict[str, list[onnx.NodeProto]]) -> Optional[str]:
     """The output tensor of ``x + (Round(x) - x)`` when the Round is used that way, else None."""
     x, r = round_node.input[0], round_node.output[0]
     for sub in consumers.get(r, []):
@@ -326,8 +354,9 @@ def _straight_through(round_node: onnx.NodeProto, consumers: dict[str, list[onnx
     return None
 
 
-def _describe_round(proto: onnx.ModelProto, i: int, n: onnx.NodeProto,
-                    prod: dict[str, tuple[int, onnx.NodeProto]]) -> str:
+def _describe_round(
+    proto: onnx.ModelProto, i: int, n: onnx.NodeProto, prod: dict[str, tuple[int, onnx.NodeProto]]
+) -> str:
     src = prod.get(n.input[0])
     feeder = f"{src[1].op_type} {src[1].name!r}" if src else "a graph input"
     return f"{n.name or f'node_{i}'!r} (node {i}, input tensor {n.input[0]!r} from {feeder})"
@@ -365,34 +394,51 @@ def find_fsq(proto: onnx.ModelProto, expected_levels: Optional[Sequence[int]] = 
             reasons.append(f"{_describe_round(proto, i, n, prod)}: {why}")
             continue
         ste = _straight_through(n, cons)
-        found.append(FsqQuantizer(
-            round_node=n.name or f"node_{i}", round_index=i, bound_tensor=n.input[0],
-            projection_tensor=chain["projection"],
-            chain_nodes=[s.node.name for s in chain["steps"]], levels=levels, eps=eps,
-            half_l=[float(v) for v in chain["half_l"]], offset=[float(v) for v in chain["offset"]],
-            shift=[float(v) for v in chain["shift"]], straight_through=ste is not None,
-            levels_tensor=ste or n.output[0]))
+        found.append(
+            FsqQuantizer(
+                round_node=n.name or f"node_{i}",
+                round_index=i,
+                bound_tensor=n.input[0],
+                projection_tensor=chain["projection"],
+                chain_nodes=[s.node.name for s in chain["steps"]],
+                levels=levels,
+                eps=eps,
+                half_l=[float(v) for v in chain["half_l"]],
+                offset=[float(v) for v in chain["offset"]],
+                shift=[float(v) for v in chain["shift"]],
+                straight_through=ste is not None,
+                levels_tensor=ste or n.output[0],
+            )
+        )
     if not found:
         raise FsqNotFound(no_fsq_message(rounds, reasons))
     fsq = found[0]
     fsq.other_rounds = [n.name or f"node_{i}" for i, n in rounds if i != fsq.round_index]
     if expected_levels is not None and list(expected_levels) != fsq.levels:
-        raise SplitError(f"the graph's FSQ quantizer {fsq.round_node!r} encodes levels {fsq.levels} (from its "
-                         f"constants half_l = {np.round(fsq.half_l, 6).tolist()}), but fsq_levels is "
-                         f"{list(expected_levels)}; set fsq_levels: {fsq.levels} (or fix the model)")
+        raise SplitError(
+            f"the graph's FSQ quantizer {fsq.round_node!r} encodes levels {fsq.levels} (from its "
+            f"constants half_l = {np.round(fsq.half_l, 6).tolist()}), but fsq_levels is "
+            f"{list(expected_levels)}; set fsq_levels: {fsq.levels} (or fix the model)"
+        )
     return fsq
 
 
 def no_fsq_message(rounds: Sequence[tuple[int, onnx.NodeProto]], reasons: Sequence[str]) -> str:
     if not rounds:
-        head = ("the graph has no Round node, so no FSQ quantizer to cut at (was the model exported in eval "
-                "mode? FSQ exports torch.round as Round)")
+        head = (
+            "the graph has no Round node, so no FSQ quantizer to cut at (was the model exported in eval "
+            "mode? FSQ exports torch.round as Round)"
+        )
     else:
-        head = ("no Round in the graph rounds an FSQ bound chain tanh(z + shift) * half_l - offset:\n  - "
-                + "\n  - ".join(reasons))
-    return (f"{head}\nIf the tensor to cut at is known, name it explicitly: -p cut_tensor <tensor name> (the "
-            f"NPU part then ends where that tensor is produced and the host runs the rest; fsq_levels must "
-            f"then be set by hand)")
+        head = (
+            "no Round in the graph rounds an FSQ bound chain tanh(z + shift) * half_l - offset:\n  - "
+            + "\n  - ".join(reasons)
+        )
+    return (
+        f"{head}\nIf the tensor to cut at is known, name it explicitly: -p cut_tensor <tensor name> (the "
+        f"NPU part then ends where that tensor is produced and the host runs the rest; fsq_levels must "
+        f"then be set by hand)"
+    )
 
 
 def find_fsq_or_none(proto: onnx.ModelProto) -> Optional[FsqQuantizer]:

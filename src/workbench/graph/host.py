@@ -15,6 +15,7 @@ from host_weights.npz) in float32 and in the same op order, so it reproduces ONN
 Speed: intermediate buffers are allocated once per batch size and reused; the weights are stored
 pre-transposed and contiguous. Not thread-safe (the buffers are shared); use one instance per thread.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,6 +48,7 @@ def _matmul_step(w: np.ndarray, c: Optional[np.ndarray]) -> Callable[[np.ndarray
     def gemm(x: np.ndarray, out: np.ndarray) -> None:
         np.matmul(x, w, out=out)
         np.add(out, c, out=out)
+
     return gemm
 
 
@@ -104,10 +106,12 @@ class HostPostprocessor:
                 self._fns.append(lambda x, out: np.copyto(out, x))
             else:
                 raise HostError(f"host step {k} has op {op!r}, which the post-processor does not implement")
-            self._widths.append(-1)           # same width as the input of the step
+            self._widths.append(-1)  # same width as the input of the step
         if self._round_index < 0:
-            raise HostError("host program has no Round step; split.json/host_weights.npz do not describe an "
-                            "FSQ host part (rerun stage 04)")
+            raise HostError(
+                "host program has no Round step; split.json/host_weights.npz do not describe an "
+                "FSQ host part (rerun stage 04)"
+            )
         shape = self.split_info.get("npu_output_shape")
         if shape and all(isinstance(d, int) and d > 0 for d in list(shape)[1:]):
             width = int(np.prod([int(d) for d in list(shape)[1:]]))
@@ -156,9 +160,11 @@ class HostPostprocessor:
             x = np.asarray(x, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self.input_width:
             if x.ndim == 0 or x.size != x.shape[0] * self.input_width:
-                raise HostError(f"NPU output of shape {x.shape} does not hold {self.input_width} values per "
-                                f"window; expected (N, {self.input_width}) (the tensor named in split.json "
-                                f"npu_output_tensor)")
+                raise HostError(
+                    f"NPU output of shape {x.shape} does not hold {self.input_width} values per "
+                    f"window; expected (N, {self.input_width}) (the tensor named in split.json "
+                    f"npu_output_tensor)"
+                )
             x = x.reshape(x.shape[0], self.input_width)
         n = x.shape[0]
         levels = np.empty((n, self._widths[self._round_index]), dtype=np.float32)
@@ -216,9 +222,11 @@ def levels_to_indices(levels: np.ndarray, fsq_levels: Sequence[int]) -> np.ndarr
 
 def ulp_distance(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Distance in float32 units in the last place (0 = bitwise equal, also for +0 vs -0)."""
+
     def ordered(x: np.ndarray) -> np.ndarray:
         i = np.ascontiguousarray(x, dtype=np.float32).view(np.int32).astype(np.int64)
         return np.where(i < 0, -(i & 0x7FFFFFFF), i)
+
     return np.abs(ordered(a) - ordered(b))
 
 
@@ -233,37 +241,51 @@ def row_scaled_ulp(a: np.ndarray, ref: np.ndarray) -> np.ndarray:
     return np.abs(np.asarray(a, np.float64) - ref32) / scale.astype(np.float64)
 
 
-def compare_with_host_onnx(post: HostPostprocessor, levels_ref: np.ndarray, logits_ref: np.ndarray,
-                           npu_out: np.ndarray) -> dict[str, Any]:
+def compare_with_host_onnx(
+    post: HostPostprocessor, levels_ref: np.ndarray, logits_ref: np.ndarray, npu_out: np.ndarray
+) -> dict[str, Any]:
     """Agreement of the numpy post-processor with host.onnx (ORT) outputs on the same NPU output."""
     levels, logits = post(npu_out)
     levels_ref = np.asarray(levels_ref, np.float32).reshape(levels.shape)
-    if logits.shape[1] == 0:           # an encoder: no class logits, the levels are the whole result
-        return {"n_windows": int(len(levels)),
-                "levels_equal": float((levels == levels_ref).all(axis=1).mean()),
-                "levels_bitwise": bool(levels.tobytes() == np.ascontiguousarray(levels_ref).tobytes()),
-                "logits_bitwise": None, "logits_max_ulp": None, "logits_max_row_ulp": 0.0,
-                "logits_max_abs_diff": None, "backend": "numpy-host (vs ort-fp32 host.onnx)",
-                "note": "the model has no class logits; only the FSQ levels are compared"}
+    if logits.shape[1] == 0:  # an encoder: no class logits, the levels are the whole result
+        return {
+            "n_windows": int(len(levels)),
+            "levels_equal": float((levels == levels_ref).all(axis=1).mean()),
+            "levels_bitwise": bool(levels.tobytes() == np.ascontiguousarray(levels_ref).tobytes()),
+            "logits_bitwise": None,
+            "logits_max_ulp": None,
+            "logits_max_row_ulp": 0.0,
+            "logits_max_abs_diff": None,
+            "backend": "numpy-host (vs ort-fp32 host.onnx)",
+            "note": "the model has no class logits; only the FSQ levels are compared",
+        }
     ulp = ulp_distance(logits, logits_ref)
     row_ulp = row_scaled_ulp(logits, logits_ref)
-    return {"n_windows": int(len(levels)),
-            "levels_equal": float((levels == levels_ref).all(axis=1).mean()),
-            "levels_bitwise": bool(levels.tobytes() == np.ascontiguousarray(levels_ref, np.float32).tobytes()),
-            "logits_bitwise": bool(int(ulp.max()) == 0),
-            "logits_max_ulp": int(ulp.max()),
-            "logits_max_row_ulp": float(row_ulp.max()),
-            "logits_max_abs_diff": float(np.abs(logits.astype(np.float64) - logits_ref).max()),
-            "backend": "numpy-host (vs ort-fp32 host.onnx)"}
+    return {
+        "n_windows": int(len(levels)),
+        "levels_equal": float((levels == levels_ref).all(axis=1).mean()),
+        "levels_bitwise": bool(levels.tobytes() == np.ascontiguousarray(levels_ref, np.float32).tobytes()),
+        "logits_bitwise": bool(int(ulp.max()) == 0),
+        "logits_max_ulp": int(ulp.max()),
+        "logits_max_row_ulp": float(row_ulp.max()),
+        "logits_max_abs_diff": float(np.abs(logits.astype(np.float64) - logits_ref).max()),
+        "backend": "numpy-host (vs ort-fp32 host.onnx)",
+    }
 
 
-def measure_host_speed(post: "HostPostprocessor", npu_out: np.ndarray, calls: int = 2000, warmup: int = 200,
-                       batch: int = 8192, batch_repeats: int = 20) -> tuple[dict[str, float], np.ndarray]:
+def measure_host_speed(
+    post: "HostPostprocessor",
+    npu_out: np.ndarray,
+    calls: int = 2000,
+    warmup: int = 200,
+    batch: int = 8192,
+    batch_repeats: int = 20,
+) -> tuple[dict[str, float], np.ndarray]:
     """Batch-1 call times (p50/p95 in µs) and batched throughput of the numpy host post-processor on
     this CPU (backend ``numpy-fp32``). Returns the summary and the per-call seconds for a histogram."""
     import time
 
-    npu_out = np.asarray(npu_out).reshape(len(npu_out), -1)    # NPU outputs may be (N, 1, 1, D)
+    npu_out = np.asarray(npu_out).reshape(len(npu_out), -1)  # NPU outputs may be (N, 1, 1, D)
     one = np.ascontiguousarray(npu_out[:1])
     for _ in range(warmup):
         post(one)
@@ -278,6 +300,11 @@ def measure_host_speed(post: "HostPostprocessor", npu_out: np.ndarray, calls: in
     for _ in range(batch_repeats):
         post(big)
     throughput = batch_repeats * batch / (time.perf_counter() - t0)
-    return ({"batch1_p50_us": float(np.median(seconds) * 1e6),
-             "batch1_p95_us": float(np.percentile(seconds, 95) * 1e6),
-             "batched_windows_per_s": float(throughput)}, seconds)
+    return (
+        {
+            "batch1_p50_us": float(np.median(seconds) * 1e6),
+            "batch1_p95_us": float(np.percentile(seconds, 95) * 1e6),
+            "batched_windows_per_s": float(throughput),
+        },
+        seconds,
+    )

@@ -4,6 +4,7 @@ Why: before handing a graph to the Dataflow Compiler we want to see, without gue
 exist, how big they are, and which ones the Hailo-8 cannot run (Round), with their position.
 The supported-op table is data (``hailo_ops.json``) with its sources and "documented" vs "assumed".
 """
+
 from __future__ import annotations
 
 import json
@@ -45,10 +46,16 @@ def node_table(model: str | Path | onnx.ModelProto) -> "Any":
     shapes = _shapes(proto)
     rows = []
     for i, n in enumerate(proto.graph.node):
-        rows.append({"index": i, "op_type": n.op_type, "name": n.name,
-                     "inputs": ", ".join(t for t in n.input if t),
-                     "outputs": ", ".join(n.output),
-                     "output_shapes": "; ".join(str(shapes.get(t, "?")) for t in n.output)})
+        rows.append(
+            {
+                "index": i,
+                "op_type": n.op_type,
+                "name": n.name,
+                "inputs": ", ".join(t for t in n.input if t),
+                "outputs": ", ".join(n.output),
+                "output_shapes": "; ".join(str(shapes.get(t, "?")) for t in n.output),
+            }
+        )
     return pd.DataFrame(rows, columns=["index", "op_type", "name", "inputs", "outputs", "output_shapes"])
 
 
@@ -96,7 +103,7 @@ def macs_per_layer(model: str | Path | onnx.ModelProto) -> "Any":
         elif n.op_type == "Gemm":
             a, b = dims(n.input[0]), dims(n.input[1])
             attrs = {x.name: onnx.helper.get_attribute_value(x) for x in n.attribute}
-            if len(b) == 2:   # the weight's shape is always known; the data's may not be (foreign graphs)
+            if len(b) == 2:  # the weight's shape is always known; the data's may not be (foreign graphs)
                 k, nn = (b[1], b[0]) if attrs.get("transB", 0) else (b[0], b[1])
                 m = (a[1] if attrs.get("transA", 0) else a[0]) if len(a) == 2 else 1
                 macs = m * k * nn
@@ -106,8 +113,16 @@ def macs_per_layer(model: str | Path | onnx.ModelProto) -> "Any":
                 macs = int(np.prod(out)) * a[-1]
         if macs is not None:
             params = sum(int(np.prod(inits[t].dims)) for t in n.input if t in inits)
-            rows.append({"index": i, "name": n.name, "op_type": n.op_type,
-                         "output_shape": str(shapes.get(n.output[0], "?")), "params": params, "macs": macs})
+            rows.append(
+                {
+                    "index": i,
+                    "name": n.name,
+                    "op_type": n.op_type,
+                    "output_shape": str(shapes.get(n.output[0], "?")),
+                    "params": params,
+                    "macs": macs,
+                }
+            )
     df = pd.DataFrame(rows, columns=["index", "name", "op_type", "output_shape", "params", "macs"])
     return df
 
@@ -131,25 +146,42 @@ def hailo_compatibility(model: str | Path | onnx.ModelProto, table: Optional[dic
     rows = []
     for i, n in enumerate(proto.graph.node):
         entry = ops.get(n.op_type)
-        rows.append({"index": i, "name": n.name, "op_type": n.op_type,
-                     "status": entry["status"] if entry else "unknown",
-                     "evidence": entry["evidence"] if entry else "none",
-                     "source": entry["source"] if entry else "",
-                     "note": entry["note"] if entry else "not in hailo_ops.json: check with the DFC parser"})
+        rows.append(
+            {
+                "index": i,
+                "name": n.name,
+                "op_type": n.op_type,
+                "status": entry["status"] if entry else "unknown",
+                "evidence": entry["evidence"] if entry else "none",
+                "source": entry["source"] if entry else "",
+                "note": entry["note"] if entry else "not in hailo_ops.json: check with the DFC parser",
+            }
+        )
     return pd.DataFrame(rows, columns=["index", "name", "op_type", "status", "evidence", "source", "note"])
 
 
 def compat_summary(compat: "Any") -> dict[str, Any]:
     """JSON-able summary: counts per status and the flagged (unsupported/unknown) nodes."""
     flagged = compat[compat["status"] != "supported"]
-    return {"counts": {str(k): int(v) for k, v in compat["status"].value_counts().items()},
-            "unsupported": [{"index": int(r.index), "name": r.name, "op_type": r.op_type}
-                            for r in flagged.itertuples() if r.status == "unsupported"],
-            "unknown": [{"index": int(r.index), "name": r.name, "op_type": r.op_type}
-                        for r in flagged.itertuples() if r.status == "unknown"],
-            "first_unsupported": (None if not (flagged["status"] == "unsupported").any() else
-                                  {"index": int(flagged[flagged.status == "unsupported"].iloc[0]["index"]),
-                                   "name": str(flagged[flagged.status == "unsupported"].iloc[0]["name"])}),
-            "sources": load_hailo_ops()["sources"]}
-
-
+    return {
+        "counts": {str(k): int(v) for k, v in compat["status"].value_counts().items()},
+        "unsupported": [
+            {"index": int(r.index), "name": r.name, "op_type": r.op_type}
+            for r in flagged.itertuples()
+            if r.status == "unsupported"
+        ],
+        "unknown": [
+            {"index": int(r.index), "name": r.name, "op_type": r.op_type}
+            for r in flagged.itertuples()
+            if r.status == "unknown"
+        ],
+        "first_unsupported": (
+            None
+            if not (flagged["status"] == "unsupported").any()
+            else {
+                "index": int(flagged[flagged.status == "unsupported"].iloc[0]["index"]),
+                "name": str(flagged[flagged.status == "unsupported"].iloc[0]["name"]),
+            }
+        ),
+        "sources": load_hailo_ops()["sources"],
+    }

@@ -1,4 +1,5 @@
 """Figures of the exported graph: parity with PyTorch, op counts, the split parts, host speed."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,21 +12,26 @@ import pandas as pd
 from workbench.graph.draw import draw_graph
 
 
-def parity_figure(ref: dict, got: dict, ref_backend: str = "torch-fp32",
-                  got_backend: str = "ort-fp32") -> plt.Figure:
+def parity_figure(ref: dict, got: dict, ref_backend: str = "torch-fp32", got_backend: str = "ort-fp32") -> plt.Figure:
     """Logits of both backends against each other, their differences on a log scale, and how far the
     pre-Round values sit from the .5 decision thresholds (``ref``/``got``: dicts with logits, bound)."""
     fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
     axes[0].scatter(ref["logits"].ravel(), got["logits"].ravel(), s=4)
-    axes[0].set(xlabel=f"logit ({ref_backend})", ylabel=f"logit ({got_backend})",
-                title=f"logits: {got_backend} vs {ref_backend}")
+    axes[0].set(
+        xlabel=f"logit ({ref_backend})",
+        ylabel=f"logit ({got_backend})",
+        title=f"logits: {got_backend} vs {ref_backend}",
+    )
     d = np.abs(ref["logits"].astype(np.float64) - got["logits"]).ravel()
     axes[1].hist(np.log10(d + 1e-12), bins=40)
     axes[1].set(xlabel="log10 |Δ logit|  (-12 = identical)", ylabel="count", title="logit differences")
     tie = np.abs(got["bound"] - np.floor(got["bound"]) - 0.5).ravel()
     axes[2].hist(tie, bins=50)
-    axes[2].set(xlabel="distance of pre-Round value to the nearest .5 threshold", ylabel="count",
-                title=f"margin to FSQ decision thresholds (min {tie.min():.2e})")
+    axes[2].set(
+        xlabel="distance of pre-Round value to the nearest .5 threshold",
+        ylabel="count",
+        title=f"margin to FSQ decision thresholds (min {tie.min():.2e})",
+    )
     fig.tight_layout()
     return fig
 

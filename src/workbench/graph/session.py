@@ -1,5 +1,6 @@
 """The one ONNX Runtime session factory: CPU, one intra-op thread (the models are tiny, so one thread
 is fastest and keeps timings stable on a shared machine), quiet logs. Needs neither torch nor onnx."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -32,6 +33,8 @@ def npu_io(session: Any, output_tensor: Optional[str]) -> tuple[str, str, Option
     elif len(outs) == 1:
         out = outs[0]
     else:
-        raise SplitError(f"the NPU model has outputs {outs} and none is split.json's npu_output_tensor "
-                         f"{output_tensor!r}; the files come from different runs: re-run stages 04/05")
+        raise SplitError(
+            f"the NPU model has outputs {outs} and none is split.json's npu_output_tensor "
+            f"{output_tensor!r}; the files come from different runs: re-run stages 04/05"
+        )
     return inp.name, str(out), inp.shape[0] if isinstance(inp.shape[0], int) else None

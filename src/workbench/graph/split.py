@@ -11,6 +11,7 @@ tail runs on the host. Two cuts:
 A cut is only valid when one tensor separates the graph: every host node must depend on the cut
 tensor and constants only (a skip connection around the cut makes that impossible, and is refused).
 """
+
 from __future__ import annotations
 
 import difflib
@@ -29,8 +30,6 @@ from .export import load_onnx, ort_session, with_extra_outputs
 
 CutKind = Literal["after_bound", "after_projection"]
 CUT_KINDS = ("after_bound", "after_projection")
-
-
 
 
 # ---- graph helpers --------------------------------------------------------------------------
@@ -81,8 +80,10 @@ def validate_host_ops(host_ops: Sequence[str]) -> list[str]:
         all_ops = sorted({s.name for s in onnx.defs.get_all_schemas()})
         hints = {o: difflib.get_close_matches(o, all_ops, n=1, cutoff=0.5) for o in bad}
         text = ", ".join(f"{o!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for o, h in hints.items())
-        raise SplitError(f"host_ops contains names that are not ONNX operator types: {text}; fix the "
-                         f"'host_ops' parameter (default [Round])")
+        raise SplitError(
+            f"host_ops contains names that are not ONNX operator types: {text}; fix the "
+            f"'host_ops' parameter (default [Round])"
+        )
     return ops
 
 
@@ -92,22 +93,26 @@ class CutPlan:
     """Where the graph is cut and what each side holds (indices into graph.node)."""
 
     cut: str
-    tensor: str                     # the cut tensor: NPU output = host input
-    end_node: str                   # ONNX node that produces it (Hailo end_node_names)
-    host_op_nodes: list[dict]       # [{index, name, op_type}] of the nodes matching host_ops
+    tensor: str  # the cut tensor: NPU output = host input
+    end_node: str  # ONNX node that produces it (Hailo end_node_names)
+    host_op_nodes: list[dict]  # [{index, name, op_type}] of the nodes matching host_ops
     npu_nodes: list[int]
     host_nodes: list[int]
-    fsq: Optional[Any] = None       # fsq_detect.FsqQuantizer when the FSQ chain was found
-    cut_source: str = "fsq"         # "fsq" (found in the graph) or "cut_tensor" (named by the user)
+    fsq: Optional[Any] = None  # fsq_detect.FsqQuantizer when the FSQ chain was found
+    cut_source: str = "fsq"  # "fsq" (found in the graph) or "cut_tensor" (named by the user)
 
 
 def _single_data_input(node: onnx.NodeProto, consts: set[str]) -> list[str]:
     return [t for t in node.input if t and t not in consts]
 
 
-def find_cut(proto: onnx.ModelProto, cut: CutKind = "after_bound",
-             host_ops: Sequence[str] = ("Round",), cut_tensor: Optional[str] = None,
-             fsq_levels: Optional[Sequence[int]] = None) -> CutPlan:
+def find_cut(
+    proto: onnx.ModelProto,
+    cut: CutKind = "after_bound",
+    host_ops: Sequence[str] = ("Round",),
+    cut_tensor: Optional[str] = None,
+    fsq_levels: Optional[Sequence[int]] = None,
+) -> CutPlan:
     """Locate the cut tensor for ``cut`` and check that it separates the graph.
 
     The FSQ quantizer is found by its bound chain (``fsq_detect.find_fsq``), also in graphs the
@@ -127,20 +132,23 @@ def find_cut(proto: onnx.ModelProto, cut: CutKind = "after_bound",
     if cut_tensor:
         if cut_tensor not in prod:
             known = [i.name for i in proto.graph.input]
-            what = "a graph input: nothing would run on the NPU" if cut_tensor in known else \
-                "not produced by any node"
+            what = "a graph input: nothing would run on the NPU" if cut_tensor in known else "not produced by any node"
             close = difflib.get_close_matches(cut_tensor, list(prod), n=3, cutoff=0.5)
-            raise SplitError(f"cut_tensor {cut_tensor!r} is {what}" +
-                             (f"; did you mean {close}?" if close else "; see stage 03's node table for names"))
+            raise SplitError(
+                f"cut_tensor {cut_tensor!r} is {what}"
+                + (f"; did you mean {close}?" if close else "; see stage 03's node table for names")
+            )
         tensor = cut_tensor
         fsq = find_fsq_or_none(proto)
         source = "cut_tensor"
     else:
         if not hits:
             found = sorted({n.op_type for n in nodes})
-            raise SplitError(f"no node of the host op types {ops} in the graph; ops found: {found}. Export the "
-                             f"model in eval mode so FSQ emits Round, set the 'host_ops' parameter to the "
-                             f"op types the NPU cannot run, or name the tensor to cut at with cut_tensor")
+            raise SplitError(
+                f"no node of the host op types {ops} in the graph; ops found: {found}. Export the "
+                f"model in eval mode so FSQ emits Round, set the 'host_ops' parameter to the "
+                f"op types the NPU cannot run, or name the tensor to cut at with cut_tensor"
+            )
         fsq = find_fsq(proto, expected_levels=fsq_levels)
         tensor = fsq.bound_tensor if cut == "after_bound" else fsq.projection_tensor
         source = "fsq"
@@ -149,8 +157,10 @@ def find_cut(proto: onnx.ModelProto, cut: CutKind = "after_bound",
             i, n = early[0]
             data = _single_data_input(n, consts)
             if len(data) != 1:
-                raise SplitError(f"{n.op_type} node {n.name!r} (node {i}) has {len(data)} non-constant inputs "
-                                 f"{data}; a clean cut needs exactly one")
+                raise SplitError(
+                    f"{n.op_type} node {n.name!r} (node {i}) has {len(data)} non-constant inputs "
+                    f"{data}; a clean cut needs exactly one"
+                )
             tensor = data[0]
     if tensor not in prod:
         raise SplitError(f"the cut tensor {tensor!r} is a graph input: nothing would run on the NPU")
@@ -170,19 +180,27 @@ def find_cut(proto: onnx.ModelProto, cut: CutKind = "after_bound",
                 f"Round-region cut at tensor {tensor!r} does not separate the graph: host node {n.name!r} "
                 f"({n.op_type}, node {i}) also reads {leaks}, computed before the cut (a skip connection "
                 f"around the cut). Only a single tensor path into the quantizer can be split; change the "
-                f"model so the head depends on the quantized code only, or name another cut_tensor")
+                f"model so the head depends on the quantized code only, or name another cut_tensor"
+            )
     stray = [h for h in hits if h[0] in npu]
     if stray:
-        raise SplitError(f"host op nodes {[n.name for _, n in stray]} would stay on the NPU side of the cut at "
-                         f"{tensor!r}; several host ops on parallel paths cannot be cut at one tensor")
+        raise SplitError(
+            f"host op nodes {[n.name for _, n in stray]} would stay on the NPU side of the cut at "
+            f"{tensor!r}; several host ops on parallel paths cannot be cut at one tensor"
+        )
     for o in proto.graph.output:
         if o.name not in host_outputs:
-            raise SplitError(f"graph output {o.name!r} is computed before the cut; the host part would not "
-                             f"produce it")
-    return CutPlan(cut=cut, tensor=tensor,
-                   end_node=end_node.name or f"node_{end_i}",
-                   host_op_nodes=[{"index": i, "name": n.name, "op_type": n.op_type} for i, n in hits],
-                   npu_nodes=sorted(npu), host_nodes=host, fsq=fsq, cut_source=source)
+            raise SplitError(f"graph output {o.name!r} is computed before the cut; the host part would not produce it")
+    return CutPlan(
+        cut=cut,
+        tensor=tensor,
+        end_node=end_node.name or f"node_{end_i}",
+        host_op_nodes=[{"index": i, "name": n.name, "op_type": n.op_type} for i, n in hits],
+        npu_nodes=sorted(npu),
+        host_nodes=host,
+        fsq=fsq,
+        cut_source=source,
+    )
 
 
 def _shapes_by_running(static: onnx.ModelProto, names: Sequence[str]) -> onnx.ModelProto:
@@ -202,8 +220,9 @@ def _shapes_by_running(static: onnx.ModelProto, names: Sequence[str]) -> onnx.Mo
         old = [vi for vi in static.graph.value_info if vi.name == name]
         for vi in old:
             static.graph.value_info.remove(vi)
-        static.graph.value_info.append(onnx.helper.make_tensor_value_info(
-            name, onnx.helper.np_dtype_to_tensor_dtype(val.dtype), list(val.shape)))
+        static.graph.value_info.append(
+            onnx.helper.make_tensor_value_info(name, onnx.helper.np_dtype_to_tensor_dtype(val.dtype), list(val.shape))
+        )
     return static
 
 
@@ -237,14 +256,47 @@ def _extract(proto: onnx.ModelProto, inputs: list[str], outputs: list[str]) -> o
 
 
 # ---- host program (what the numpy post-processor runs) --------------------------------------
-HOST_PROGRAM_OPS = ("Add", "Sub", "Mul", "Div", "Tanh", "Round", "Relu", "Gemm", "MatMul", "Identity",
-                    "Flatten", "Reshape", "Unsqueeze", "Squeeze", "Cast")
+HOST_PROGRAM_OPS = (
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "Tanh",
+    "Round",
+    "Relu",
+    "Gemm",
+    "MatMul",
+    "Identity",
+    "Flatten",
+    "Reshape",
+    "Unsqueeze",
+    "Squeeze",
+    "Cast",
+)
 # Ops that only rearrange a window's values: on the post-processor's (N, width) rows they are no-ops as
 # long as the batch axis stays first (checked against inferred shapes, and by stage 04's second proof).
 LAYOUT_OPS = ("Identity", "Flatten", "Reshape", "Unsqueeze", "Squeeze")
 # Ops that compute shapes (vector-quantize-pytorch's pack/rearrange): skipped, they feed layout ops only.
-SHAPE_OPS = ("Shape", "Size", "Gather", "Concat", "Cast", "Slice", "Unsqueeze", "Squeeze", "Reshape",
-             "ConstantOfShape", "Mul", "Div", "Add", "Sub", "ReduceProd", "Range", "Equal", "Where")
+SHAPE_OPS = (
+    "Shape",
+    "Size",
+    "Gather",
+    "Concat",
+    "Cast",
+    "Slice",
+    "Unsqueeze",
+    "Squeeze",
+    "Reshape",
+    "ConstantOfShape",
+    "Mul",
+    "Div",
+    "Add",
+    "Sub",
+    "ReduceProd",
+    "Range",
+    "Equal",
+    "Where",
+)
 
 
 def _shape_only_tensors(host: onnx.ModelProto, consts: set[str]) -> set[str]:
@@ -257,8 +309,10 @@ def _shape_only_tensors(host: onnx.ModelProto, consts: set[str]) -> set[str]:
             if all(o in shape for o in n.output):
                 continue
             if n.op_type in ("Shape", "Size") or (
-                    n.op_type in SHAPE_OPS and any(t in shape for t in n.input if t)
-                    and all((not t) or t in shape or t in consts for t in n.input)):
+                n.op_type in SHAPE_OPS
+                and any(t in shape for t in n.input if t)
+                and all((not t) or t in shape or t in consts for t in n.input)
+            ):
                 shape.update(o for o in n.output if o)
                 changed = True
     return shape
@@ -307,10 +361,12 @@ def host_program(host: onnx.ModelProto, target: Optional[str] = None) -> tuple[l
         if i not in needed or n.op_type == "Constant" or n.output[0] in skip:
             continue
         if all(o in shape_t or o in consts for o in n.output if o):
-            continue                            # shape arithmetic or constant folding, not data
+            continue  # shape arithmetic or constant folding, not data
         if n.op_type not in HOST_PROGRAM_OPS:
-            raise SplitError(f"host node {n.name!r} is a {n.op_type}, which the numpy post-processor does "
-                             f"not implement (it knows {list(HOST_PROGRAM_OPS)})")
+            raise SplitError(
+                f"host node {n.name!r} is a {n.op_type}, which the numpy post-processor does "
+                f"not implement (it knows {list(HOST_PROGRAM_OPS)})"
+            )
         if current not in n.input:
             raise SplitError(f"host graph is not a single chain: {n.name!r} does not read {current!r}")
         pos = list(n.input).index(current)
@@ -320,10 +376,12 @@ def host_program(host: onnx.ModelProto, target: Optional[str] = None) -> tuple[l
         attrs = {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute}
         if n.op_type == "Cast":
             if attrs.get("to") != onnx.TensorProto.FLOAT:
-                raise SplitError(f"Cast {n.name!r} on the way to {target!r} changes the type to "
-                                 f"{onnx.TensorProto.DataType.Name(attrs.get('to', 0))}; the host post-processor "
-                                 f"computes in float32 only")
-            step.update(op="Identity", onnx_op="Cast")      # float32 -> float32 (exporters' dtype guards)
+                raise SplitError(
+                    f"Cast {n.name!r} on the way to {target!r} changes the type to "
+                    f"{onnx.TensorProto.DataType.Name(attrs.get('to', 0))}; the host post-processor "
+                    f"computes in float32 only"
+                )
+            step.update(op="Identity", onnx_op="Cast")  # float32 -> float32 (exporters' dtype guards)
             steps.append(step)
             current = n.output[0]
             continue
@@ -331,8 +389,9 @@ def host_program(host: onnx.ModelProto, target: Optional[str] = None) -> tuple[l
             if pos != 0 or any(t not in consts and t not in shape_t for t in others):
                 raise SplitError(f"{n.op_type} {n.name!r} reshapes with data-dependent inputs {others}")
             if not _batch_first(host, n.output[0], batch_dim):
-                raise SplitError(f"{n.op_type} {n.name!r} moves the batch axis; the host post-processor keeps "
-                                 f"one row per window")
+                raise SplitError(
+                    f"{n.op_type} {n.name!r} moves the batch axis; the host post-processor keeps one row per window"
+                )
             step["op"] = "Identity"
             step["onnx_op"] = n.op_type
             steps.append(step)
@@ -363,14 +422,15 @@ def host_program(host: onnx.ModelProto, target: Optional[str] = None) -> tuple[l
             arrays[f"{k:02d}_W"] = np.ascontiguousarray(_const_value(host, consts_v, others[0]).astype(np.float32))
         elif n.op_type in ("Add", "Sub", "Mul", "Div"):
             arrays[f"{k:02d}_B"] = _const_value(host, consts_v, others[0]).astype(np.float32)
-            step["const_first"] = pos == 1            # Sub/Div are not commutative
+            step["const_first"] = pos == 1  # Sub/Div are not commutative
         steps.append(step)
         current = n.output[0]
     if current != target:
         raise SplitError(f"host chain ends at {current!r}, not at the output {target!r}")
     if sum(s["op"] in ("Round", "RoundSTE") for s in steps) != 1:
-        raise SplitError("the host part must contain exactly one Round (the FSQ levels) on the way to the "
-                         f"output {target!r}")
+        raise SplitError(
+            f"the host part must contain exactly one Round (the FSQ levels) on the way to the output {target!r}"
+        )
     return steps, arrays
 
 
@@ -379,6 +439,7 @@ def _const_value(proto: onnx.ModelProto, known: dict[str, np.ndarray], name: str
     if name in known:
         return known[name]
     from .fsq_detect import _ConstantEvaluator, constant_tensors
+
     val = _ConstantEvaluator(proto, constant_tensors(proto)).value(name)
     if val is None:
         raise SplitError(f"cannot evaluate the constant {name!r} of the host part")
@@ -390,16 +451,27 @@ def default_logits_output(proto: onnx.ModelProto, num_classes: Optional[int]) ->
     """The first graph output whose last dimension equals ``num_classes`` (None when there is none)."""
     for o in proto.graph.output:
         dims = o.type.tensor_type.shape.dim
-        if num_classes is not None and dims and dims[-1].HasField("dim_value") and dims[-1].dim_value == num_classes \
-                and o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT:
+        if (
+            num_classes is not None
+            and dims
+            and dims[-1].HasField("dim_value")
+            and dims[-1].dim_value == num_classes
+            and o.type.tensor_type.elem_type == onnx.TensorProto.FLOAT
+        ):
             return o.name
     return None
 
 
-def split_model(model_path: str | Path, dynamic_path: str | Path, out_dir: str | Path,
-                cut: CutKind = "after_bound", host_ops: Sequence[str] = ("Round",),
-                fsq_levels: Optional[Sequence[int]] = None, cut_tensor: Optional[str] = None,
-                logits_output: Optional[str] = "", ) -> dict[str, Any]:
+def split_model(
+    model_path: str | Path,
+    dynamic_path: str | Path,
+    out_dir: str | Path,
+    cut: CutKind = "after_bound",
+    host_ops: Sequence[str] = ("Round",),
+    fsq_levels: Optional[Sequence[int]] = None,
+    cut_tensor: Optional[str] = None,
+    logits_output: Optional[str] = "",
+) -> dict[str, Any]:
     """Write npu.onnx, npu_dynamic.onnx, host.onnx, split.json and host_weights.npz into ``out_dir``.
 
     ``model_path`` is the static batch-1 export (the compiler's input), ``dynamic_path`` the
@@ -418,8 +490,10 @@ def split_model(model_path: str | Path, dynamic_path: str | Path, out_dir: str |
     static = _shapes_by_running(static, probe)
     dynamic = _borrow_shapes(dynamic, static, probe)
     if (plan_d.tensor, plan_d.end_node) != (plan.tensor, plan.end_node):
-        raise SplitError(f"the static and batch-dynamic exports cut at different tensors ({plan.tensor!r} vs "
-                         f"{plan_d.tensor!r}); export both from the same model")
+        raise SplitError(
+            f"the static and batch-dynamic exports cut at different tensors ({plan.tensor!r} vs "
+            f"{plan_d.tensor!r}); export both from the same model"
+        )
     in_name = static.graph.input[0].name
     out_names = [o.name for o in static.graph.output]
     if logits_output == "":
@@ -434,8 +508,10 @@ def split_model(model_path: str | Path, dynamic_path: str | Path, out_dir: str |
     if logits_output is None:
         levels_target = fsq.levels_tensor if fsq is not None else None
         if levels_target is None:
-            raise SplitError("a model without a logits output needs an FSQ quantizer the split can find (its "
-                             "levels are the host part's result); name logits_output or fix the model")
+            raise SplitError(
+                "a model without a logits output needs an FSQ quantizer the split can find (its "
+                "levels are the host part's result); name logits_output or fix the model"
+            )
         if levels_target == plan.tensor:
             raise SplitError(f"cut tensor {plan.tensor!r} is the FSQ levels tensor itself: cut before the Round")
         host_prog = _extract(dynamic, [plan.tensor], [levels_target])
@@ -466,17 +542,23 @@ def split_model(model_path: str | Path, dynamic_path: str | Path, out_dir: str |
         "host_output_names": out_names,
         "logits_output": logits_output,
         "levels_tensor": round_step["output"],
-        "fsq_levels": graph_levels if graph_levels is not None else
-        ([int(v) for v in fsq_levels] if fsq_levels is not None else None),
-        "fsq_levels_source": "graph constants" if graph_levels is not None else
-        ("fsq_levels parameter" if fsq_levels is not None else None),
+        "fsq_levels": graph_levels
+        if graph_levels is not None
+        else ([int(v) for v in fsq_levels] if fsq_levels is not None else None),
+        "fsq_levels_source": "graph constants"
+        if graph_levels is not None
+        else ("fsq_levels parameter" if fsq_levels is not None else None),
         "fsq": fsq.to_dict() if fsq is not None else None,
         "opset": next(int(i.version) for i in static.opset_import if i.domain in ("", "ai.onnx")),
         "npu_nodes": [static.graph.node[i].name for i in plan.npu_nodes if static.graph.node[i].op_type != "Constant"],
         "host_nodes": [s["node"] for s in steps],
         "host_program": steps,
-        "files": {"npu": "npu.onnx", "npu_dynamic": "npu_dynamic.onnx", "host": "host.onnx",
-                  "host_weights": "host_weights.npz"},
+        "files": {
+            "npu": "npu.onnx",
+            "npu_dynamic": "npu_dynamic.onnx",
+            "host": "host.onnx",
+            "host_weights": "host_weights.npz",
+        },
         "source_models": {"static": str(model_path), "dynamic": str(dynamic_path)},
     }
     (out_dir / "split.json").write_text(json.dumps(info, indent=2))
@@ -487,14 +569,20 @@ def split_model(model_path: str | Path, dynamic_path: str | Path, out_dir: str |
 def _run_batched(sess: Any, feeds_name: str, x: np.ndarray, outputs: list[str], batch: int) -> list[np.ndarray]:
     parts: list[list[np.ndarray]] = [[] for _ in outputs]
     for i in range(0, len(x), batch):
-        res = sess.run(outputs, {feeds_name: x[i:i + batch]})
+        res = sess.run(outputs, {feeds_name: x[i : i + batch]})
         for k, r in enumerate(res):
             parts[k].append(r)
     return [np.concatenate(p) for p in parts]
 
 
-def prove_recomposition(full_path: str | Path, npu_path: str | Path, host_path: str | Path,
-                        split_info: dict, x: np.ndarray, batch_size: int = 256) -> dict[str, Any]:
+def prove_recomposition(
+    full_path: str | Path,
+    npu_path: str | Path,
+    host_path: str | Path,
+    split_info: dict,
+    x: np.ndarray,
+    batch_size: int = 256,
+) -> dict[str, Any]:
     """host(npu(x)) against full(x) with ONNX Runtime (fp32): levels and every graph output, bit for bit.
 
     All three models must be batch-dynamic (npu_dynamic.onnx, host.onnx, model_dynamic.onnx).
@@ -514,20 +602,30 @@ def prove_recomposition(full_path: str | Path, npu_path: str | Path, host_path: 
     equal = {n: bool(f.shape == h.shape and f.tobytes() == h.tobytes()) for n, f, h in zip(names, f_all, h_all)}
     h_levels = h_all[names.index(lv)]
     logits_name = split_info.get("logits_output", outs[0])
-    res: dict[str, Any] = {"n_windows": int(len(x)), "levels_bitwise_equal": equal[lv],
-                           "outputs_bitwise_equal": equal, "passed": all(equal.values()), "backend": "ort-fp32",
-                           "npu_output": mid, "levels": h_levels}
+    res: dict[str, Any] = {
+        "n_windows": int(len(x)),
+        "levels_bitwise_equal": equal[lv],
+        "outputs_bitwise_equal": equal,
+        "passed": all(equal.values()),
+        "backend": "ort-fp32",
+        "npu_output": mid,
+        "levels": h_levels,
+    }
     if logits_name:
         f_logits, h_logits = f_all[names.index(logits_name)], h_all[names.index(logits_name)]
-        res.update(logits_bitwise_equal=equal[logits_name], logits=h_logits,
-                   logits_max_abs_diff=float(np.abs(f_logits.astype(np.float64) - h_logits).max()))
+        res.update(
+            logits_bitwise_equal=equal[logits_name],
+            logits=h_logits,
+            logits_max_abs_diff=float(np.abs(f_logits.astype(np.float64) - h_logits).max()),
+        )
     else:
         res.update(logits_bitwise_equal=None, logits=None, logits_max_abs_diff=None)
     return res
 
 
-def host_onnx_outputs(host_path: str | Path, split_info: dict, npu_out: np.ndarray,
-                      batch_size: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+def host_onnx_outputs(
+    host_path: str | Path, split_info: dict, npu_out: np.ndarray, batch_size: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
     """(levels, logits) of host.onnx under ONNX Runtime, the reference for the numpy post-processor."""
     lv = split_info["levels_tensor"]
     logits_name = split_info.get("logits_output", split_info["host_output_names"][0])

@@ -6,6 +6,7 @@ DFC log says), ``runtime`` (HailoRT on a device), ``cli_tools`` (hailortcli runs
 ``hef_import`` (a HEF built elsewhere). Hailo packages are imported inside functions, so importing
 this package never needs them.
 """
+
 from workbench.hailo.alls import make_model_script
 from workbench.hailo.compile import dfc_available
 from workbench.hailo.runtime import HailoRTRunner, hailort_available

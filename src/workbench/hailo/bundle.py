@@ -5,6 +5,7 @@ compile.sh (the exact ``hailo parser / optimize / compiler`` commands, REFERENCE
 README.txt. Copy the folder to an x86_64 Linux machine with the Dataflow Compiler and run
 ``bash compile.sh``; bring model.hef back with ``python -m workbench hailo import-hef``.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,10 +26,17 @@ SIXTEEN_BIT_FILES = ("sixteen_bit.json", "resolve16.py")
 INPUT_TRANSFORM_FILE = "input_transform.json"
 
 
-def compile_commands(*, net_name: str, hw_arch: str, end_node_names: Sequence[str],
-                     start_node_names: Optional[Sequence[str]] = None, onnx_name: str = "npu.onnx",
-                     calib_name: str = "calibset_nhwc.npy", alls_name: str = "model.alls",
-                     resolve_16bit: bool = False) -> list[str]:
+def compile_commands(
+    *,
+    net_name: str,
+    hw_arch: str,
+    end_node_names: Sequence[str],
+    start_node_names: Optional[Sequence[str]] = None,
+    onnx_name: str = "npu.onnx",
+    calib_name: str = "calibset_nhwc.npy",
+    alls_name: str = "model.alls",
+    resolve_16bit: bool = False,
+) -> list[str]:
     """The DFC CLI commands, shell-quoted: parse, [resolve the a16_w16 layers,] optimize, compile.
 
     With ``resolve_16bit`` a step after parsing runs ``resolve16.py`` on the parsed HAR: it maps the
@@ -43,33 +51,71 @@ def compile_commands(*, net_name: str, hw_arch: str, end_node_names: Sequence[st
     if start_node_names:
         parser += ["--start-node-names", *start_node_names]
     parser += ["--end-node-names", *end_node_names, "-y"]
-    resolve = ["python3", "resolve16.py", f"{net_name}.har", hw_arch, "sixteen_bit.json", alls_name,
-               "model_resolved.alls"]
-    optimize = ["hailo", "optimize", f"{net_name}.har", "--hw-arch", hw_arch, "--calib-set-path", calib_name,
-                "--model-script", "model_resolved.alls" if resolve_16bit else alls_name]
+    resolve = [
+        "python3",
+        "resolve16.py",
+        f"{net_name}.har",
+        hw_arch,
+        "sixteen_bit.json",
+        alls_name,
+        "model_resolved.alls",
+    ]
+    optimize = [
+        "hailo",
+        "optimize",
+        f"{net_name}.har",
+        "--hw-arch",
+        hw_arch,
+        "--calib-set-path",
+        calib_name,
+        "--model-script",
+        "model_resolved.alls" if resolve_16bit else alls_name,
+    ]
     compiler = ["hailo", "compiler", f"{net_name}_optimized.har", "--hw-arch", hw_arch]
     cmds = (parser, resolve, optimize, compiler) if resolve_16bit else (parser, optimize, compiler)
     return [" ".join(q(a) for a in cmd) for cmd in cmds]
 
 
-def compile_script(*, net_name: str, hw_arch: str, end_node_names: Sequence[str],
-                   start_node_names: Optional[Sequence[str]] = None, calibset_shape: Sequence[int] = (),
-                   script_normalizes: bool = False, resolve_16bit: bool = False,
-                   input_transform: bool = False) -> str:
+def compile_script(
+    *,
+    net_name: str,
+    hw_arch: str,
+    end_node_names: Sequence[str],
+    start_node_names: Optional[Sequence[str]] = None,
+    calibset_shape: Sequence[int] = (),
+    script_normalizes: bool = False,
+    resolve_16bit: bool = False,
+    input_transform: bool = False,
+) -> str:
     """Text of compile.sh: strict bash, runs in its own folder, leaves model.hef next to it."""
-    cmds = compile_commands(net_name=net_name, hw_arch=hw_arch, end_node_names=end_node_names,
-                            start_node_names=start_node_names, resolve_16bit=resolve_16bit)
+    cmds = compile_commands(
+        net_name=net_name,
+        hw_arch=hw_arch,
+        end_node_names=end_node_names,
+        start_node_names=start_node_names,
+        resolve_16bit=resolve_16bit,
+    )
     parse, optimize, compile_ = cmds[0], cmds[-2], cmds[-1]
-    resolve = (f"# 1b. a16_w16 layers: HN names exist only after parsing; map stage 05's ONNX names\n"
-               f"#     (sixteen_bit.json) through each layer's original_names into model_resolved.alls\n"
-               f"{cmds[1]}\n" if resolve_16bit else "")
-    transform_note = ("# Input: npu.onnx carries stage 05's input equalization (first-conv weights rescaled); the\n"
-                      "# host divides each channel by input_transform.json's scale and clips before the NPU.\n"
-                      if input_transform else "")
+    resolve = (
+        f"# 1b. a16_w16 layers: HN names exist only after parsing; map stage 05's ONNX names\n"
+        f"#     (sixteen_bit.json) through each layer's original_names into model_resolved.alls\n"
+        f"{cmds[1]}\n"
+        if resolve_16bit
+        else ""
+    )
+    transform_note = (
+        "# Input: npu.onnx carries stage 05's input equalization (first-conv weights rescaled); the\n"
+        "# host divides each channel by input_transform.json's scale and clips before the NPU.\n"
+        if input_transform
+        else ""
+    )
     q = shlex.quote
     shape = "x".join(str(int(d)) for d in calibset_shape) or "?"
-    norm_note = ("raw (model.alls normalises on the NPU)" if script_normalizes
-                 else "already normalised (no normalization layer in model.alls)")
+    norm_note = (
+        "raw (model.alls normalises on the NPU)"
+        if script_normalizes
+        else "already normalised (no normalization layer in model.alls)"
+    )
     return f"""#!/usr/bin/env bash
 # Compile the NPU part of the Conv2d-FSQ model for {hw_arch} with the Hailo Dataflow Compiler (DFC).
 # Written by workbench (stage 06). Needs x86_64 Linux with the DFC installed (`hailo --version`).
@@ -87,15 +133,15 @@ hailo --version || true
 # 3. compile to a HEF
 {compile_}
 
-if [ -f {q(net_name + '.hef')} ]; then
-  cp {q(net_name + '.hef')} model.hef
+if [ -f {q(net_name + ".hef")} ]; then
+  cp {q(net_name + ".hef")} model.hef
   echo "built model.hef: bring it back with: python -m workbench hailo import-hef model.hef --run RUN"
 else
   echo "the compiler did not leave {net_name}.hef here; look for *.hef in $(pwd)" >&2
   exit 1
 fi
 # Optional: quantization noise per layer
-#   hailo analyze-noise {q(net_name + '_optimized.har')} --data-path calibset_nhwc.npy --analyze-mode advanced
+#   hailo analyze-noise {q(net_name + "_optimized.har")} --data-path calibset_nhwc.npy --analyze-mode advanced
 """
 
 
@@ -110,8 +156,8 @@ def _readme(net_name: str, hw_arch: str, split_info: dict, calib_shape: Sequence
 ==========================================
 net name : {net_name}
 hw_arch  : {hw_arch}   (a hailo8l HEF runs on a Hailo-8, a hailo8 HEF does not run on a Hailo-8L)
-input    : {split_info.get('npu_input_name')} NCHW {split_info.get('npu_input_shape')} -> parsed channels-last
-end nodes: {', '.join(split_info.get('npu_end_nodes') or [])}  (the graph is cut before Round; the host
+input    : {split_info.get("npu_input_name")} NCHW {split_info.get("npu_input_shape")} -> parsed channels-last
+end nodes: {", ".join(split_info.get("npu_end_nodes") or [])}  (the graph is cut before Round; the host
            rounds the pre-Round tensor and runs the head)
 calib set: calibset_nhwc.npy float32 {tuple(int(d) for d in calib_shape)} NHWC, {calib_state};
            model.alls sets calibset_size={script_calibset_size(alls)} so every window is used.
@@ -127,10 +173,19 @@ Match the versions: the HEF must come from a DFC that pairs with the HailoRT on 
 """
 
 
-def write_bundle(out_dir: Union[str, Path], *, npu_onnx: Union[str, Path], split_info: dict,
-                 calibset_nhwc: Union[np.ndarray, str, Path], model_script: str, hw_arch: str, net_name: str,
-                 start_node_names: Optional[Sequence[str]] = None, sixteen_bit: Optional[dict] = None,
-                 input_transform: Optional[dict] = None) -> dict[str, Path]:
+def write_bundle(
+    out_dir: Union[str, Path],
+    *,
+    npu_onnx: Union[str, Path],
+    split_info: dict,
+    calibset_nhwc: Union[np.ndarray, str, Path],
+    model_script: str,
+    hw_arch: str,
+    net_name: str,
+    start_node_names: Optional[Sequence[str]] = None,
+    sixteen_bit: Optional[dict] = None,
+    input_transform: Optional[dict] = None,
+) -> dict[str, Path]:
     """Write the bundle files into ``out_dir`` and return {file name: path}. Checks that the script's
     calibset_size equals the calibration set's length (the DFC otherwise uses 64 entries).
 
@@ -152,8 +207,10 @@ def write_bundle(out_dir: Union[str, Path], *, npu_onnx: Union[str, Path], split
         raise ValueError(f"calibration set must be float32 (N, S, T, C); got {calib.dtype} {calib.shape}")
     size = script_calibset_size(model_script)
     if size != len(calib):
-        raise ValueError(f"model.alls calibset_size={size} but calibset_nhwc.npy has {len(calib)} windows; "
-                         f"regenerate the script with calibset_size={len(calib)}")
+        raise ValueError(
+            f"model.alls calibset_size={size} but calibset_nhwc.npy has {len(calib)} windows; "
+            f"regenerate the script with calibset_size={len(calib)}"
+        )
     end_nodes = list(split_info.get("npu_end_nodes") or [])
     paths = {name: out / name for name in BUNDLE_FILES}
     if npu_onnx.resolve() != paths["npu.onnx"].resolve():
@@ -168,20 +225,33 @@ def write_bundle(out_dir: Union[str, Path], *, npu_onnx: Union[str, Path], split
     resolve = bool(sixteen_bit and (sixteen_bit.get("onnx_nodes") or sixteen_bit.get("inputs")))
     if resolve:
         from workbench.hailo import resolve16
+
         paths["sixteen_bit.json"] = out / "sixteen_bit.json"
-        paths["sixteen_bit.json"].write_text(json.dumps(
-            {"onnx_nodes": list(sixteen_bit.get("onnx_nodes") or []),
-             "inputs": list(sixteen_bit.get("inputs") or [])}, indent=2))
+        paths["sixteen_bit.json"].write_text(
+            json.dumps(
+                {
+                    "onnx_nodes": list(sixteen_bit.get("onnx_nodes") or []),
+                    "inputs": list(sixteen_bit.get("inputs") or []),
+                },
+                indent=2,
+            )
+        )
         paths["resolve16.py"] = out / "resolve16.py"
         shutil.copyfile(resolve16.__file__, paths["resolve16.py"])
     has_transform = bool(input_transform and (input_transform.get("scale") or input_transform.get("clip")))
     if has_transform:
         paths[INPUT_TRANSFORM_FILE] = out / INPUT_TRANSFORM_FILE
         paths[INPUT_TRANSFORM_FILE].write_text(json.dumps(input_transform, indent=2))
-    script = compile_script(net_name=net_name, hw_arch=hw_arch, end_node_names=end_nodes,
-                            start_node_names=start_node_names, calibset_shape=calib.shape,
-                            script_normalizes=_normalizes(model_script), resolve_16bit=resolve,
-                            input_transform=has_transform)
+    script = compile_script(
+        net_name=net_name,
+        hw_arch=hw_arch,
+        end_node_names=end_nodes,
+        start_node_names=start_node_names,
+        calibset_shape=calib.shape,
+        script_normalizes=_normalizes(model_script),
+        resolve_16bit=resolve,
+        input_transform=has_transform,
+    )
     paths["compile.sh"].write_text(script)
     paths["compile.sh"].chmod(0o755)
     paths["README.txt"].write_text(_readme(net_name, hw_arch, split_info, calib.shape, model_script))
@@ -194,6 +264,11 @@ def bundle_table(out_dir: Union[str, Path]) -> list[dict]:
     rows = []
     for p in sorted(out.iterdir()):
         if p.is_file():
-            rows.append({"file": p.name, "bytes": p.stat().st_size,
-                         "bundle": p.name in BUNDLE_FILES + SIXTEEN_BIT_FILES + (INPUT_TRANSFORM_FILE,)})
+            rows.append(
+                {
+                    "file": p.name,
+                    "bytes": p.stat().st_size,
+                    "bundle": p.name in BUNDLE_FILES + SIXTEEN_BIT_FILES + (INPUT_TRANSFORM_FILE,),
+                }
+            )
     return rows

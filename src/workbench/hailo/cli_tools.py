@@ -8,6 +8,7 @@ with ``--measure-power`` ``Average power consumption: x W`` (infer_stats_printer
 ``  Power in streaming mode (average) = x W`` (benchmark_command.cpp). A field the tool did not print
 is None here: nothing is filled in. Every number is tagged ``hailo8-device``.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,8 +66,10 @@ _RUN_FIELDS = [
     ("fps", rf"^\s*FPS:\s*{_NUM}", False),
     ("hw_latency_ms", rf"^\s*HW Latency:\s*{_NUM}\s*ms", False),
     ("overall_latency_ms", rf"^\s*Overall Latency:\s*{_NUM}\s*ms", False),
-] + [(key, rf"^\s*{word} power consumption:\s*{_NUM}\s*([A-Za-z]+)", True)
-     for key, word in (("power_min_w", "Minimum"), ("power_avg_w", "Average"), ("power_max_w", "Maximum"))]
+] + [
+    (key, rf"^\s*{word} power consumption:\s*{_NUM}\s*([A-Za-z]+)", True)
+    for key, word in (("power_min_w", "Minimum"), ("power_avg_w", "Average"), ("power_max_w", "Maximum"))
+]
 
 _BENCHMARK_FIELDS = [
     ("fps_hw_only", rf"^\s*FPS\s*\(hw_only\)\s*=\s*{_NUM}", False),
@@ -81,16 +84,30 @@ _BENCHMARK_FIELDS = [
 def parse_run_output(text: str) -> dict[str, Any]:
     """Parse ``hailortcli run --measure-latency --measure-overall-latency [--measure-power]``.
     Keys: fps, hw_latency_ms, overall_latency_ms, power_avg_w, power_max_w, power_min_w, backend."""
-    out: dict[str, Any] = {"fps": None, "hw_latency_ms": None, "overall_latency_ms": None,
-                           "power_avg_w": None, "power_min_w": None, "power_max_w": None, "backend": BACKEND}
+    out: dict[str, Any] = {
+        "fps": None,
+        "hw_latency_ms": None,
+        "overall_latency_ms": None,
+        "power_avg_w": None,
+        "power_min_w": None,
+        "power_max_w": None,
+        "backend": BACKEND,
+    }
     return _extract(text, _RUN_FIELDS, out)
 
 
 def parse_benchmark_output(text: str) -> dict[str, Any]:
     """Parse ``hailortcli benchmark``'s summary. Keys: fps_hw_only, fps (streaming), hw_latency_ms,
     overall_latency_ms, power_avg_w, power_max_w, backend."""
-    out: dict[str, Any] = {"fps_hw_only": None, "fps": None, "hw_latency_ms": None, "overall_latency_ms": None,
-                           "power_avg_w": None, "power_max_w": None, "backend": BACKEND}
+    out: dict[str, Any] = {
+        "fps_hw_only": None,
+        "fps": None,
+        "hw_latency_ms": None,
+        "overall_latency_ms": None,
+        "power_avg_w": None,
+        "power_max_w": None,
+        "backend": BACKEND,
+    }
     summary = text.split("Summary", 1)[1] if "Summary" in text else text
     return _extract(summary, _BENCHMARK_FIELDS, out)
 
@@ -106,16 +123,30 @@ def _run(cmd: list[str], timeout: float) -> str:
     return text
 
 
-def run_measure_latency(hef: Union[str, Path], seconds: int, batch_size: int = 1,
-                        measure_power: bool = True, multi_process_service: bool = False) -> dict[str, Any]:
+def run_measure_latency(
+    hef: Union[str, Path],
+    seconds: int,
+    batch_size: int = 1,
+    measure_power: bool = True,
+    multi_process_service: bool = False,
+) -> dict[str, Any]:
     """``hailortcli run <hef> --measure-latency --measure-overall-latency [--measure-power] -t S``.
     Power is not measurable on every board (e.g. M.2 modules); when the run with --measure-power fails,
     it is retried once without and ``power_error`` says why. With ``multi_process_service`` the device is
     reached through HailoRT's service (``--multi-process-service``), which excludes ``--measure-power``
     (hailortcli run_command.cpp)."""
     hef = str(Path(hef))
-    base = ["hailortcli", "run", hef, "--measure-latency", "--measure-overall-latency", "-t", str(int(seconds)),
-            "--batch-size", str(int(batch_size))]
+    base = [
+        "hailortcli",
+        "run",
+        hef,
+        "--measure-latency",
+        "--measure-overall-latency",
+        "-t",
+        str(int(seconds)),
+        "--batch-size",
+        str(int(batch_size)),
+    ]
     power_error = None
     if multi_process_service:
         base.append("--multi-process-service")
@@ -131,8 +162,11 @@ def run_measure_latency(hef: Union[str, Path], seconds: int, batch_size: int = 1
     else:
         text = _run(base, timeout=seconds * 4 + 60)
     res = parse_run_output(text)
-    res.update(command=" ".join(base + (["--measure-power"] if measure_power and power_error is None else [])),
-               power_error=power_error, raw=text)
+    res.update(
+        command=" ".join(base + (["--measure-power"] if measure_power and power_error is None else [])),
+        power_error=power_error,
+        raw=text,
+    )
     return res
 
 

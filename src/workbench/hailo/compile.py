@@ -8,6 +8,7 @@ SDK_QUANTIZED on the test windows, compile to a HEF and save the HAR. Every DFC 
 ``dfc.log`` and parsed, so decisions the DFC takes silently (optimization level lowered without a
 GPU, calibration entries used) reach the notebook.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -28,7 +29,7 @@ from workbench.hailo.dfc_log import parse_dfc_log
 from workbench.hailo.resolve16 import resolved_script
 
 HW_ARCHS = ("hailo8", "hailo8l", "hailo8r")
-RESOLVED_ALLS = "model_resolved.alls"      # model.alls + the a16_w16 lines resolved after parsing
+RESOLVED_ALLS = "model_resolved.alls"  # model.alls + the a16_w16 lines resolved after parsing
 EMULATOR_FILES = {
     "fp_optimized": "emulator_fp_optimized_test.npy",
     "quantized": "emulator_quantized_test.npy",
@@ -50,12 +51,14 @@ def dfc_available() -> tuple[bool, str]:
 
 def _dfc_version() -> str:
     from importlib import metadata
+
     for dist in ("hailo-dataflow-compiler", "hailo_dataflow_compiler"):
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:
             continue
     import hailo_sdk_client
+
     return str(getattr(hailo_sdk_client, "__version__", "unknown"))
 
 
@@ -149,7 +152,7 @@ def capture_dfc_log(log_path: Path) -> Iterator[io.StringIO]:
         Path(log_path).write_text(buf.getvalue())
 
 
-SDK_LOG_NAME = "hailo_sdk.client.log"   # the DFC's own log file, in its working directory (REFERENCE.md §7)
+SDK_LOG_NAME = "hailo_sdk.client.log"  # the DFC's own log file, in its working directory (REFERENCE.md §7)
 
 
 @contextlib.contextmanager
@@ -157,6 +160,7 @@ def _working_dir(path: Path) -> Iterator[None]:
     """Run the DFC inside the stage folder, so the log files it writes there belong to this run
     (contextlib.chdir is Python >= 3.11; the DFC machine runs 3.10)."""
     import os
+
     old = Path.cwd()
     os.chdir(path)
     try:
@@ -248,26 +252,39 @@ def check_calibration(calib: np.ndarray, hn_shape: Sequence[int], model_script: 
         hint = ""
         if calib.ndim == 4 and tuple(calib.shape[1:]) == (want[2], want[0], want[1]):
             hint = " It looks NCHW: convert with workbench.layout.nchw_to_nhwc."
-        raise CompileError(f"calibration set has shape {calib.shape}, the parsed HN input expects "
-                           f"(N, {', '.join(map(str, want))}) channels-last.{hint}")
+        raise CompileError(
+            f"calibration set has shape {calib.shape}, the parsed HN input expects "
+            f"(N, {', '.join(map(str, want))}) channels-last.{hint}"
+        )
     if not np.isfinite(calib).all():
         raise CompileError("calibration set holds NaN or inf values; rebuild it in stage 05")
     size = script_calibset_size(model_script)
     if size is None:
-        raise CompileError("the model script has no calibset_size: the DFC would use only 64 entries. "
-                           "Generate it with make_model_script(calibset_size=len(calibset), ...)")
+        raise CompileError(
+            "the model script has no calibset_size: the DFC would use only 64 entries. "
+            "Generate it with make_model_script(calibset_size=len(calibset), ...)"
+        )
     if size != len(calib):
-        raise CompileError(f"model script calibset_size={size} but the calibration set has {len(calib)} "
-                           f"windows; regenerate model.alls with calibset_size={len(calib)}")
+        raise CompileError(
+            f"model script calibset_size={size} but the calibration set has {len(calib)} "
+            f"windows; regenerate model.alls with calibset_size={len(calib)}"
+        )
 
 
-def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc: Union[np.ndarray, str, Path],
-                     model_script: str, out_dir: Union[str, Path], hw_arch: str, net_name: str,
-                     emulate_inputs_nhwc: Optional[np.ndarray] = None,
-                     emulate_indices: Optional[np.ndarray] = None,
-                     start_node_names: Optional[Sequence[str]] = None,
-                     sixteen_bit_onnx_nodes: Sequence[str] = (),
-                     sixteen_bit_inputs: Sequence[str] = ()) -> CompileResult:
+def compile_with_dfc(
+    npu_onnx: Union[str, Path],
+    split_info: dict,
+    calibset_nhwc: Union[np.ndarray, str, Path],
+    model_script: str,
+    out_dir: Union[str, Path],
+    hw_arch: str,
+    net_name: str,
+    emulate_inputs_nhwc: Optional[np.ndarray] = None,
+    emulate_indices: Optional[np.ndarray] = None,
+    start_node_names: Optional[Sequence[str]] = None,
+    sixteen_bit_onnx_nodes: Sequence[str] = (),
+    sixteen_bit_inputs: Sequence[str] = (),
+) -> CompileResult:
     """Translate, optimize, emulate, compile. Writes model.hef, model.har, dfc.log (and the emulator
     outputs) into ``out_dir``. Raises CompileError for bad inputs and lets DFC errors through after
     the log is written.
@@ -282,7 +299,7 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
         raise CompileError(f"{version}. Use the bundle (compile.sh) on a machine with the DFC.")
     from hailo_sdk_client import ClientRunner, InferenceContext
 
-    npu_onnx = Path(npu_onnx).resolve()   # absolute: the DFC runs with the stage folder as working dir
+    npu_onnx = Path(npu_onnx).resolve()  # absolute: the DFC runs with the stage folder as working dir
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if not npu_onnx.is_file():
@@ -291,8 +308,10 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
     input_name = split_info.get("npu_input_name")
     input_shape = [int(d) for d in split_info.get("npu_input_shape") or []]
     if not end_nodes or not input_name or len(input_shape) != 4:
-        raise CompileError("split.json needs npu_end_nodes, npu_input_name and a 4-D npu_input_shape "
-                           f"(N, C, S, T); got {end_nodes!r}, {input_name!r}, {input_shape!r}")
+        raise CompileError(
+            "split.json needs npu_end_nodes, npu_input_name and a 4-D npu_input_shape "
+            f"(N, C, S, T); got {end_nodes!r}, {input_name!r}, {input_shape!r}"
+        )
     if input_shape[0] != 1:
         input_shape[0] = 1  # the DFC wants a static batch of 1 in net_input_shapes
     calib = _as_array(calibset_nhwc)
@@ -321,12 +340,15 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
         known = {_short(n) for n in hn.get("layers", {})} | set(hn.get("layers", {}))
         missing = [n for n in script_layers(model_script) if n not in known]
         if missing:
-            raise CompileError(f"model script names layers the parsed net does not have: {missing}; "
-                               f"HN layers: {sorted(_short(n) for n in hn.get('layers', {}))}")
+            raise CompileError(
+                f"model script names layers the parsed net does not have: {missing}; "
+                f"HN layers: {sorted(_short(n) for n in hn.get('layers', {}))}"
+            )
         if sixteen_bit_onnx_nodes or sixteen_bit_inputs:
             try:
-                model_script, _ = resolved_script(model_script, hn, {"onnx_nodes": list(sixteen_bit_onnx_nodes),
-                                                                     "inputs": list(sixteen_bit_inputs)})
+                model_script, _ = resolved_script(
+                    model_script, hn, {"onnx_nodes": list(sixteen_bit_onnx_nodes), "inputs": list(sixteen_bit_inputs)}
+                )
             except ValueError as exc:
                 raise CompileError(str(exc)) from None
             (out / RESOLVED_ALLS).write_text(model_script)
@@ -336,8 +358,9 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
         timings["optimize"] = time.perf_counter() - t
         if emulate_inputs_nhwc is not None:
             t = time.perf_counter()
-            emulator = _run_emulator(runner, InferenceContext, _as_array(emulate_inputs_nhwc), hn_in_shape,
-                                     emulate_indices, split_info, out)
+            emulator = _run_emulator(
+                runner, InferenceContext, _as_array(emulate_inputs_nhwc), hn_in_shape, emulate_indices, split_info, out
+            )
             timings["emulate"] = time.perf_counter() - t
         t = time.perf_counter()
         hef = runner.compile()
@@ -350,21 +373,42 @@ def compile_with_dfc(npu_onnx: Union[str, Path], split_info: dict, calibset_nhwc
         har_path = out / "model.har"
         runner.save_har(str(har_path))
     facts = _log_facts(log_path, sdk_logs, len(calib))
-    result = CompileResult(dfc_version=version, hw_arch=hw_arch, net_name=net_name, hn_input_layer=hn_in_name,
-                           hn_input_shape=hn_in_shape, hn_output_layers=outs, calib_entries_passed=len(calib),
-                           log_path=log_path, log_facts=facts, hef_path=hef_path, har_path=har_path,
-                           hef_bytes=hef_len, emulator=emulator, timings_s=timings)
+    result = CompileResult(
+        dfc_version=version,
+        hw_arch=hw_arch,
+        net_name=net_name,
+        hn_input_layer=hn_in_name,
+        hn_input_shape=hn_in_shape,
+        hn_output_layers=outs,
+        calib_entries_passed=len(calib),
+        log_path=log_path,
+        log_facts=facts,
+        hef_path=hef_path,
+        har_path=har_path,
+        hef_bytes=hef_len,
+        emulator=emulator,
+        timings_s=timings,
+    )
     (out / "compile_result.json").write_text(json.dumps(result.to_dict(), indent=2))
     return result
 
 
-def _run_emulator(runner: Any, InferenceContext: Any, x: np.ndarray, hn_shape: Sequence[int],
-                  indices: Optional[np.ndarray], split_info: dict, out: Path) -> dict:
+def _run_emulator(
+    runner: Any,
+    InferenceContext: Any,
+    x: np.ndarray,
+    hn_shape: Sequence[int],
+    indices: Optional[np.ndarray],
+    split_info: dict,
+    out: Path,
+) -> dict:
     """SDK_FP_OPTIMIZED and SDK_QUANTIZED outputs on the given NHWC windows, flattened to (N, D)."""
     want = tuple(int(d) for d in hn_shape[1:])
     if x.ndim != 4 or tuple(x.shape[1:]) != want:
-        raise CompileError(f"emulator inputs have shape {x.shape}; expected NHWC (N, {', '.join(map(str, want))})."
-                           " Convert test windows with workbench.layout.nchw_to_nhwc after normalising.")
+        raise CompileError(
+            f"emulator inputs have shape {x.shape}; expected NHWC (N, {', '.join(map(str, want))})."
+            " Convert test windows with workbench.layout.nchw_to_nhwc after normalising."
+        )
     n = len(x)
     idx = np.arange(n) if indices is None else np.asarray(indices)
     if len(idx) != n:
@@ -384,7 +428,12 @@ def _run_emulator(runner: Any, InferenceContext: Any, x: np.ndarray, hn_shape: S
         np.save(out / EMULATOR_FILES[key], y)
         outputs[key] = str(out / EMULATOR_FILES[key])
     np.save(out / EMULATOR_FILES["indices"], idx)
-    info = {"backend": "hailo-emulator", "contexts": ["SDK_FP_OPTIMIZED", "SDK_QUANTIZED"], "windows": n,
-            "input_layout": "NHWC", "files": {k: EMULATOR_FILES[k] for k in ("fp_optimized", "quantized", "indices")}}
+    info = {
+        "backend": "hailo-emulator",
+        "contexts": ["SDK_FP_OPTIMIZED", "SDK_QUANTIZED"],
+        "windows": n,
+        "input_layout": "NHWC",
+        "files": {k: EMULATOR_FILES[k] for k in ("fp_optimized", "quantized", "indices")},
+    }
     (out / EMULATOR_FILES["info"]).write_text(json.dumps(info, indent=2))
     return {**info, "paths": outputs}

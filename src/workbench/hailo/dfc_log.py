@@ -9,6 +9,7 @@ to miss in a long log, so the
 notebook lifts them into warnings. Patterns match the phrases, not the exact line prefixes
 (``[info]``/``[warning]`` and timestamps differ between DFC versions).
 """
+
 from __future__ import annotations
 
 import re
@@ -81,22 +82,29 @@ def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str
         warnings.append(_reduction_explained(reduced, reason, too_few, recommended, entries, gpu_reason))
     if entries is not None:
         if calibset_size is not None and entries != calibset_size:
-            warnings.append(f"DFC used {entries} calibration entries, but the calibration set has "
-                            f"{calibset_size}: check calibset_size in model.alls.")
+            warnings.append(
+                f"DFC used {entries} calibration entries, but the calibration set has "
+                f"{calibset_size}: check calibset_size in model.alls."
+            )
         elif calibset_size is None and entries == 64:
-            warnings.append("DFC used 64 calibration entries, its default: set calibset_size in "
-                            "model.alls to use the whole calibration set.")
+            warnings.append(
+                "DFC used 64 calibration entries, its default: set calibset_size in "
+                "model.alls to use the whole calibration set."
+            )
     elif text.strip():
         warnings.append("the DFC log does not say how many calibration entries were used.")
     if ratio is not None and ratio > 0:
-        warnings.append(f"DFC stored {ratio:.0%} of the weights in 4 bit (compression_level > 0); "
-                        f"expect lower accuracy than 8-bit weights.")
+        warnings.append(
+            f"DFC stored {ratio:.0%} of the weights in 4 bit (compression_level > 0); "
+            f"expect lower accuracy than 8-bit weights."
+        )
     elif four_bit and ratio is None:
         warnings.append(f"DFC mentions 4-bit weights ({len(four_bit)} line(s)); see dfc.log.")
     low = {k: v for k, v in snr.items() if v < 10.0}
     if low:
-        warnings.append("low output SNR (< 10 dB, Hailo's rule of thumb): "
-                        + ", ".join(f"{k} {v:.1f} dB" for k, v in low.items()))
+        warnings.append(
+            "low output SNR (< 10 dB, Hailo's rule of thumb): " + ", ".join(f"{k} {v:.1f} dB" for k, v in low.items())
+        )
     return {
         "optimization_level_reduced_to": reduced,
         "optimization_reduced_reason": reason or None,
@@ -114,18 +122,23 @@ def parse_dfc_log(text: str, *, calibset_size: Optional[int] = None) -> dict[str
     }
 
 
-def _reduction_explained(level: int, reason: str, too_few: bool, recommended: Optional[int],
-                         entries: Optional[int], no_gpu: bool) -> str:
+def _reduction_explained(
+    level: int, reason: str, too_few: bool, recommended: Optional[int], entries: Optional[int], no_gpu: bool
+) -> str:
     """One sentence per reason the DFC gave, each with its own fix (both can apply at once)."""
     causes = []
     if too_few:
         used = f" (it used {entries})" if entries is not None else ""
-        causes.append(f"the calibration set has fewer than the recommended {recommended} entries{used}: build a "
-                      f"larger one in stage 05 (quant_calib_size >= {recommended}; model.alls calibset_size "
-                      f"follows it)")
+        causes.append(
+            f"the calibration set has fewer than the recommended {recommended} entries{used}: build a "
+            f"larger one in stage 05 (quant_calib_size >= {recommended}; model.alls calibset_size "
+            f"follows it)"
+        )
     if no_gpu:
         causes.append("no GPU was available to the DFC: compile on a machine whose GPU the DFC sees")
     if not causes:
         causes.append(f"the log says: {reason}" if reason else "the log gives no reason")
-    return (f"DFC lowered the optimization level to {level} because " + "; and ".join(causes) + ". The HEF is "
-            "quantized without the higher-level optimization algorithms until every listed cause is fixed.")
+    return (
+        f"DFC lowered the optimization level to {level} because " + "; and ".join(causes) + ". The HEF is "
+        "quantized without the higher-level optimization algorithms until every listed cause is fixed."
+    )

@@ -4,6 +4,7 @@ A HEF starts with a 32-bit big-endian magic 0x01484546 (bytes ``01 48 45 46``): 
 ``HEADER_MAGIC == htonl(header.magic)`` in ``Hef::Impl::validate_hef_header`` (hailort, hef.cpp).
 The check here reads those four bytes; it does not validate the rest of the file.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -38,8 +39,10 @@ def check_hef_file(path: Union[str, Path]) -> None:
     with open(p, "rb") as f:
         head = f.read(4)
     if head != HEF_MAGIC:
-        raise HefImportError(f"{p} does not start with the HEF magic 01 48 45 46 (found {head.hex(' ')}): "
-                             f"not a HEF; pass the model.hef that `hailo compiler` wrote")
+        raise HefImportError(
+            f"{p} does not start with the HEF magic 01 48 45 46 (found {head.hex(' ')}): "
+            f"not a HEF; pass the model.hef that `hailo compiler` wrote"
+        )
 
 
 def import_hef(hef_path: Union[str, Path], dest_dir: Path, run_id: str) -> Path:
@@ -49,9 +52,11 @@ def import_hef(hef_path: Union[str, Path], dest_dir: Path, run_id: str) -> Path:
     dest_dir.mkdir(parents=True, exist_ok=True)
     dest = dest_dir / "model.hef"
     if dest.exists():
-        raise HefImportError(f"run {run_id} already has {dest}; a run's HEF is never overwritten. "
-                             f"Start a new run from this one (python -m workbench run --parent {run_id} "
-                             f"--from 06 -p hef_path {src}) or import into another run")
+        raise HefImportError(
+            f"run {run_id} already has {dest}; a run's HEF is never overwritten. "
+            f"Start a new run from this one (python -m workbench run --parent {run_id} "
+            f"--from 06 -p hef_path {src}) or import into another run"
+        )
     tmp = dest.with_suffix(".hef.part")
     shutil.copyfile(src, tmp)
     tmp.replace(dest)
@@ -72,8 +77,12 @@ def hef_provenance(hef_path: Union[str, Path]) -> dict[str, Any]:
     the HEF was imported (hef_provenance.json next to it)."""
     p = Path(hef_path).expanduser()
     check_hef_file(p)
-    info: dict[str, Any] = {"path": str(p.resolve()), "size_bytes": p.stat().st_size, "sha256": sha256_of(p),
-                            "modified": _dt.datetime.fromtimestamp(p.stat().st_mtime).isoformat(timespec="seconds")}
+    info: dict[str, Any] = {
+        "path": str(p.resolve()),
+        "size_bytes": p.stat().st_size,
+        "sha256": sha256_of(p),
+        "modified": _dt.datetime.fromtimestamp(p.stat().st_mtime).isoformat(timespec="seconds"),
+    }
     rec = p.parent / PROVENANCE_FILE
     if rec.is_file():
         info["imported"] = json.loads(rec.read_text())

@@ -1,4 +1,5 @@
 """Figures of the compile stage: the calibration set the DFC gets, and the DFC emulator's error."""
+
 from __future__ import annotations
 
 import matplotlib.pyplot as plt

@@ -11,6 +11,7 @@ reported, never guessed.
 
 Script use:  python resolve16.py NET.har HW_ARCH sixteen_bit.json model.alls model_resolved.alls
 """
+
 from __future__ import annotations
 
 import json
@@ -62,10 +63,14 @@ def resolved_script(model_script: str, hn: dict, spec: dict) -> tuple:
         return model_script, []
     lines, unresolved = sixteen_bit_lines(hn, nodes, inputs)
     if not lines:
-        raise ValueError(f"none of the 16-bit ONNX names {unresolved} is listed in any HN layer's "
-                         f"original_names: the parsed net cannot carry stage 05's mixed precision")
-    text = (model_script.rstrip("\n") + "\n# a16_w16 layers resolved from stage 05's ONNX names "
-            f"(unresolved: {', '.join(unresolved) or 'none'})\n" + "\n".join(lines) + "\n")
+        raise ValueError(
+            f"none of the 16-bit ONNX names {unresolved} is listed in any HN layer's "
+            f"original_names: the parsed net cannot carry stage 05's mixed precision"
+        )
+    text = (
+        model_script.rstrip("\n") + "\n# a16_w16 layers resolved from stage 05's ONNX names "
+        f"(unresolved: {', '.join(unresolved) or 'none'})\n" + "\n".join(lines) + "\n"
+    )
     return text, unresolved
 
 
@@ -75,6 +80,7 @@ def main(argv: Sequence[str]) -> int:
         return 2
     har, hw_arch, spec_path, alls_in, alls_out = argv
     from hailo_sdk_client import ClientRunner
+
     runner = ClientRunner(hw_arch=hw_arch, har=har)
     with open(spec_path) as f:
         spec = json.load(f)

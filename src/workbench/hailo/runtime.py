@@ -20,6 +20,7 @@ the device; otherwise close the runner before another process uses the device.
 dequantizes here with float = (q - qp_zp) * qp_scale, so the integer grid can be inspected. Numbers
 from this module come from the ``hailo8-device`` backend.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -47,16 +48,19 @@ def hailort_available() -> tuple[bool, str]:
     try:
         devices = list(hailo_platform.Device.scan())
     except Exception as exc:
-        return False, (f"HailoRT {version} imported but Device.scan() failed: {exc} "
-                       f"(driver loaded? try `hailortcli scan`)")
+        return False, (
+            f"HailoRT {version} imported but Device.scan() failed: {exc} (driver loaded? try `hailortcli scan`)"
+        )
     if not devices:
-        return False, (f"HailoRT {version} imported but no Hailo device found "
-                   f"(check `hailortcli scan`, dmesg | grep hailo)")
+        return False, (
+            f"HailoRT {version} imported but no Hailo device found (check `hailortcli scan`, dmesg | grep hailo)"
+        )
     return True, f"HailoRT {version}, devices: {devices}"
 
 
 def _hailort_version(mod: Any) -> str:
     from importlib import metadata
+
     try:
         return metadata.version("hailort")
     except metadata.PackageNotFoundError:
@@ -76,8 +80,10 @@ def _quant(quant_infos: Any, fmt_type: Any) -> dict:
         zps = {float(q.qp_zp) for q in qis}
         scales = {float(q.qp_scale) for q in qis}
         if len(zps) > 1 or len(scales) > 1:
-            raise RuntimeError(f"output has {len(qis)} different quant_infos (per-feature quantization); "
-                               f"infer_quantized supports one scale/zero point per tensor")
+            raise RuntimeError(
+                f"output has {len(qis)} different quant_infos (per-feature quantization); "
+                f"infer_quantized supports one scale/zero point per tensor"
+            )
     fmt = _type_name(fmt_type)
     if fmt not in _BITS:
         raise RuntimeError(f"device output format is {fmt}, expected UINT8 or UINT16")
@@ -98,12 +104,20 @@ class HailoRTRunner:
     output_shape: tuple
     output_quant: dict
 
-    def __init__(self, hef_path: Union[str, Path], *, api: str = "auto", timeout_ms: int = 10000,
-                 multi_process_service: bool = False):
+    def __init__(
+        self,
+        hef_path: Union[str, Path],
+        *,
+        api: str = "auto",
+        timeout_ms: int = 10000,
+        multi_process_service: bool = False,
+    ):
         self.hef_path = Path(hef_path)
         if not self.hef_path.is_file():
-            raise FileNotFoundError(f"HEF not found: {self.hef_path} (build it in stage 06 or import one with "
-                                    f"python -m workbench hailo import-hef)")
+            raise FileNotFoundError(
+                f"HEF not found: {self.hef_path} (build it in stage 06 or import one with "
+                f"python -m workbench hailo import-hef)"
+            )
         if api not in ("auto", "infer_model", "vstreams"):
             raise ValueError(f"api must be 'auto', 'infer_model' or 'vstreams' (got {api!r})")
         self.requested_api = api
@@ -113,7 +127,7 @@ class HailoRTRunner:
         self.backend = BACKEND
         self._stack: Optional[contextlib.ExitStack] = None
         self._hp: Any = None
-        self._float: Any = None     # infer_model path: (configured, bindings, in_buf, out_buf)
+        self._float: Any = None  # infer_model path: (configured, bindings, in_buf, out_buf)
         self._quant: Any = None
         self._pipe_kind: Optional[str] = None  # vstreams path: which pipeline is open
         self._pipe_stack: Optional[contextlib.ExitStack] = None
@@ -129,6 +143,7 @@ class HailoRTRunner:
 
     def open(self) -> None:
         import hailo_platform as hp
+
         self._hp = hp
         self._stack = contextlib.ExitStack()
         try:
@@ -157,8 +172,11 @@ class HailoRTRunner:
     def _vdevice_params(self, scheduler: bool) -> Any:
         hp = self._hp
         params = hp.VDevice.create_params()
-        algo = hp.HailoSchedulingAlgorithm.ROUND_ROBIN if (scheduler or self.multi_process_service) \
+        algo = (
+            hp.HailoSchedulingAlgorithm.ROUND_ROBIN
+            if (scheduler or self.multi_process_service)
             else hp.HailoSchedulingAlgorithm.NONE
+        )
         params.scheduling_algorithm = algo
         if self.multi_process_service:
             params.multi_process_service = True
@@ -204,7 +222,7 @@ class HailoRTRunner:
     # ---- legacy InferVStreams API -------------------------------------------------------------
     def _open_vstreams(self) -> None:
         hp = self._hp
-        params = self._vdevice_params(scheduler=False)   # explicit activate() below needs the scheduler off
+        params = self._vdevice_params(scheduler=False)  # explicit activate() below needs the scheduler off
         self._vdevice = self._stack.enter_context(hp.VDevice(params))
         self._hef = hp.HEF(str(self.hef_path))
         cfg = hp.ConfigureParams.create_from_hef(self._hef, interface=hp.HailoStreamInterface.PCIe)
@@ -229,7 +247,7 @@ class HailoRTRunner:
         out_p = hp.OutputVStreamParams.make(self._ng, format_type=out_type)
         self._pipe_stack = contextlib.ExitStack()
         self._pipe = self._pipe_stack.enter_context(hp.InferVStreams(self._ng, in_p, out_p))
-        if not self.multi_process_service:   # with the scheduler (the service needs it) activate() is deprecated
+        if not self.multi_process_service:  # with the scheduler (the service needs it) activate() is deprecated
             self._pipe_stack.enter_context(self._ng.activate(self._ng_params))
         self._pipe_kind = kind
         return self._pipe
@@ -250,8 +268,10 @@ class HailoRTRunner:
             hint = ""
             if x.ndim == 4 and tuple(x.shape[1:]) == (self.input_shape[-1], *self.input_shape[:-1]):
                 hint = " It looks NCHW: convert with workbench.layout.nchw_to_nhwc."
-            raise ValueError(f"input has shape {x.shape}; the HEF expects (N, {', '.join(map(str, self.input_shape))}) "
-                             f"NHWC (normalised windows).{hint}")
+            raise ValueError(
+                f"input has shape {x.shape}; the HEF expects (N, {', '.join(map(str, self.input_shape))}) "
+                f"NHWC (normalised windows).{hint}"
+            )
         return np.ascontiguousarray(x, dtype=np.float32)
 
     def infer(self, x_nhwc: np.ndarray) -> np.ndarray:
@@ -285,7 +305,13 @@ class HailoRTRunner:
 
     def describe(self) -> dict:
         """Input/output names, shapes and output quantization, for tables."""
-        return {"backend": self.backend, "api": self.api, "hef": str(self.hef_path),
-                "input_name": self.input_name, "input_shape": list(self.input_shape),
-                "output_name": self.output_name, "output_shape": list(self.output_shape), **{
-                    f"output_{k}": v for k, v in self.output_quant.items()}}
+        return {
+            "backend": self.backend,
+            "api": self.api,
+            "hef": str(self.hef_path),
+            "input_name": self.input_name,
+            "input_shape": list(self.input_shape),
+            "output_name": self.output_name,
+            "output_shape": list(self.output_shape),
+            **{f"output_{k}": v for k, v in self.output_quant.items()},
+        }

@@ -3,6 +3,7 @@
 Source: hailo_model_zoo ``docs/CHANGELOG.rst`` (REFERENCE.md §2). The README's table, the bundle's
 README.txt, notebook 06 and ``workbench doctor`` all read this list; a test keeps the README in step.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,9 +44,11 @@ def pairing_verdict(dfc_version: Optional[str], hailort_version: Optional[str]) 
     have = major_minor(hailort_version)
     if have == want:
         return True, f"DFC {dfc_version} pairs with HailoRT {want}: HailoRT here is {hailort_version}"
-    return False, (f"DFC {dfc_version} builds HEFs for HailoRT {want}, but HailoRT here is {hailort_version}; "
-                   f"recompile with DFC {dfc_for_hailort(hailort_version) or '(no listed pair)'} or install "
-                   f"HailoRT {want}")
+    return False, (
+        f"DFC {dfc_version} builds HEFs for HailoRT {want}, but HailoRT here is {hailort_version}; "
+        f"recompile with DFC {dfc_for_hailort(hailort_version) or '(no listed pair)'} or install "
+        f"HailoRT {want}"
+    )
 
 
 def pairs_text() -> str:

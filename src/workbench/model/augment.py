@@ -12,6 +12,7 @@ physical units, so each batch is de-normalised with the training Normalizer's me
 scaled, and normalised again. Gravity stays in the accelerometer channels, so only small angles keep
 postures (sitting vs standing differ by the waist's tilt) apart.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,7 @@ def random_rotations(n: int, max_deg: float, generator: torch.Generator) -> Tens
     angle = (torch.rand(n, generator=generator, dtype=torch.float64) * 2 - 1) * math.radians(max_deg)
     x, y, z = axis.unbind(1)
     zero = torch.zeros_like(x)
-    K = torch.stack([torch.stack([zero, -z, y], 1), torch.stack([z, zero, -x], 1),
-                     torch.stack([-y, x, zero], 1)], 1)
+    K = torch.stack([torch.stack([zero, -z, y], 1), torch.stack([z, zero, -x], 1), torch.stack([-y, x, zero], 1)], 1)
     s, c = torch.sin(angle)[:, None, None], torch.cos(angle)[:, None, None]
     eye = torch.eye(3, dtype=torch.float64).expand(n, 3, 3)
     return (eye + s * K + (1 - c) * (K @ K)).float()
@@ -60,16 +60,20 @@ class Augmenter:
         self.mean = np.asarray(self.mean, dtype=np.float32)
         self.std = np.asarray(self.std, dtype=np.float32)
         if self.mean.ndim != 3 or self.mean.shape[2] != 1 or self.mean.shape != self.std.shape:
-            raise ValueError(f"Augmenter mean/std must both have shape (C, S, 1) (the Normalizer's); got "
-                             f"{self.mean.shape} and {self.std.shape}")
+            raise ValueError(
+                f"Augmenter mean/std must both have shape (C, S, 1) (the Normalizer's); got "
+                f"{self.mean.shape} and {self.std.shape}"
+            )
         if not (0.0 <= self.rotation_deg <= 180.0):
             raise ValueError(f"augment_rotation_deg must be in [0, 180] (got {self.rotation_deg})")
         if not (0.0 <= self.scale < 1.0):
             raise ValueError(f"augment_scale must be in [0, 1) (got {self.scale})")
         c = self.mean.shape[0]
         if (self.rotation_deg > 0 or self.scale > 0) and c % 3 != 0:
-            raise ValueError(f"augmentation needs xyz channel triplets, but the data has {c} channels "
-                             f"(not a multiple of 3); set augment_rotation_deg: 0 and augment_scale: 0")
+            raise ValueError(
+                f"augmentation needs xyz channel triplets, but the data has {c} channels "
+                f"(not a multiple of 3); set augment_rotation_deg: 0 and augment_scale: 0"
+            )
         self._mean_t: Optional[Tensor] = None
         self._std_t: Optional[Tensor] = None
 
@@ -92,8 +96,9 @@ class Augmenter:
             return xn
         n, c, s, t = xn.shape
         if (c, s) != tuple(self.mean.shape[:2]):
-            raise ValueError(f"Augmenter was built for (C, S) = {tuple(self.mean.shape[:2])}, got batch "
-                             f"{tuple(xn.shape)}")
+            raise ValueError(
+                f"Augmenter was built for (C, S) = {tuple(self.mean.shape[:2])}, got batch {tuple(xn.shape)}"
+            )
         mean, std = self._stats(xn)
         x = (xn * std + mean).reshape(n, c // 3, 3, s, t)
         if self.rotation_deg > 0:

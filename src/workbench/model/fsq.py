@@ -19,6 +19,7 @@ the host-side code (after the NPU cut) must use bit-identical numbers, which it 
 ``torch.round`` so the inference graph contains a single ``Round`` and no STE arithmetic.
 Rounding is half to even in both torch and numpy.
 """
+
 from __future__ import annotations
 
 import math
@@ -42,8 +43,7 @@ def _check_levels(levels: Sequence[int]) -> list[int]:
     try:
         out = [int(lv) for lv in levels]
     except TypeError as exc:
-        raise ValueError(f"FSQ levels must be a sequence of integers, e.g. [8, 6, 5, 5, 4]; got "
-                         f"{levels!r}") from exc
+        raise ValueError(f"FSQ levels must be a sequence of integers, e.g. [8, 6, 5, 5, 4]; got {levels!r}") from exc
     if not out:
         raise ValueError("FSQ needs at least one dimension: levels is empty (e.g. [8, 6, 5, 5, 4])")
     if any(float(lv) != float(o) for lv, o in zip(levels, out)):
@@ -89,8 +89,10 @@ class FSQ(nn.Module):
         self.levels: list[int] = _check_levels(levels)
         self.eps = float(eps)
         if not (0.0 <= bound_noise < 0.5):
-            raise ValueError(f"FSQ bound_noise must be in [0, 0.5) code units (got {bound_noise}); "
-                             f"0.5 would move every value across a rounding threshold")
+            raise ValueError(
+                f"FSQ bound_noise must be in [0, 0.5) code units (got {bound_noise}); "
+                f"0.5 would move every value across a rounding threshold"
+            )
         # Training only: uniform noise U(-a, a) added to the bound before rounding, so the network
         # learns codes that survive a perturbation of that size (the INT8 error at the Round input).
         self.bound_noise = float(bound_noise)
@@ -123,8 +125,10 @@ class FSQ(nn.Module):
         if _exporting():
             return
         if z.shape[-1] != self.dim:
-            raise ValueError(f"FSQ with levels {self.levels} expects the last dimension to be "
-                             f"{self.dim} (one per level); got shape {tuple(z.shape)}")
+            raise ValueError(
+                f"FSQ with levels {self.levels} expects the last dimension to be "
+                f"{self.dim} (one per level); got shape {tuple(z.shape)}"
+            )
 
     def bound(self, z: Tensor) -> Tensor:
         """tanh(z + shift) * half_l - offset: continuous values in code units, before rounding."""
@@ -135,7 +139,7 @@ class FSQ(nn.Module):
         if self.training:
             if self.bound_noise > 0:
                 b = b + (torch.rand_like(b) * 2.0 - 1.0) * self.bound_noise
-            return b + (torch.round(b) - b).detach()   # straight-through estimator
+            return b + (torch.round(b) - b).detach()  # straight-through estimator
         return torch.round(b)
 
     def levels_of(self, z: Tensor) -> Tensor:
@@ -160,29 +164,37 @@ class FSQ(nn.Module):
         if levels.is_floating_point():
             if not bool(torch.isfinite(levels).all()):
                 n = int((~torch.isfinite(levels)).any(dim=-1).sum())
-                raise ValueError(f"FSQ levels hold NaN/inf in {n} code vector(s): the encoder produced non-finite "
-                                 f"values (NaN/inf weights in the checkpoint, or in the input windows); these "
-                                 f"are not codes")
+                raise ValueError(
+                    f"FSQ levels hold NaN/inf in {n} code vector(s): the encoder produced non-finite "
+                    f"values (NaN/inf weights in the checkpoint, or in the input windows); these "
+                    f"are not codes"
+                )
             rounded = torch.round(levels)
             if not torch.equal(rounded, levels):
-                raise ValueError("codes_to_indices expects integer levels; got non-integer values. "
-                                 "Pass FSQ.levels_of(z), or convert normalised codes with "
-                                 "FSQ.codes_to_levels(codes)")
+                raise ValueError(
+                    "codes_to_indices expects integer levels; got non-integer values. "
+                    "Pass FSQ.levels_of(z), or convert normalised codes with "
+                    "FSQ.codes_to_levels(codes)"
+                )
             levels = rounded
         lv = levels.to(torch.int64)
         low, high = self.level_range()
         low, high = low.to(lv.device), high.to(lv.device)
         if bool(((lv < low) | (lv > high)).any()):
-            raise ValueError(f"levels out of range for FSQ levels {self.levels}: each dimension must lie "
-                             f"in [{low.tolist()}, {high.tolist()}] (per dimension)")
+            raise ValueError(
+                f"levels out of range for FSQ levels {self.levels}: each dimension must lie "
+                f"in [{low.tolist()}, {high.tolist()}] (per dimension)"
+            )
         return ((lv - low) * self.basis.to(lv.device)).sum(dim=-1)
 
     def indices_to_levels(self, indices: Tensor) -> Tensor:
         """Integer levels (int64, shape (..., dim)) of codebook indices."""
         idx = torch.as_tensor(indices)
         if idx.is_floating_point():
-            raise ValueError("indices must be an integer tensor (a float index may have been truncated); "
-                             "cast with torch.round(x).long() only if you know the values are exact")
+            raise ValueError(
+                "indices must be an integer tensor (a float index may have been truncated); "
+                "cast with torch.round(x).long() only if you know the values are exact"
+            )
         idx = idx.to(torch.int64)
         if bool(((idx < 0) | (idx >= self.codebook_size)).any()):
             raise ValueError(f"indices must lie in [0, {self.codebook_size - 1}] for levels {self.levels}")
@@ -235,8 +247,10 @@ def _as_index_array(indices: ArrayLike) -> np.ndarray:
     arr = indices.detach().cpu().numpy() if isinstance(indices, Tensor) else np.asarray(indices)
     arr = arr.reshape(-1)
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"indices must be integers (got dtype {arr.dtype}); a float index may have "
-                         f"been truncated, round it explicitly first")
+        raise ValueError(
+            f"indices must be integers (got dtype {arr.dtype}); a float index may have "
+            f"been truncated, round it explicitly first"
+        )
     if arr.size and arr.min() < 0:
         raise ValueError(f"indices must be >= 0 (got minimum {arr.min()})")
     return arr.astype(np.int64)

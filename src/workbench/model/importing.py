@@ -17,6 +17,7 @@ checkpoint or an import), so they never assume the workbench's own architecture.
 (layouts, batch forms, outputs) lives in ``workbench.graph.foreign``, FSQ detection in
 ``workbench.graph.fsq_detect``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -72,8 +73,10 @@ def parse_model_path(model_path: str) -> tuple[str, Any]:
         if not p.is_file():
             raise ModelImportError(f"model_path {str(p)!r} does not exist; pass the ONNX file of the model to import")
         if p.suffix.lower() != ".onnx":
-            raise ModelImportError(f"model_path {str(p)!r} is a file but not .onnx; pass an ONNX file or "
-                               f"package.module:function (a factory returning the torch.nn.Module)")
+            raise ModelImportError(
+                f"model_path {str(p)!r} is a file but not .onnx; pass an ONNX file or "
+                f"package.module:function (a factory returning the torch.nn.Module)"
+            )
         return "onnx", p
     if ":" in model_path:
         module, _, fn = model_path.partition(":")
@@ -87,28 +90,36 @@ def load_factory(spec: tuple[str, str]) -> Callable[[], Any]:
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        raise ModelImportError(f"cannot import {module!r} for model_path {module}:{fn} ({exc}); make the package "
-                           f"importable (pip install -e it, or add its folder to PYTHONPATH)") from exc
+        raise ModelImportError(
+            f"cannot import {module!r} for model_path {module}:{fn} ({exc}); make the package "
+            f"importable (pip install -e it, or add its folder to PYTHONPATH)"
+        ) from exc
     factory = getattr(mod, fn, None)
     if not callable(factory):
-        raise ModelImportError(f"{module} has no callable {fn!r}; model_path must name a function that returns the "
-                           f"model")
+        raise ModelImportError(
+            f"{module} has no callable {fn!r}; model_path must name a function that returns the model"
+        )
     return factory
 
 
 def load_torch_model(spec: tuple[str, str], weights_path: str | Path) -> Any:
     """factory() with the weights of ``weights_path`` (a state_dict, loaded with weights_only=True)."""
     import torch
+
     wp = Path(weights_path).expanduser()
     if not wp.is_file():
-        raise ModelImportError(f"weights_path {str(wp)!r} does not exist; pass the state_dict file (torch.save("
-                           f"model.state_dict(), path)) of the model that {spec[0]}:{spec[1]} builds")
+        raise ModelImportError(
+            f"weights_path {str(wp)!r} does not exist; pass the state_dict file (torch.save("
+            f"model.state_dict(), path)) of the model that {spec[0]}:{spec[1]} builds"
+        )
     model = load_factory(spec)()
     try:
         state = torch.load(str(wp), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise ModelImportError(f"{wp} cannot be loaded with weights_only=True ({type(exc).__name__}: {exc}); save "
-                           f"the state_dict, not the pickled model") from exc
+        raise ModelImportError(
+            f"{wp} cannot be loaded with weights_only=True ({type(exc).__name__}: {exc}); save "
+            f"the state_dict, not the pickled model"
+        ) from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     try:
@@ -122,16 +133,20 @@ def load_normalizer_json(path: str | Path, channels: int, sites: int) -> Normali
     """``{"mean": [...], "std": [...]}`` per channel (C) or per channel and site (C x S), data units."""
     p = Path(path).expanduser()
     if not p.is_file():
-        raise ModelImportError(f"normalizer_path {str(p)!r} does not exist; pass a JSON file "
-                           f'{{"mean": [...], "std": [...]}} (or leave normalizer_path unset to fit one on the '
-                           f"training split)")
+        raise ModelImportError(
+            f"normalizer_path {str(p)!r} does not exist; pass a JSON file "
+            f'{{"mean": [...], "std": [...]}} (or leave normalizer_path unset to fit one on the '
+            f"training split)"
+        )
     try:
         d = json.loads(p.read_text())
     except ValueError as exc:
         raise ModelImportError(f"{p} is not valid JSON: {exc}") from exc
     if not isinstance(d, dict) or "mean" not in d or "std" not in d:
-        raise ModelImportError(f'{p} must hold {{"mean": [...], "std": [...]}}; found keys '
-                           f"{sorted(d) if isinstance(d, dict) else type(d).__name__}")
+        raise ModelImportError(
+            f'{p} must hold {{"mean": [...], "std": [...]}}; found keys '
+            f"{sorted(d) if isinstance(d, dict) else type(d).__name__}"
+        )
     out = []
     for key in ("mean", "std"):
         try:
@@ -141,9 +156,11 @@ def load_normalizer_json(path: str | Path, channels: int, sites: int) -> Normali
         if a.shape == (channels,):
             a = np.repeat(a[:, None], sites, axis=1)
         elif a.shape != (channels, sites):
-            raise ModelImportError(f"{p}: '{key}' has shape {a.shape}; the data has C = {channels} channels and "
-                               f"S = {sites} sites, so give {channels} values (one per channel) or "
-                               f"{channels} lists of {sites} (per channel and site)")
+            raise ModelImportError(
+                f"{p}: '{key}' has shape {a.shape}; the data has C = {channels} channels and "
+                f"S = {sites} sites, so give {channels} values (one per channel) or "
+                f"{channels} lists of {sites} (per channel and site)"
+            )
         if not np.all(np.isfinite(a)):
             raise ModelImportError(f"{p}: '{key}' holds NaN or infinite values")
         out.append(a[:, :, None])
@@ -157,11 +174,11 @@ def load_normalizer_json(path: str | Path, channels: int, sites: int) -> Normali
 class ImportedModel:
     """What stage 01 records about an imported model (imported_model.json)."""
 
-    kind: str                                  # "onnx" | "torch-factory"
-    source: str                                # model_path as given
-    files: dict[str, dict]                     # name -> {"path": original path, "sha256": ...}
+    kind: str  # "onnx" | "torch-factory"
+    source: str  # model_path as given
+    files: dict[str, dict]  # name -> {"path": original path, "sha256": ...}
     input_layout: str
-    input_name: str                            # the original model input
+    input_name: str  # the original model input
     outputs: list[dict]
     logits_output: Optional[str]
     fsq: dict
@@ -194,6 +211,7 @@ def export_torch(model: Any, path: Path, input_shape: Sequence[int], opset: int,
     import warnings
 
     import torch
+
     dummy = torch.zeros(tuple(int(s) for s in input_shape))
     with torch.no_grad():
         out = model(dummy)
@@ -202,14 +220,24 @@ def export_torch(model: Any, path: Path, input_shape: Sequence[int], opset: int,
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        torch.onnx.export(model, (dummy,), buf, input_names=["input"], output_names=names, opset_version=int(opset),
-                          dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}},
-                          do_constant_folding=True, dynamo=False, training=torch.onnx.TrainingMode.EVAL)
+        torch.onnx.export(
+            model,
+            (dummy,),
+            buf,
+            input_names=["input"],
+            output_names=names,
+            opset_version=int(opset),
+            dynamic_axes={"input": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+            do_constant_folding=True,
+            dynamo=False,
+            training=torch.onnx.TrainingMode.EVAL,
+        )
     path.write_bytes(buf.getvalue())
 
 
-def import_model(params: Any, channels: int, sites: int, window: int, label_names: Sequence[str],
-                 train_X: np.ndarray, out_dir: Path) -> tuple[ImportedModel, Any]:
+def import_model(
+    params: Any, channels: int, sites: int, window: int, label_names: Sequence[str], train_X: np.ndarray, out_dir: Path
+) -> tuple[ImportedModel, Any]:
     """Copy/export the model into ``out_dir`` and describe it; returns (record, torch model or None).
 
     ``train_X``: raw training windows, used only when no normaliser file is given.
@@ -227,16 +255,25 @@ def import_model(params: Any, channels: int, sites: int, window: int, label_name
         kind_name = "onnx"
     else:
         if not params.weights_path:
-            raise ModelImportError(f"model_path {params.model_path!r} is a factory: also pass weights_path (the "
-                               f"state_dict file)")
+            raise ModelImportError(
+                f"model_path {params.model_path!r} is a factory: also pass weights_path (the state_dict file)"
+            )
         torch_model = load_torch_model(what, params.weights_path)
         shutil.copyfile(Path(params.weights_path).expanduser(), out_dir / IMPORT_WEIGHTS)
-        files["weights"] = {"path": str(Path(params.weights_path).expanduser()),
-                            "sha256": sha256_file(out_dir / IMPORT_WEIGHTS), "copied_to": IMPORT_WEIGHTS}
-        export_torch(torch_model, out_dir / IMPORT_ONNX, model_input_shape(layout, channels, sites, window),
-                     params.opset, layout)
-        files["onnx"] = {"path": None, "sha256": sha256_file(out_dir / IMPORT_ONNX), "copied_to": IMPORT_ONNX,
-                         "exported_by": "workbench (torch.onnx.export, TorchScript exporter)"}
+        files["weights"] = {
+            "path": str(Path(params.weights_path).expanduser()),
+            "sha256": sha256_file(out_dir / IMPORT_WEIGHTS),
+            "copied_to": IMPORT_WEIGHTS,
+        }
+        export_torch(
+            torch_model, out_dir / IMPORT_ONNX, model_input_shape(layout, channels, sites, window), params.opset, layout
+        )
+        files["onnx"] = {
+            "path": None,
+            "sha256": sha256_file(out_dir / IMPORT_ONNX),
+            "copied_to": IMPORT_ONNX,
+            "exported_by": "workbench (torch.onnx.export, TorchScript exporter)",
+        }
         kind_name = "torch-factory"
     proto = onnx.load(str(out_dir / IMPORT_ONNX))
     try:
@@ -249,36 +286,53 @@ def import_model(params: Any, channels: int, sites: int, window: int, label_name
     notes = []
     if params.normalizer_path:
         normalizer = load_normalizer_json(params.normalizer_path, channels, sites)
-        files["normalizer"] = {"path": str(Path(params.normalizer_path).expanduser()),
-                               "sha256": sha256_file(Path(params.normalizer_path).expanduser())}
+        files["normalizer"] = {
+            "path": str(Path(params.normalizer_path).expanduser()),
+            "sha256": sha256_file(Path(params.normalizer_path).expanduser()),
+        }
         norm_source = f"file {params.normalizer_path}"
     else:
         normalizer = Normalizer.fit(train_X)
         norm_source = "fitted on the training split (no normalizer_path given)"
-        notes.append("normaliser fitted on the training split: the model was trained with its own normalisation, "
-                     "so a mismatch shows up as near-chance accuracy; pass normalizer_path to use the author's")
+        notes.append(
+            "normaliser fitted on the training split: the model was trained with its own normalisation, "
+            "so a mismatch shows up as near-chance accuracy; pass normalizer_path to use the author's"
+        )
     if logits is None:
-        notes.append(f"no output has {len(label_names)} classes in its last dimension (outputs: "
-                     f"{[o['name'] for o in output_table(proto)]}): treated as an encoder without class logits")
-    record = ImportedModel(kind=kind_name, source=str(params.model_path), files=files, input_layout=layout,
-                           input_name=proto.graph.input[0].name, outputs=output_table(proto),
-                           logits_output=logits, fsq=fsq.to_dict(), fsq_levels=list(fsq.levels),
-                           opset=opset_of(proto), normalizer=normalizer.to_dict(), normalizer_source=norm_source,
-                           label_names=list(label_names), notes=notes)
+        notes.append(
+            f"no output has {len(label_names)} classes in its last dimension (outputs: "
+            f"{[o['name'] for o in output_table(proto)]}): treated as an encoder without class logits"
+        )
+    record = ImportedModel(
+        kind=kind_name,
+        source=str(params.model_path),
+        files=files,
+        input_layout=layout,
+        input_name=proto.graph.input[0].name,
+        outputs=output_table(proto),
+        logits_output=logits,
+        fsq=fsq.to_dict(),
+        fsq_levels=list(fsq.levels),
+        opset=opset_of(proto),
+        normalizer=normalizer.to_dict(),
+        normalizer_source=norm_source,
+        label_names=list(label_names),
+        notes=notes,
+    )
     (out_dir / IMPORT_RECORD).write_text(json.dumps(record.to_dict(), indent=2))
     return record, torch_model
 
 
-def adapted_graph(stage01_dir: Path, record: ImportedModel, channels: int, sites: int, window: int
-                  ) -> onnx.ModelProto:
+def adapted_graph(stage01_dir: Path, record: ImportedModel, channels: int, sites: int, window: int) -> onnx.ModelProto:
     """The imported graph with the (N, C, S, T) window input (stage 02 writes its static/dynamic forms)."""
     proto = onnx.load(str(Path(stage01_dir) / IMPORT_ONNX))
     return adapt_input_layout(proto, record.input_layout, channels, sites, window)
 
 
 # ---- evaluation with ONNX Runtime -------------------------------------------------------------------
-def evaluate_import(model: str | Path | onnx.ModelProto, record: ImportedModel, x: np.ndarray, y: np.ndarray
-                    ) -> dict[str, Any]:
+def evaluate_import(
+    model: str | Path | onnx.ModelProto, record: ImportedModel, x: np.ndarray, y: np.ndarray
+) -> dict[str, Any]:
     """ort-fp32 accuracy of the imported model on normalised windows, with a near-chance verdict."""
     k = len(record.label_names)
     chance = 1.0 / k if k else float("nan")
@@ -294,18 +348,21 @@ def evaluate_import(model: str | Path | onnx.ModelProto, record: ImportedModel, 
     acc = float((pred == y).mean()) if len(y) else float("nan")
     cm = np.zeros((k, k), dtype=np.int64)
     np.add.at(cm, (y, pred), 1)
-    res.update(logits=logits, pred=pred, y=y, accuracy=acc, confusion=cm,
-               near_chance=bool(acc <= chance + NEAR_CHANCE_MARGIN))
+    res.update(
+        logits=logits, pred=pred, y=y, accuracy=acc, confusion=cm, near_chance=bool(acc <= chance + NEAR_CHANCE_MARGIN)
+    )
     return res
 
 
 def near_chance_warning(split: str, res: dict[str, Any], record: ImportedModel) -> Optional[str]:
     if not res.get("near_chance"):
         return None
-    return (f"WARNING: the imported model reaches {res['accuracy']:.3f} {split} accuracy (ort-fp32, n={res['n']}), "
-            f"within {NEAR_CHANCE_MARGIN:.2f} of chance ({res['chance']:.3f}). It probably does not see the data "
-            f"it was trained on: check the normaliser ({record.normalizer_source}), model_input_layout "
-            f"({record.input_layout}), the label order ({record.label_names}) and the units of the data.")
+    return (
+        f"WARNING: the imported model reaches {res['accuracy']:.3f} {split} accuracy (ort-fp32, n={res['n']}), "
+        f"within {NEAR_CHANCE_MARGIN:.2f} of chance ({res['chance']:.3f}). It probably does not see the data "
+        f"it was trained on: check the normaliser ({record.normalizer_source}), model_input_layout "
+        f"({record.input_layout}), the label order ({record.label_names}) and the units of the data."
+    )
 
 
 # ---- what later stages read -------------------------------------------------------------------------
@@ -313,12 +370,12 @@ def near_chance_warning(split: str, res: dict[str, Any], record: ImportedModel) 
 class RunModel:
     """The facts later stages need about a run's model, whatever produced it."""
 
-    origin: str                          # "workbench" | "onnx" | "torch-factory"
+    origin: str  # "workbench" | "onnx" | "torch-factory"
     normalizer: Normalizer
     label_names: list[str]
     fsq_levels: list[int]
     logits_output: Optional[str]
-    has_torch: bool                      # is there a PyTorch model (torch-fp32 backend)?
+    has_torch: bool  # is there a PyTorch model (torch-fp32 backend)?
     record: Optional[ImportedModel] = None
 
     @property
@@ -333,14 +390,24 @@ class RunModel:
     def skipped(self, metric: str) -> Optional[str]:
         """One line saying why ``metric`` is not computed for this model, or None when it is."""
         if not self.has_logits and metric in LOGIT_METRICS:
-            return (f"{metric}: skipped - the imported model has no class-logit output (outputs: "
-                    f"{[o['name'] for o in (self.record.outputs if self.record else [])]}), so there are "
-                    f"no class predictions to score")
+            return (
+                f"{metric}: skipped - the imported model has no class-logit output (outputs: "
+                f"{[o['name'] for o in (self.record.outputs if self.record else [])]}), so there are "
+                f"no class predictions to score"
+            )
         return None
 
 
-LOGIT_METRICS = ("accuracy", "macro_f1", "confusion", "per_subject_accuracy", "prediction_flips",
-                 "calibration (ECE, temperature scaling)", "conformal prediction sets", "report card")
+LOGIT_METRICS = (
+    "accuracy",
+    "macro_f1",
+    "confusion",
+    "per_subject_accuracy",
+    "prediction_flips",
+    "calibration (ECE, temperature scaling)",
+    "conformal prediction sets",
+    "report card",
+)
 
 
 def load_run_model(stage01_dir: str | Path) -> RunModel:
@@ -349,24 +416,38 @@ def load_run_model(stage01_dir: str | Path) -> RunModel:
     rec_path = d / IMPORT_RECORD
     if rec_path.is_file():
         rec = ImportedModel.from_dict(json.loads(rec_path.read_text()))
-        return RunModel(origin=rec.kind, normalizer=Normalizer.from_dict(rec.normalizer),
-                        label_names=list(rec.label_names), fsq_levels=list(rec.fsq_levels),
-                        logits_output=rec.logits_output, has_torch=rec.has_torch, record=rec)
+        return RunModel(
+            origin=rec.kind,
+            normalizer=Normalizer.from_dict(rec.normalizer),
+            label_names=list(rec.label_names),
+            fsq_levels=list(rec.fsq_levels),
+            logits_output=rec.logits_output,
+            has_torch=rec.has_torch,
+            record=rec,
+        )
     from workbench.model.meta import read_model_meta
+
     ckpt = d / "checkpoint.pt"
     if not ckpt.is_file() and not (d / "model_meta.json").is_file():
         raise DataError(f"{d} holds neither {IMPORT_RECORD} nor checkpoint.pt: run stage 01 first")
-    meta = read_model_meta(d / "model_meta.json", ckpt)      # model_meta.json needs no torch (stages 06-08)
-    return RunModel(origin="workbench", normalizer=meta.make_normalizer(),
-                    label_names=list(meta.label_names), fsq_levels=list(meta.config["fsq_levels"]),
-                    logits_output="logits", has_torch=True)
+    meta = read_model_meta(d / "model_meta.json", ckpt)  # model_meta.json needs no torch (stages 06-08)
+    return RunModel(
+        origin="workbench",
+        normalizer=meta.make_normalizer(),
+        label_names=list(meta.label_names),
+        fsq_levels=list(meta.config["fsq_levels"]),
+        logits_output="logits",
+        has_torch=True,
+    )
 
 
 def load_imported_torch(stage01_dir: str | Path, record: ImportedModel) -> Any:
     """The PyTorch model of a factory import, rebuilt from the run's copy of the weights."""
     if record.kind != "torch-factory":
-        raise ModelImportError(f"the run's model came from {record.kind}: there is no PyTorch model (torch-fp32 is "
-                           f"absent; ort-fp32 is the reference)")
+        raise ModelImportError(
+            f"the run's model came from {record.kind}: there is no PyTorch model (torch-fp32 is "
+            f"absent; ort-fp32 is the reference)"
+        )
     kind, spec = parse_model_path(record.source)
     return load_torch_model(spec, Path(stage01_dir) / IMPORT_WEIGHTS)
 
@@ -385,8 +466,7 @@ def torch_round_inputs(model: Any, x: np.ndarray, batch_size: int = 256) -> tupl
             super().__init__()
             self.seen: list[Any] = []
 
-        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None
-                               ) -> Any:
+        def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: Optional[dict] = None) -> Any:
             if func in (torch.round, torch.Tensor.round) and args:
                 self.seen.append(args[0].detach().clone())
             return func(*args, **(kwargs or {}))
@@ -398,7 +478,7 @@ def torch_round_inputs(model: Any, x: np.ndarray, batch_size: int = 256) -> tupl
         for i in range(0, len(x), batch_size):
             cap = _Capture()
             with cap:
-                out = model(torch.from_numpy(np.ascontiguousarray(x[i:i + batch_size], np.float32)))
+                out = model(torch.from_numpy(np.ascontiguousarray(x[i : i + batch_size], np.float32)))
             first = out[0] if isinstance(out, (tuple, list)) else out
             firsts.append(first.numpy())
             for k, t in enumerate(cap.seen):
@@ -411,9 +491,12 @@ def torch_round_inputs(model: Any, x: np.ndarray, batch_size: int = 256) -> tupl
 # ---- stage 01 ----------------------------------------------------------------------------------------
 def first_line(params: Any) -> str:
     """Stage 01's first output line for an import: what is imported and where the normaliser comes from."""
-    norm = (f"normaliser from {params.normalizer_path}" if params.normalizer_path else
-            "normaliser FITTED ON THE TRAINING SPLIT (no normalizer_path given; the model's own normalisation "
-            "is unknown)")
+    norm = (
+        f"normaliser from {params.normalizer_path}"
+        if params.normalizer_path
+        else "normaliser FITTED ON THE TRAINING SPLIT (no normalizer_path given; the model's own normalisation "
+        "is unknown)"
+    )
     return f"import {params.model_path} (input layout {params.model_input_layout}): {norm}"
 
 
@@ -445,6 +528,7 @@ def evaluate_split_import(stage_dir: str | Path, record: ImportedModel, data: An
 def save_import_artifacts(stage: Any, data: Any, record: ImportedModel) -> None:
     """windows.npz (raw windows + split) and data_summary.json; imported_model.* are already there."""
     from workbench.data.prepare import data_summary
+
     data.windows.save(stage.artifact("windows", must_exist=False), split=data.split_of_window)
     summary = data_summary(data)
     summary["model"] = {"origin": record.kind, "source": record.source, "normalizer": record.normalizer_source}
@@ -455,6 +539,7 @@ def preflight_import(params: Any) -> None:
     """Checks of an import that need no data, before a run directory exists: the files are there, the
     graph loads, it has an FSQ quantizer with the levels ``fsq_levels`` says, the normaliser file parses."""
     from workbench.graph.fsq_detect import find_fsq
+
     kind, what = parse_model_path(params.model_path)
     if kind == "onnx":
         try:
@@ -464,16 +549,19 @@ def preflight_import(params: Any) -> None:
         find_fsq(with_batch(proto, 1), expected_levels=params.fsq_levels)
     else:
         if not params.weights_path:
-            raise ModelImportError(f"model_path {params.model_path!r} is a factory: also pass weights_path (the "
-                                   f"state_dict file)")
+            raise ModelImportError(
+                f"model_path {params.model_path!r} is a factory: also pass weights_path (the state_dict file)"
+            )
         if not Path(params.weights_path).expanduser().is_file():
             raise ModelImportError(f"weights_path {params.weights_path!r} does not exist")
         load_factory(what)
     if params.normalizer_path:
         p = Path(params.normalizer_path).expanduser()
         if not p.is_file():
-            raise ModelImportError(f"normalizer_path {str(p)!r} does not exist; pass the JSON with the model's "
-                                   f'{{"mean": [...], "std": [...]}} or leave it unset to fit on the training split')
+            raise ModelImportError(
+                f"normalizer_path {str(p)!r} does not exist; pass the JSON with the model's "
+                f'{{"mean": [...], "std": [...]}} or leave it unset to fit on the training split'
+            )
         try:
             d = json.loads(p.read_text())
         except ValueError as exc:
@@ -483,8 +571,13 @@ def preflight_import(params: Any) -> None:
 
 
 # ---- stage 02 ----------------------------------------------------------------------------------------
-def write_import_graphs(stage01_dir: str | Path, record: ImportedModel, shape_cst: Sequence[int],
-                        static_path: str | Path, dynamic_path: str | Path) -> dict[str, dict]:
+def write_import_graphs(
+    stage01_dir: str | Path,
+    record: ImportedModel,
+    shape_cst: Sequence[int],
+    static_path: str | Path,
+    dynamic_path: str | Path,
+) -> dict[str, dict]:
     """model.onnx (static batch 1, for the compiler) and model_dynamic.onnx from the imported graph,
     both with the (N, C, S, T) window input; each passes onnx.checker. Returns a check table."""
     c, s, t = (int(v) for v in shape_cst)
@@ -500,23 +593,35 @@ def write_import_graphs(stage01_dir: str | Path, record: ImportedModel, shape_cs
         ops = [n.op_type for n in proto.graph.node]
         checks[path.name] = {
             "input": f"{proto.graph.input[0].name} {tensor_dims(proto.graph.input[0])}",
-            "outputs": ", ".join(o.name for o in proto.graph.output), "opset": opset_of(proto), "nodes": len(ops),
-            "BatchNormalization": ops.count("BatchNormalization"), "Round nodes": ops.count("Round"),
-            "size KiB": round(path.stat().st_size / 1024, 1)}
+            "outputs": ", ".join(o.name for o in proto.graph.output),
+            "opset": opset_of(proto),
+            "nodes": len(ops),
+            "BatchNormalization": ops.count("BatchNormalization"),
+            "Round nodes": ops.count("Round"),
+            "size KiB": round(path.stat().st_size / 1024, 1),
+        }
     return checks
 
 
 def import_opset_note(record: ImportedModel, wanted: int) -> Optional[str]:
     """The imported graph keeps its own opset (converting a foreign graph could change its numbers)."""
     if record.kind == "onnx" and record.opset != int(wanted):
-        return (f"opset: the imported graph uses opset {record.opset}; the 'opset' parameter ({wanted}) applies to "
-                f"graphs the workbench exports, a foreign graph is not converted. Hailo staff advise opset 13 when "
-                f"the parser refuses a graph: re-export it with opset_version=13")
+        return (
+            f"opset: the imported graph uses opset {record.opset}; the 'opset' parameter ({wanted}) applies to "
+            f"graphs the workbench exports, a foreign graph is not converted. Hailo staff advise opset 13 when "
+            f"the parser refuses a graph: re-export it with opset_version=13"
+        )
     return None
 
 
-def import_parity(record: ImportedModel, static_path: str | Path, dynamic_path: str | Path, x: np.ndarray,
-                  torch_model: Any = None, cosine_min: float = 0.99999) -> dict[str, dict]:
+def import_parity(
+    record: ImportedModel,
+    static_path: str | Path,
+    dynamic_path: str | Path,
+    x: np.ndarray,
+    torch_model: Any = None,
+    cosine_min: float = 0.99999,
+) -> dict[str, dict]:
     """Parity of the stage-02 graphs for an import, on held-out windows ``x`` (N, C, S, T).
 
     ONNX import: no PyTorch model exists, so the reference is ONNX Runtime on the static batch-1
@@ -525,6 +630,7 @@ def import_parity(record: ImportedModel, static_path: str | Path, dynamic_path: 
     ``torch.round`` call.
     """
     from workbench.graph.export import parity_metrics
+
     lv = record.fsq["levels_tensor"]
     bound = record.fsq["bound_tensor"]
     logits = record.logits_output
@@ -540,8 +646,11 @@ def import_parity(record: ImportedModel, static_path: str | Path, dynamic_path: 
         if not rounds:
             raise ModelImportError("the PyTorch model never calls torch.round: it has no FSQ rounding to compare")
         ref_bound = rounds[0].reshape(len(x), -1)
-        ref = {"bound": ref_bound, "levels": np.rint(ref_bound),
-               "logits": first.reshape(len(x), -1) if logits else None}
+        ref = {
+            "bound": ref_bound,
+            "levels": np.rint(ref_bound),
+            "logits": first.reshape(len(x), -1) if logits else None,
+        }
         ref_name = "torch-fp32"
         targets = {"model.onnx": static, "model_dynamic.onnx": outs(dynamic_path)}
     else:
@@ -553,11 +662,17 @@ def import_parity(record: ImportedModel, static_path: str | Path, dynamic_path: 
         if logits:
             m = parity_metrics(ref["logits"], ref["levels"], got[logits], got[bound], ref["bound"])
         else:
-            lv_ok = (np.rint(got[bound]) == ref["levels"])
-            m = {"n_windows": int(len(x)), "max_abs_diff": None, "cosine_min": None, "cosine_all": None,
-                 "argmax_agreement": None, "level_agreement": float(lv_ok.all(axis=1).mean()),
-                 "level_element_agreement": float(lv_ok.mean()),
-                 "bound_max_abs_diff": float(np.abs(got[bound].astype(np.float64) - ref["bound"]).max())}
+            lv_ok = np.rint(got[bound]) == ref["levels"]
+            m = {
+                "n_windows": int(len(x)),
+                "max_abs_diff": None,
+                "cosine_min": None,
+                "cosine_all": None,
+                "argmax_agreement": None,
+                "level_agreement": float(lv_ok.all(axis=1).mean()),
+                "level_element_agreement": float(lv_ok.mean()),
+                "bound_max_abs_diff": float(np.abs(got[bound].astype(np.float64) - ref["bound"]).max()),
+            }
         failures = []
         if m["argmax_agreement"] is not None and m["argmax_agreement"] < 1.0:
             failures.append(f"argmax agreement {m['argmax_agreement']:.6f} < 1")
@@ -565,6 +680,13 @@ def import_parity(record: ImportedModel, static_path: str | Path, dynamic_path: 
             failures.append(f"FSQ level agreement {m['level_agreement']:.6f} < 1")
         if m["cosine_min"] is not None and not m["cosine_min"] >= cosine_min:
             failures.append(f"min cosine {m['cosine_min']:.9f} < {cosine_min}")
-        report[name] = {**m, "cosine_threshold": float(cosine_min), "passed": not failures, "failures": failures,
-                        "reference_backend": ref_name, "backend": "ort-fp32", "onnx": str(name)}
+        report[name] = {
+            **m,
+            "cosine_threshold": float(cosine_min),
+            "passed": not failures,
+            "failures": failures,
+            "reference_backend": ref_name,
+            "backend": "ort-fp32",
+            "onnx": str(name),
+        }
     return report

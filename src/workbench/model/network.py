@@ -7,6 +7,7 @@ global average pooling and a linear projection to len(levels) dims. FSQ then giv
 and a small head classifies it. The inference graph ends: Gemm -> Add -> Tanh -> Mul -> Sub -> Round
 -> Div -> head, so it can be cut right before Round.
 """
+
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, fields
@@ -44,8 +45,10 @@ class ModelConfig:
         if self.num_classes < 2:
             raise ValueError(f"ModelConfig.num_classes must be >= 2 (got {self.num_classes})")
         if not self.encoder_channels or any(c < 1 for c in self.encoder_channels):
-            raise ValueError(f"ModelConfig.encoder_channels must be a non-empty list of positive widths "
-                             f"(got {self.encoder_channels}); e.g. [32, 64, 64]")
+            raise ValueError(
+                f"ModelConfig.encoder_channels must be a non-empty list of positive widths "
+                f"(got {self.encoder_channels}); e.g. [32, 64, 64]"
+            )
         if self.head_hidden < 0:
             raise ValueError(f"ModelConfig.head_hidden must be >= 0, 0 = linear head (got {self.head_hidden})")
         if not (0.0 <= self.dropout < 1.0):
@@ -69,10 +72,17 @@ class ModelConfig:
     @classmethod
     def from_params(cls, params: Any, *, in_channels: int, sites: int, num_classes: int) -> "ModelConfig":
         """Take the architecture from run Params and the input shape / classes from the data."""
-        return cls(in_channels=in_channels, sites=sites, window=params.window, num_classes=num_classes,
-                   encoder_channels=list(params.encoder_channels), kernel_time=params.kernel_time,
-                   fsq_levels=list(params.fsq_levels), head_hidden=params.head_hidden,
-                   dropout=params.dropout)
+        return cls(
+            in_channels=in_channels,
+            sites=sites,
+            window=params.window,
+            num_classes=num_classes,
+            encoder_channels=list(params.encoder_channels),
+            kernel_time=params.kernel_time,
+            fsq_levels=list(params.fsq_levels),
+            head_hidden=params.head_hidden,
+            dropout=params.dropout,
+        )
 
     def diff(self, other: "ModelConfig") -> dict[str, tuple[Any, Any]]:
         """{field: (self value, other value)} for the fields that differ."""
@@ -83,8 +93,9 @@ class ModelConfig:
 class ConvBNReLU(nn.Sequential):
     """Conv2d (no bias: BN follows) -> BatchNorm2d -> ReLU."""
 
-    def __init__(self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int],
-                 padding: tuple[int, int]) -> None:
+    def __init__(
+        self, cin: int, cout: int, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding, bias=False)
         self.bn = nn.BatchNorm2d(cout)
@@ -107,15 +118,18 @@ class FSQClassifier(nn.Module):
         # Mix the sensor sites: kernel spans every site, output height 1.
         blocks.append(ConvBNReLU(cin, cin, (config.sites, 1), (1, 1), (0, 0)))
         self.encoder = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool2d(1)                     # GlobalAveragePool in ONNX
+        self.pool = nn.AdaptiveAvgPool2d(1)  # GlobalAveragePool in ONNX
         self.flatten = nn.Flatten(1)
         self.project = nn.Linear(cin, len(config.fsq_levels))
         self.fsq = FSQ(config.fsq_levels)
         d = len(config.fsq_levels)
         if config.head_hidden > 0:
-            self.head = nn.Sequential(nn.Linear(d, config.head_hidden), nn.ReLU(),
-                                      nn.Dropout(config.dropout),
-                                      nn.Linear(config.head_hidden, config.num_classes))
+            self.head = nn.Sequential(
+                nn.Linear(d, config.head_hidden),
+                nn.ReLU(),
+                nn.Dropout(config.dropout),
+                nn.Linear(config.head_hidden, config.num_classes),
+            )
         else:
             self.head = nn.Sequential(nn.Linear(d, config.num_classes))
 
@@ -124,8 +138,10 @@ class FSQClassifier(nn.Module):
             return
         c = self.config
         if x.dim() != 4 or x.shape[1] != c.in_channels or x.shape[2] != c.sites:
-            raise ValueError(f"FSQClassifier expects input (N, C={c.in_channels}, S={c.sites}, T) "
-                             f"(channels, sensor sites, time); got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"FSQClassifier expects input (N, C={c.in_channels}, S={c.sites}, T) "
+                f"(channels, sensor sites, time); got shape {tuple(x.shape)}"
+            )
 
     def embed(self, x: Tensor) -> Tensor:
         """Encoder + pooling + projection: the pre-FSQ vector (N, len(levels))."""
@@ -140,8 +156,7 @@ class FSQClassifier(nn.Module):
         projection = self.embed(x)
         bound = self.fsq.bound(projection)
         levels, codes = self.fsq.quantize_bound(bound)
-        return {"projection": projection, "bound": bound, "levels": levels, "codes": codes,
-                "logits": self.head(codes)}
+        return {"projection": projection, "bound": bound, "levels": levels, "codes": codes, "logits": self.head(codes)}
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -1,4 +1,5 @@
 """Figures of training and of the FSQ codes a model uses."""
+
 from __future__ import annotations
 
 from typing import Sequence

@@ -13,6 +13,7 @@ Ranges are re-measured on the calibration windows before every epoch (the weight
 emulation calibrates the final weights with MinMax), so the fine-tuned model sees the same grid it
 will be deployed on. The exported graph is unchanged: fake quantization exists only in this forward.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -29,11 +30,11 @@ BITS = (8, 16)
 class FakeQuantSpec:
     """Bit widths of the parts of the NPU graph; 16 marks a layer kept at a16_w16."""
 
-    input_bits: int = 8          # the network input tensor
-    first_conv_bits: int = 8     # first convolution's weights and output
-    body_bits: int = 8           # every other convolution, the pooling
-    tail_bits: int = 8           # projection (weights and output) and the FSQ bound chain
-    bound_on_npu: bool = True    # cut after_bound: the bound chain is quantized too
+    input_bits: int = 8  # the network input tensor
+    first_conv_bits: int = 8  # first convolution's weights and output
+    body_bits: int = 8  # every other convolution, the pooling
+    tail_bits: int = 8  # projection (weights and output) and the FSQ bound chain
+    bound_on_npu: bool = True  # cut after_bound: the bound chain is quantized too
 
     def __post_init__(self) -> None:
         for name in ("input_bits", "first_conv_bits", "body_bits", "tail_bits"):
@@ -44,7 +45,7 @@ class FakeQuantSpec:
 def fake_quant_activation(x: Tensor, lo: float, hi: float, bits: int) -> Tensor:
     """Asymmetric per-tensor fake quantization over [min(lo, 0), max(hi, 0)] with 2**bits levels."""
     lo, hi = min(float(lo), 0.0), max(float(hi), 0.0)
-    qmax = 2 ** bits - 1
+    qmax = 2**bits - 1
     if hi - lo <= 0:
         return x
     scale = (hi - lo) / qmax
@@ -110,7 +111,7 @@ class FakeQuantForward:
         try:
             dev = next(model.parameters()).device
             for i in range(0, self.calib_x.shape[0], self.batch_size):
-                self(model, self.calib_x[i:i + self.batch_size].to(dev))
+                self(model, self.calib_x[i : i + self.batch_size].to(dev))
         finally:
             self._observing = False
             model.train(was_training)
@@ -139,10 +140,23 @@ class FakeQuantForward:
         return {"projection": z, "bound": bound, "levels": levels, "codes": codes, "logits": model.head(codes)}
 
 
-def qat_finetune(model: nn.Module, train: tuple, val: tuple, calib_x: Any, *, epochs: int, learning_rate: float,
-                 batch_size: int, seed: int, spec: Optional[FakeQuantSpec] = None, margin_weight: float = 0.0,
-                 margin: float = 0.25, bound_noise: float = 0.0, device: str = "cpu",
-                 progress: bool = True) -> dict:
+def qat_finetune(
+    model: nn.Module,
+    train: tuple,
+    val: tuple,
+    calib_x: Any,
+    *,
+    epochs: int,
+    learning_rate: float,
+    batch_size: int,
+    seed: int,
+    spec: Optional[FakeQuantSpec] = None,
+    margin_weight: float = 0.0,
+    margin: float = 0.25,
+    bound_noise: float = 0.0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> dict:
     """Fine-tune ``model`` in place with fake quantization; returns the training history.
 
     Early stopping and best-epoch restore watch validation accuracy *under fake quantization*, i.e.
@@ -151,13 +165,34 @@ def qat_finetune(model: nn.Module, train: tuple, val: tuple, calib_x: Any, *, ep
     import numpy as np
 
     from .train import train_model
+
     fq = FakeQuantForward(torch.from_numpy(np.asarray(calib_x, dtype=np.float32)), spec or FakeQuantSpec())
-    hist = train_model(model, train, val, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                       weight_decay=0.0, patience=epochs, seed=seed, device=device, progress=progress,
-                       margin_weight=margin_weight, margin=margin, bound_noise=bound_noise, forward=fq,
-                       freeze_batchnorm=True, before_epoch=fq.calibrate)
-    hist["fake_quant"] = {"input_bits": fq.spec.input_bits, "first_conv_bits": fq.spec.first_conv_bits,
-                          "body_bits": fq.spec.body_bits, "tail_bits": fq.spec.tail_bits,
-                          "bound_on_npu": fq.spec.bound_on_npu, "calibration_windows": int(fq.calib_x.shape[0])}
+    hist = train_model(
+        model,
+        train,
+        val,
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        weight_decay=0.0,
+        patience=epochs,
+        seed=seed,
+        device=device,
+        progress=progress,
+        margin_weight=margin_weight,
+        margin=margin,
+        bound_noise=bound_noise,
+        forward=fq,
+        freeze_batchnorm=True,
+        before_epoch=fq.calibrate,
+    )
+    hist["fake_quant"] = {
+        "input_bits": fq.spec.input_bits,
+        "first_conv_bits": fq.spec.first_conv_bits,
+        "body_bits": fq.spec.body_bits,
+        "tail_bits": fq.spec.tail_bits,
+        "bound_on_npu": fq.spec.bound_on_npu,
+        "calibration_windows": int(fq.calib_x.shape[0]),
+    }
     hist["backend"] = "torch-fp32 (fake-quant fine-tuning)"
     return hist

@@ -4,6 +4,7 @@ Inputs are already-normalised float32 arrays (N, C, S, T). The loop keeps whole 
 and shuffles indices with its own seeded generator (no DataLoader workers): on a 2-core CPU this is
 faster and makes two runs with the same seed give identical weights.
 """
+
 from __future__ import annotations
 
 import copy
@@ -58,26 +59,41 @@ def plain_forward(model: nn.Module, x: torch.Tensor) -> dict:
 
 
 @torch.no_grad()
-def _evaluate(model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int,
-              forward: Forward = plain_forward) -> tuple[float, float]:
+def _evaluate(
+    model: nn.Module, X: torch.Tensor, y: torch.Tensor, batch_size: int, forward: Forward = plain_forward
+) -> tuple[float, float]:
     model.eval()
     loss_sum, correct = 0.0, 0
     for i in range(0, X.shape[0], batch_size):
-        logits = forward(model, X[i:i + batch_size])["logits"]
-        loss_sum += float(nn.functional.cross_entropy(logits, y[i:i + batch_size], reduction="sum"))
-        correct += int((logits.argmax(1) == y[i:i + batch_size]).sum())
+        logits = forward(model, X[i : i + batch_size])["logits"]
+        loss_sum += float(nn.functional.cross_entropy(logits, y[i : i + batch_size], reduction="sum"))
+        correct += int((logits.argmax(1) == y[i : i + batch_size]).sum())
     return loss_sum / X.shape[0], correct / X.shape[0]
 
 
-def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tuple[np.ndarray, np.ndarray],
-                *, epochs: int, batch_size: int, learning_rate: float, weight_decay: float, patience: int,
-                seed: int, device: str = "cpu", max_seconds: Optional[float] = None,
-                progress: bool = True,
-                augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
-                margin_weight: float = 0.0, margin: float = 0.25, bound_noise: float = 0.0,
-                margin_warmup: float = 0.0,
-                forward: Forward = plain_forward, freeze_batchnorm: bool = False,
-                before_epoch: Optional[Callable[[nn.Module], None]] = None) -> dict[str, Any]:
+def train_model(
+    model: nn.Module,
+    train: tuple[np.ndarray, np.ndarray],
+    val: tuple[np.ndarray, np.ndarray],
+    *,
+    epochs: int,
+    batch_size: int,
+    learning_rate: float,
+    weight_decay: float,
+    patience: int,
+    seed: int,
+    device: str = "cpu",
+    max_seconds: Optional[float] = None,
+    progress: bool = True,
+    augment: Optional[Callable[[torch.Tensor, torch.Generator], torch.Tensor]] = None,
+    margin_weight: float = 0.0,
+    margin: float = 0.25,
+    bound_noise: float = 0.0,
+    margin_warmup: float = 0.0,
+    forward: Forward = plain_forward,
+    freeze_batchnorm: bool = False,
+    before_epoch: Optional[Callable[[nn.Module], None]] = None,
+) -> dict[str, Any]:
     """Train in place and return a JSON-ready history.
 
     Early stopping watches validation accuracy (ties go to the lower validation loss); the weights of
@@ -96,6 +112,7 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     are what gets quantized).
     """
     from .fsq import margin_penalty
+
     if epochs < 1 or batch_size < 1 or patience < 1:
         raise ValueError(f"epochs, batch_size and patience must be >= 1 (got {epochs}, {batch_size}, {patience})")
     if learning_rate <= 0 or weight_decay < 0:
@@ -130,13 +147,22 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     total_steps = epochs * steps_per_epoch
     # OneCycle needs a warm-up phase of at least one step on each side; a handful of steps (tiny
     # smoke runs) trains at the constant base rate instead.
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=learning_rate, total_steps=total_steps,
-                                                 pct_start=0.25)
-             if total_steps >= 8 else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0))
+    sched = (
+        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=learning_rate, total_steps=total_steps, pct_start=0.25)
+        if total_steps >= 8
+        else torch.optim.lr_scheduler.LambdaLR(opt, lambda _: 1.0)
+    )
     loss_fn = nn.CrossEntropyLoss()
 
-    hist: dict[str, Any] = {"epoch": [], "train_loss": [], "train_acc": [], "val_loss": [], "val_acc": [],
-                            "lr": [], "seconds": []}
+    hist: dict[str, Any] = {
+        "epoch": [],
+        "train_loss": [],
+        "train_acc": [],
+        "val_loss": [],
+        "val_acc": [],
+        "lr": [],
+        "seconds": [],
+    }
     best_key = (-math.inf, -math.inf)
     best_state = copy.deepcopy(model.state_dict())
     best_epoch, since_best = 0, 0
@@ -157,7 +183,7 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
         perm = torch.randperm(n, generator=gen).to(dev)
         loss_sum, correct, seen = 0.0, 0, 0
         for step in range(steps_per_epoch):
-            idx = perm[step * batch_size:(step + 1) * batch_size]
+            idx = perm[step * batch_size : (step + 1) * batch_size]
             xb, yb = Xtr_t[idx], ytr_t[idx]
             if augment is not None:
                 xb = augment(xb, aug_gen)
@@ -180,9 +206,15 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
         train_seconds += t_train
         val_loss, val_acc = _evaluate(model, Xva_t, yva_t, max(batch_size, 256), forward)
         seconds = time.perf_counter() - t0
-        for key, value in (("epoch", epoch), ("train_loss", loss_sum / seen), ("train_acc", correct / seen),
-                           ("val_loss", val_loss), ("val_acc", val_acc),
-                           ("lr", opt.param_groups[0]["lr"]), ("seconds", seconds)):
+        for key, value in (
+            ("epoch", epoch),
+            ("train_loss", loss_sum / seen),
+            ("train_acc", correct / seen),
+            ("val_loss", val_loss),
+            ("val_acc", val_acc),
+            ("lr", opt.param_groups[0]["lr"]),
+            ("seconds", seconds),
+        ):
             hist[key].append(value)
         key = (val_acc, -val_loss)
         if key > best_key:
@@ -202,23 +234,27 @@ def train_model(model: nn.Module, train: tuple[np.ndarray, np.ndarray], val: tup
     model.load_state_dict(best_state)
     model.fsq.bound_noise = 0.0
     model.eval()
-    hist.update({
-        "best_epoch": best_epoch,
-        "best_val_acc": best_key[0],
-        "best_val_loss": -best_key[1],
-        "epochs_run": len(hist["epoch"]),
-        "stop_reason": stop_reason,
-        "total_seconds": time.perf_counter() - t_start,
-        "train_seconds": train_seconds,
-        "windows_per_s": windows_seen / train_seconds if train_seconds > 0 else float("nan"),
-        "train_windows": int(n),
-        "val_windows": int(Xva.shape[0]),
-        "device": str(dev),
-        "torch_threads": torch.get_num_threads(),
-        "backend": BACKEND,
-        "margin_weight": margin_weight, "margin": margin, "bound_noise": bound_noise,
-        "margin_warmup": margin_warmup,
-    })
+    hist.update(
+        {
+            "best_epoch": best_epoch,
+            "best_val_acc": best_key[0],
+            "best_val_loss": -best_key[1],
+            "epochs_run": len(hist["epoch"]),
+            "stop_reason": stop_reason,
+            "total_seconds": time.perf_counter() - t_start,
+            "train_seconds": train_seconds,
+            "windows_per_s": windows_seen / train_seconds if train_seconds > 0 else float("nan"),
+            "train_windows": int(n),
+            "val_windows": int(Xva.shape[0]),
+            "device": str(dev),
+            "torch_threads": torch.get_num_threads(),
+            "backend": BACKEND,
+            "margin_weight": margin_weight,
+            "margin": margin,
+            "bound_noise": bound_noise,
+            "margin_warmup": margin_warmup,
+        }
+    )
     return hist
 
 
@@ -233,7 +269,7 @@ def predict_logits(model: nn.Module, X: np.ndarray, batch_size: int = 512) -> np
     dev = next(model.parameters()).device
     out = []
     for i in range(0, X.shape[0], batch_size):
-        out.append(model(torch.from_numpy(X[i:i + batch_size]).to(dev)).float().cpu().numpy())
+        out.append(model(torch.from_numpy(X[i : i + batch_size]).to(dev)).float().cpu().numpy())
     model.train(was_training)
     if not out:
         n_cls = model.config.num_classes if hasattr(model, "config") else 0

@@ -3,6 +3,7 @@ quantization does to the FSQ codes (code flips, SQNR, per-layer sensitivity, con
 
 Not probability calibration: that is ``workbench.reliability``.
 """
+
 from .analysis import (
     QuantReport,
     boundary_margin,

@@ -8,6 +8,7 @@ a value b is rounded to rint(b), so its distance to the nearest threshold, the *
 ``0.5 - |b - rint(b)|`` (0 = on a threshold, 0.5 = on a level). Quantization noise larger than the
 margin flips the level; the histogram of margins of flipped entries shows how much noise is tolerated.
 """
+
 from __future__ import annotations
 
 import math
@@ -100,8 +101,9 @@ def margin_histogram(margin: np.ndarray, flipped: np.ndarray, bins: int = 20) ->
     flips, _ = np.histogram(m[f], bins=edges)
     with np.errstate(invalid="ignore", divide="ignore"):
         rate = np.where(total > 0, flips / np.maximum(total, 1), np.nan)
-    return pd.DataFrame({"margin_lo": edges[:-1], "margin_hi": edges[1:], "entries": total,
-                         "flipped": flips, "flip_rate": rate})
+    return pd.DataFrame(
+        {"margin_lo": edges[:-1], "margin_hi": edges[1:], "entries": total, "flipped": flips, "flip_rate": rate}
+    )
 
 
 def codebook_stats(indices: np.ndarray, codebook_size: int) -> dict:
@@ -109,12 +111,16 @@ def codebook_stats(indices: np.ndarray, codebook_size: int) -> dict:
     idx = np.asarray(indices, dtype=np.int64).ravel()
     _, counts = np.unique(idx, return_counts=True)
     p = counts / counts.sum()
-    return {"unique_codes": int(counts.size), "usage": counts.size / float(codebook_size),
-            "perplexity": float(np.exp(-(p * np.log(p)).sum()))}
+    return {
+        "unique_codes": int(counts.size),
+        "usage": counts.size / float(codebook_size),
+        "perplexity": float(np.exp(-(p * np.log(p)).sum())),
+    }
 
 
-def fsq_bound_of(cut: str, fsq_levels: Sequence[int], constants: Optional[dict] = None
-                 ) -> Callable[[np.ndarray], np.ndarray]:
+def fsq_bound_of(
+    cut: str, fsq_levels: Sequence[int], constants: Optional[dict] = None
+) -> Callable[[np.ndarray], np.ndarray]:
     """NPU output -> FSQ bound values (N, D) float32: identity for ``after_bound``; for ``after_projection``
     the bound tanh(z + shift) * half_l - offset with the model's own constants (REFERENCE.md §1), or the
     constants found in a foreign graph (``split.json['fsq']``: half_l, offset, shift)."""
@@ -123,6 +129,7 @@ def fsq_bound_of(cut: str, fsq_levels: Sequence[int], constants: Optional[dict] 
     if cut != "after_projection":
         raise ValueError(f"unknown cut {cut!r}; expected after_bound or after_projection")
     from workbench.model.fsq import fsq_numpy_constants
+
     k = fsq_numpy_constants(fsq_levels)
     if constants:
         k = {name: np.asarray(constants[name], np.float32) for name in ("half_l", "offset", "shift")}
@@ -130,11 +137,13 @@ def fsq_bound_of(cut: str, fsq_levels: Sequence[int], constants: Optional[dict] 
     def bound(z: np.ndarray) -> np.ndarray:
         z = np.asarray(z, dtype=np.float32).reshape(len(z), -1)
         return (np.tanh(z + k["shift"]) * k["half_l"] - k["offset"]).astype(np.float32)
+
     return bound
 
 
-def select_eval_indices(split: np.ndarray, cap: Optional[int] = None, seed: int = 0,
-                        split_name: str = "val") -> np.ndarray:
+def select_eval_indices(
+    split: np.ndarray, cap: Optional[int] = None, seed: int = 0, split_name: str = "val"
+) -> np.ndarray:
     """Sorted indices of the ``split_name`` windows, a seeded random subset of ``cap`` when capped.
 
     Validation by default: whatever stage 05 selects (remedy, configuration, 16-bit layers) is chosen
@@ -148,8 +157,9 @@ def select_eval_indices(split: np.ndarray, cap: Optional[int] = None, seed: int 
     return idx
 
 
-def split_windows(windows: dict, normalizer: Any, split_name: str, cap: Optional[int] = None,
-                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def split_windows(
+    windows: dict, normalizer: Any, split_name: str, cap: Optional[int] = None, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """(normalised NCHW float32 windows, labels) of one split of stage 01's windows (``load_windows_npz``),
     capped as ``select_eval_indices`` caps. Stage 05 selects on ``val`` and reports on ``test``."""
     idx = select_eval_indices(windows["split"], cap, seed=seed, split_name=split_name)
@@ -161,18 +171,24 @@ def split_windows(windows: dict, normalizer: Any, split_name: str, cap: Optional
 class QuantReport:
     """FP32 vs INT8-emulated NPU outputs mapped through the host post-processor."""
 
-    summary: dict                      # headline numbers, each key tagged by backend in `backends`
-    per_dim: pd.DataFrame              # level flip rate per FSQ dimension
-    margin_hist: pd.DataFrame          # margin histogram (all vs flipped)
-    codebook: pd.DataFrame             # codebook usage before / after
+    summary: dict  # headline numbers, each key tagged by backend in `backends`
+    per_dim: pd.DataFrame  # level flip rate per FSQ dimension
+    margin_hist: pd.DataFrame  # margin histogram (all vs flipped)
+    codebook: pd.DataFrame  # codebook usage before / after
     levels_fp32: np.ndarray = field(repr=False, default=None)
     levels_int8: np.ndarray = field(repr=False, default=None)
     margin: np.ndarray = field(repr=False, default=None)
 
 
-def compare_npu_outputs(npu_fp32: np.ndarray, npu_int8: np.ndarray, postprocess: Postprocess,
-                        bound_of: Callable[[np.ndarray], np.ndarray], fsq_levels: Sequence[int],
-                        y: Optional[np.ndarray] = None, bins: int = 20) -> QuantReport:
+def compare_npu_outputs(
+    npu_fp32: np.ndarray,
+    npu_int8: np.ndarray,
+    postprocess: Postprocess,
+    bound_of: Callable[[np.ndarray], np.ndarray],
+    fsq_levels: Sequence[int],
+    y: Optional[np.ndarray] = None,
+    bins: int = 20,
+) -> QuantReport:
     """All code-level metrics of one INT8 model against FP32 on the same windows.
 
     ``postprocess`` is the shared host post-processor (NPU output -> (levels, logits));
@@ -182,43 +198,62 @@ def compare_npu_outputs(npu_fp32: np.ndarray, npu_int8: np.ndarray, postprocess:
     a, b = np.asarray(npu_fp32, np.float32), np.asarray(npu_int8, np.float32)
     if a.shape != b.shape:
         raise ValueError(f"FP32 and INT8 outputs differ in shape: {a.shape} vs {b.shape}")
-    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)      # one row per window (NPU outputs may be (N, 1, 1, D))
+    a, b = a.reshape(len(a), -1), b.reshape(len(b), -1)  # one row per window (NPU outputs may be (N, 1, 1, D))
     lv_a, logit_a = postprocess(a)
     lv_b, logit_b = postprocess(b)
     flipped = np.asarray(lv_a) != np.asarray(lv_b)
     margin = boundary_margin(bound_of(a))
-    has_logits = np.asarray(logit_a).shape[1] > 0      # an encoder without class output has (N, 0) logits
+    has_logits = np.asarray(logit_a).shape[1] > 0  # an encoder without class output has (N, 0) logits
     pred_a = np.argmax(logit_a, axis=1) if has_logits else None
     pred_b = np.argmax(logit_b, axis=1) if has_logits else None
     size = int(np.prod(fsq_levels))
     cb_a = codebook_stats(levels_to_indices(lv_a, fsq_levels), size)
     cb_b = codebook_stats(levels_to_indices(lv_b, fsq_levels), size)
-    s = {"windows": int(a.shape[0]),
-         "sqnr_db": sqnr_db(a, b), "cosine": cosine(a, b),
-         "level_flip_rate": level_flip_rate(lv_a, lv_b), "code_flip_rate": code_flip_rate(lv_a, lv_b),
-         "prediction_flip_rate": float((pred_a != pred_b).mean()) if has_logits else float("nan"),
-         "flipped_margin_median": float(np.median(margin[flipped])) if flipped.any() else float("nan"),
-         "flipped_margin_max": float(margin[flipped].max()) if flipped.any() else float("nan"),
-         "unique_codes_fp32": cb_a["unique_codes"], "unique_codes_int8": cb_b["unique_codes"],
-         "backend": BACKEND_INT8, "reference_backend": BACKEND_FP32}
+    s = {
+        "windows": int(a.shape[0]),
+        "sqnr_db": sqnr_db(a, b),
+        "cosine": cosine(a, b),
+        "level_flip_rate": level_flip_rate(lv_a, lv_b),
+        "code_flip_rate": code_flip_rate(lv_a, lv_b),
+        "prediction_flip_rate": float((pred_a != pred_b).mean()) if has_logits else float("nan"),
+        "flipped_margin_median": float(np.median(margin[flipped])) if flipped.any() else float("nan"),
+        "flipped_margin_max": float(margin[flipped].max()) if flipped.any() else float("nan"),
+        "unique_codes_fp32": cb_a["unique_codes"],
+        "unique_codes_int8": cb_b["unique_codes"],
+        "backend": BACKEND_INT8,
+        "reference_backend": BACKEND_FP32,
+    }
     if y is not None and has_logits:
         y = np.asarray(y)
         s["accuracy_fp32"] = float((pred_a == y).mean())
         s["accuracy_int8"] = float((pred_b == y).mean())
         s["accuracy_change"] = s["accuracy_int8"] - s["accuracy_fp32"]
-    per_dim = pd.DataFrame({"dim": np.arange(len(fsq_levels)), "levels": list(fsq_levels),
-                            "level_flip_rate": flipped.mean(axis=0),
-                            "min_margin_fp32": margin.min(axis=0)})
-    codebook = pd.DataFrame([{"model": "fp32", "backend": BACKEND_FP32, **cb_a},
-                             {"model": "int8", "backend": BACKEND_INT8, **cb_b}])
-    return QuantReport(summary=s, per_dim=per_dim, margin_hist=margin_histogram(margin, flipped, bins),
-                       codebook=codebook, levels_fp32=np.asarray(lv_a), levels_int8=np.asarray(lv_b),
-                       margin=margin)
+    per_dim = pd.DataFrame(
+        {
+            "dim": np.arange(len(fsq_levels)),
+            "levels": list(fsq_levels),
+            "level_flip_rate": flipped.mean(axis=0),
+            "min_margin_fp32": margin.min(axis=0),
+        }
+    )
+    codebook = pd.DataFrame(
+        [{"model": "fp32", "backend": BACKEND_FP32, **cb_a}, {"model": "int8", "backend": BACKEND_INT8, **cb_b}]
+    )
+    return QuantReport(
+        summary=s,
+        per_dim=per_dim,
+        margin_hist=margin_histogram(margin, flipped, bins),
+        codebook=codebook,
+        levels_fp32=np.asarray(lv_a),
+        levels_int8=np.asarray(lv_b),
+        margin=margin,
+    )
 
 
 # ---- per-layer SQNR (onnxruntime.quantization.qdq_loss_debug) ---------------------------------
-def per_layer_sqnr(fp32_model: str | Path, int8_model: str | Path, x_nchw: np.ndarray, workdir: str | Path,
-                   batch_size: int = 256) -> pd.DataFrame:
+def per_layer_sqnr(
+    fp32_model: str | Path, int8_model: str | Path, x_nchw: np.ndarray, workdir: str | Path, batch_size: int = 256
+) -> pd.DataFrame:
     """SQNR of every activation of the INT8 model against the same tensor in the FP32 model.
 
     Uses ORT's qdq_loss_debug: both graphs are augmented to expose every intermediate tensor, run on
@@ -232,6 +267,7 @@ def per_layer_sqnr(fp32_model: str | Path, int8_model: str | Path, x_nchw: np.nd
         create_activation_matching,
         modify_model_output_intermediate_tensors,
     )
+
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     in_name, _ = io_names(fp32_model)
@@ -245,9 +281,15 @@ def per_layer_sqnr(fp32_model: str | Path, int8_model: str | Path, x_nchw: np.nd
     graph = load_onnx(fp32_model).graph
     order = {in_name: -1}
     order.update({t: i for i, n in enumerate(graph.node) for t in n.output})
-    rows = [{"tensor": name, "xmodel_sqnr_db": float(e.get("xmodel_err", float("nan"))),
-             "qdq_sqnr_db": float(e.get("qdq_err", float("nan"))), "backend": BACKEND_INT8}
-            for name, e in errors.items()]
+    rows = [
+        {
+            "tensor": name,
+            "xmodel_sqnr_db": float(e.get("xmodel_err", float("nan"))),
+            "qdq_sqnr_db": float(e.get("qdq_err", float("nan"))),
+            "backend": BACKEND_INT8,
+        }
+        for name, e in errors.items()
+    ]
     df = pd.DataFrame(rows)
     if df.empty:
         raise RuntimeError("no activation of the INT8 model matched the FP32 model; is it a QDQ model?")

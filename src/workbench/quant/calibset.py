@@ -11,6 +11,7 @@ Strategies:
 - ``gaussian_noise``: N(0, 1) in normalised input space, what the predecessor pipeline did. Kept for
   comparison only; it is not real calibration and is labelled so everywhere.
 """
+
 from __future__ import annotations
 
 import json
@@ -28,15 +29,17 @@ STRATEGIES = ("random_windows", "stratified", "gaussian_noise")
 TRAIN_SPLIT = "train"
 HELD_OUT_SPLITS = ("val", "conformal", "test")
 LAYOUT = "NHWC (N, S, T, C)"
-NOISE_NOTE = ("gaussian_noise: N(0, 1) in normalised input space, the predecessor's approach; for comparison "
-              "only, not a real quantization calibration set")
+NOISE_NOTE = (
+    "gaussian_noise: N(0, 1) in normalised input space, the predecessor's approach; for comparison "
+    "only, not a real quantization calibration set"
+)
 
 
 @dataclass
 class CalibSet:
     """A quantization calibration set in DFC layout plus the description saved next to it."""
 
-    x_nhwc: np.ndarray                  # (N, S, T, C) float32, normalised
+    x_nhwc: np.ndarray  # (N, S, T, C) float32, normalised
     info: dict = field(default_factory=dict)
 
     @property
@@ -60,8 +63,10 @@ def train_indices(split: np.ndarray) -> np.ndarray:
     names = _split_names(split)
     idx = np.flatnonzero(names == TRAIN_SPLIT)
     if idx.size == 0:
-        raise CalibSetError(f"the split array has no {TRAIN_SPLIT!r} windows (values: {sorted(set(names))}); "
-                            f"a quantization calibration set is drawn from the training split only")
+        raise CalibSetError(
+            f"the split array has no {TRAIN_SPLIT!r} windows (values: {sorted(set(names))}); "
+            f"a quantization calibration set is drawn from the training split only"
+        )
     return idx
 
 
@@ -70,26 +75,33 @@ def assert_train_only(indices: np.ndarray, split: np.ndarray) -> None:
     names = _split_names(split)[np.asarray(indices, dtype=np.int64)]
     leaked = Counter(n for n in names if n != TRAIN_SPLIT)
     if leaked:
-        raise CalibSetError(f"quantization calibration set would use non-training windows {dict(leaked)}; "
-                            f"only the {TRAIN_SPLIT!r} split may be used")
+        raise CalibSetError(
+            f"quantization calibration set would use non-training windows {dict(leaked)}; "
+            f"only the {TRAIN_SPLIT!r} split may be used"
+        )
 
 
-def select_indices(y: np.ndarray, subject: np.ndarray, split: np.ndarray, strategy: str, size: int,
-                   seed: int = 0) -> np.ndarray:
+def select_indices(
+    y: np.ndarray, subject: np.ndarray, split: np.ndarray, strategy: str, size: int, seed: int = 0
+) -> np.ndarray:
     """Indices (into the full window arrays) of ``size`` training windows chosen by ``strategy``.
 
     Sizes above the number of training windows raise an error naming the available count, rather than
     sampling with replacement (duplicates would silently weight some windows twice).
     """
     if strategy not in ("random_windows", "stratified"):
-        raise CalibSetError(f"strategy {strategy!r} does not select windows; use one of "
-                            f"random_windows, stratified (gaussian_noise draws no windows)")
+        raise CalibSetError(
+            f"strategy {strategy!r} does not select windows; use one of "
+            f"random_windows, stratified (gaussian_noise draws no windows)"
+        )
     if size < 1:
         raise CalibSetError(f"quantization calibration set size must be >= 1, got {size}")
     pool = train_indices(split)
     if size > pool.size:
-        raise CalibSetError(f"quantization calibration set size {size} exceeds the {pool.size} training windows "
-                            f"available; lower quant_calib_size (or quant_compare_sizes) to at most {pool.size}")
+        raise CalibSetError(
+            f"quantization calibration set size {size} exceeds the {pool.size} training windows "
+            f"available; lower quant_calib_size (or quant_compare_sizes) to at most {pool.size}"
+        )
     rng = np.random.default_rng(seed)
     if strategy == "random_windows":
         chosen = rng.choice(pool, size=size, replace=False)
@@ -100,8 +112,7 @@ def select_indices(y: np.ndarray, subject: np.ndarray, split: np.ndarray, strate
     return chosen
 
 
-def _stratified(pool: np.ndarray, y: np.ndarray, subj: np.ndarray, size: int,
-                rng: np.random.Generator) -> np.ndarray:
+def _stratified(pool: np.ndarray, y: np.ndarray, subj: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
     """Class-balanced first, subject-balanced within a class, random inside each (class, subject) cell.
 
     Every candidate gets a key (position within its class, random class order); within a class the
@@ -122,7 +133,7 @@ def _stratified(pool: np.ndarray, y: np.ndarray, subj: np.ndarray, size: int,
             local = np.flatnonzero(subj[in_c] == s)
             rank[local[rng.permutation(cell.size)]] = np.arange(cell.size)
         s_rank = np.array([subj_order[s] for s in subj[in_c]], dtype=np.int64)
-        order = np.lexsort((s_rank, rank))          # primary: rank in cell, then subject order
+        order = np.lexsort((s_rank, rank))  # primary: rank in cell, then subject order
         pos_in_class[in_c[order]] = np.arange(in_c.size)
     c_rank = np.array([class_order[c] for c in y], dtype=np.int64)
     take = np.lexsort((c_rank, pos_in_class))[:size]
@@ -137,17 +148,29 @@ def _normalise(X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     want = (X.shape[1], X.shape[2], 1)
     for name, a in (("mean", mean), ("std", std)):
         if a.shape != want:
-            raise CalibSetError(f"normaliser {name} has shape {a.shape}, expected {want} (C, S, 1) for windows "
-                                f"{X.shape}; use the Normalizer saved with the checkpoint")
+            raise CalibSetError(
+                f"normaliser {name} has shape {a.shape}, expected {want} (C, S, 1) for windows "
+                f"{X.shape}; use the Normalizer saved with the checkpoint"
+            )
     if np.any(std <= 0):
         raise CalibSetError("normaliser std has non-positive entries; refit the Normalizer on training data")
     from workbench.data import Normalizer
+
     return Normalizer(mean=mean, std=std).apply(X)
 
 
-def build_calibset(X: np.ndarray, y: np.ndarray, subject: np.ndarray, split: np.ndarray,
-                   mean: np.ndarray, std: np.ndarray, strategy: str = "stratified", size: int = 1024,
-                   seed: int = 0, label_names: Optional[Sequence[str]] = None) -> CalibSet:
+def build_calibset(
+    X: np.ndarray,
+    y: np.ndarray,
+    subject: np.ndarray,
+    split: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    strategy: str = "stratified",
+    size: int = 1024,
+    seed: int = 0,
+    label_names: Optional[Sequence[str]] = None,
+) -> CalibSet:
     """Build a quantization calibration set from raw (N, C, S, T) windows and the saved normaliser.
 
     Returns NHWC float32 windows normalised like the model input, and a JSON-ready description.
@@ -159,31 +182,47 @@ def build_calibset(X: np.ndarray, y: np.ndarray, subject: np.ndarray, split: np.
     for name, a in (("y", y), ("subject", subject), ("split", split)):
         if len(a) != n:
             raise CalibSetError(f"{name} has {len(a)} entries but X has {n} windows")
-    info: dict = {"purpose": "INT8 quantization calibration set (not probability calibration)",
-                  "strategy": strategy, "size": int(size), "seed": int(seed), "layout": LAYOUT,
-                  "dtype": "float32",
-                  "normalisation": {"applied": True, "formula": "(x - mean) / std",
-                                    "mean": np.asarray(mean, dtype=float).reshape(-1).tolist(),
-                                    "std": np.asarray(std, dtype=float).reshape(-1).tolist(),
-                                    "shape": list(np.asarray(mean).shape)}}
+    info: dict = {
+        "purpose": "INT8 quantization calibration set (not probability calibration)",
+        "strategy": strategy,
+        "size": int(size),
+        "seed": int(seed),
+        "layout": LAYOUT,
+        "dtype": "float32",
+        "normalisation": {
+            "applied": True,
+            "formula": "(x - mean) / std",
+            "mean": np.asarray(mean, dtype=float).reshape(-1).tolist(),
+            "std": np.asarray(std, dtype=float).reshape(-1).tolist(),
+            "shape": list(np.asarray(mean).shape),
+        },
+    }
     if strategy == "gaussian_noise":
         if size < 1:
             raise CalibSetError(f"quantization calibration set size must be >= 1, got {size}")
         rng = np.random.default_rng(seed)
         x = rng.standard_normal((size,) + X.shape[1:]).astype(np.float32)
         _ = _normalise(X[:1], mean, std)  # still validate the normaliser shape
-        info.update(source_split="none (synthetic N(0,1) noise)", note=NOISE_NOTE, class_counts=None,
-                    subject_counts=None, indices=None)
+        info.update(
+            source_split="none (synthetic N(0,1) noise)",
+            note=NOISE_NOTE,
+            class_counts=None,
+            subject_counts=None,
+            indices=None,
+        )
     else:
         idx = select_indices(y, subject, split, strategy, size, seed)
         x = _normalise(X[idx], mean, std)
         names = list(label_names) if label_names is not None else None
         yc = Counter(int(v) for v in np.asarray(y)[idx])
-        info.update(source_split=TRAIN_SPLIT,
-                    class_counts={(names[k] if names else str(k)): int(v) for k, v in sorted(yc.items())},
-                    subject_counts={str(k): int(v) for k, v in
-                                    sorted(Counter(int(s) for s in np.asarray(subject)[idx]).items())},
-                    indices=idx.tolist())
+        info.update(
+            source_split=TRAIN_SPLIT,
+            class_counts={(names[k] if names else str(k)): int(v) for k, v in sorted(yc.items())},
+            subject_counts={
+                str(k): int(v) for k, v in sorted(Counter(int(s) for s in np.asarray(subject)[idx]).items())
+            },
+            indices=idx.tolist(),
+        )
     x_nhwc = nchw_to_nhwc(x)
     info["shape"] = list(x_nhwc.shape)
     return CalibSet(x_nhwc=x_nhwc, info=info)
@@ -193,8 +232,7 @@ def save_calibset(cs: CalibSet, npy_path: str | Path) -> tuple[Path, Path]:
     """Write ``calibset_nhwc.npy`` and the matching ``.json`` description next to it."""
     npy_path = Path(npy_path)
     if cs.x_nhwc.dtype != np.float32 or cs.x_nhwc.ndim != 4:
-        raise CalibSetError(f"calibration array must be 4-D float32 NHWC, got {cs.x_nhwc.dtype} "
-                            f"{cs.x_nhwc.shape}")
+        raise CalibSetError(f"calibration array must be 4-D float32 NHWC, got {cs.x_nhwc.dtype} {cs.x_nhwc.shape}")
     npy_path.parent.mkdir(parents=True, exist_ok=True)
     np.save(npy_path, cs.x_nhwc)
     json_path = npy_path.with_suffix(".json")
@@ -211,14 +249,22 @@ def load_calibset(npy_path: str | Path) -> CalibSet:
     x = np.load(npy_path)
     info = json.loads(json_path.read_text())
     if info.get("layout") != LAYOUT or list(x.shape) != info.get("shape") or x.dtype != np.float32:
-        raise CalibSetError(f"{npy_path}: array {x.dtype} {list(x.shape)} does not match its description "
-                            f"({info.get('layout')}, {info.get('shape')})")
+        raise CalibSetError(
+            f"{npy_path}: array {x.dtype} {list(x.shape)} does not match its description "
+            f"({info.get('layout')}, {info.get('shape')})"
+        )
     return CalibSet(x_nhwc=x, info=info)
 
 
 def load_windows_npz(path: str | Path) -> dict:
     """Stage 01's windows.npz as plain arrays: X (N, C, S, T) raw, y, subject, split, label_names."""
     from workbench.data.windowset import load_with_split
+
     ws, split = load_with_split(path)
-    return {"X": ws.X, "y": ws.y, "subject": ws.subject, "split": _split_names(split),
-            "label_names": list(ws.label_names)}
+    return {
+        "X": ws.X,
+        "y": ws.y,
+        "subject": ws.subject,
+        "split": _split_names(split),
+        "label_names": list(ws.label_names),
+    }

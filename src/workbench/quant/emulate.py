@@ -14,6 +14,7 @@ graph to opset 21, where QuantizeLinear/DequantizeLinear accept uint16.
 inferred shapes, and ORT's graph optimizer would rename or fuse nodes that the per-layer sensitivity
 pass and the ONNX-to-HN name mapping rely on. ``quantize_static`` runs its own shape inference.
 """
+
 from __future__ import annotations
 
 import logging
@@ -34,8 +35,19 @@ BACKEND_INT8 = ORT_INT8
 CALIBRATE_METHODS = ("MinMax", "Entropy", "Percentile", "Distribution")
 
 # Ops that carry no float activation worth quantizing (shape plumbing) or that ORT cannot quantize.
-_NOT_QUANTIZED_OPS = {"Shape", "Constant", "ConstantOfShape", "Cast", "Gather", "Range", "NonZero",
-                      "Round", "Floor", "Ceil", "ArgMax"}
+_NOT_QUANTIZED_OPS = {
+    "Shape",
+    "Constant",
+    "ConstantOfShape",
+    "Cast",
+    "Gather",
+    "Range",
+    "NonZero",
+    "Round",
+    "Floor",
+    "Ceil",
+    "ArgMax",
+}
 
 
 class ArrayCalibrationReader(CalibrationDataReader):
@@ -44,8 +56,10 @@ class ArrayCalibrationReader(CalibrationDataReader):
     def __init__(self, x_nchw: np.ndarray, input_name: str, batch_size: int = 64):
         x = np.asarray(x_nchw)
         if x.ndim != 4:
-            raise QuantError(f"quantization calibration data must be 4-D NCHW (N, C, S, T), got {x.shape}; "
-                             f"convert a saved NHWC set with workbench.layout.nhwc_to_nchw")
+            raise QuantError(
+                f"quantization calibration data must be 4-D NCHW (N, C, S, T), got {x.shape}; "
+                f"convert a saved NHWC set with workbench.layout.nhwc_to_nchw"
+            )
         if x.shape[0] == 0:
             raise QuantError("quantization calibration set is empty")
         self.x = np.ascontiguousarray(x, dtype=np.float32)
@@ -59,7 +73,7 @@ class ArrayCalibrationReader(CalibrationDataReader):
     def get_next(self) -> Optional[dict]:
         if self._pos >= self.x.shape[0]:
             return None
-        batch = self.x[self._pos:self._pos + self.batch_size]
+        batch = self.x[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return {self.input_name: batch}
 
@@ -83,8 +97,10 @@ def io_names(model: str | Path | onnx.ModelProto) -> tuple[str, str]:
     inputs = [i.name for i in m.graph.input if i.name not in inits]
     outputs = [o.name for o in m.graph.output]
     if len(inputs) != 1 or len(outputs) != 1:
-        raise QuantError(f"expected one input and one output (the NPU part), got inputs {inputs} and "
-                         f"outputs {outputs}; pass npu.onnx / npu_dynamic.onnx from stage 04")
+        raise QuantError(
+            f"expected one input and one output (the NPU part), got inputs {inputs} and "
+            f"outputs {outputs}; pass npu.onnx / npu_dynamic.onnx from stage 04"
+        )
     return inputs[0], outputs[0]
 
 
@@ -110,8 +126,10 @@ def make_batch_dynamic(src: str | Path | onnx.ModelProto, dst: str | Path, dim_n
                 if init.name == node.input[1]:
                     shape = onnx.numpy_helper.to_array(init)
                     if shape.size and shape[0] == 1:
-                        raise QuantError(f"Reshape {node.name} hard-codes batch 1 ({shape.tolist()}); export "
-                                         f"with a dynamic batch instead (stage 02 writes model_dynamic.onnx)")
+                        raise QuantError(
+                            f"Reshape {node.name} hard-codes batch 1 ({shape.tolist()}); export "
+                            f"with a dynamic batch instead (stage 02 writes model_dynamic.onnx)"
+                        )
     m = onnx.shape_inference.infer_shapes(m)
     dst = Path(dst)
     onnx.save(m, str(dst))
@@ -129,18 +147,27 @@ def compute_nodes(model: str | Path | onnx.ModelProto) -> list[str]:
     m = _load(model)
     names = [n.name for n in m.graph.node if n.op_type not in _NOT_QUANTIZED_OPS]
     if any(not n for n in names):
-        raise QuantError("the graph has unnamed nodes; per-node quantization needs node names "
-                         "(torch.onnx.export names them; for hand-built graphs pass name=...)")
+        raise QuantError(
+            "the graph has unnamed nodes; per-node quantization needs node names "
+            "(torch.onnx.export names them; for hand-built graphs pass name=...)"
+        )
     return names
 
 
-def quantize_npu(fp32_model: str | Path, out_path: str | Path, calib_nchw: np.ndarray, *,
-                 calibrate_method: str = "MinMax", output_16bit: bool = False,
-                 nodes_to_quantize: Optional[Sequence[str]] = None,
-                 nodes_to_exclude: Optional[Sequence[str]] = None,
-                 per_channel: bool = True, batch_size: int = 64,
-                 calibration_cache: Optional[str | Path] = None,
-                 extra_overrides: Optional[dict] = None) -> dict:
+def quantize_npu(
+    fp32_model: str | Path,
+    out_path: str | Path,
+    calib_nchw: np.ndarray,
+    *,
+    calibrate_method: str = "MinMax",
+    output_16bit: bool = False,
+    nodes_to_quantize: Optional[Sequence[str]] = None,
+    nodes_to_exclude: Optional[Sequence[str]] = None,
+    per_channel: bool = True,
+    batch_size: int = 64,
+    calibration_cache: Optional[str | Path] = None,
+    extra_overrides: Optional[dict] = None,
+) -> dict:
     """Static QDQ quantization of the NPU graph with a real quantization calibration set.
 
     ``calib_nchw`` is the set in model-input layout (N, C, S, T), already normalised. Note: through
@@ -174,27 +201,42 @@ def quantize_npu(fp32_model: str | Path, out_path: str | Path, calib_nchw: np.nd
     root.handlers, root.level = [handler], logging.WARNING
     try:
         quantize_static(
-            str(fp32_model), str(out_path), reader,
-            quant_format=QuantFormat.QDQ, op_types_to_quantize=op_types,
-            per_channel=per_channel, reduce_range=False,
-            activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            str(fp32_model),
+            str(out_path),
+            reader,
+            quant_format=QuantFormat.QDQ,
+            op_types_to_quantize=op_types,
+            per_channel=per_channel,
+            reduce_range=False,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
             nodes_to_quantize=list(nodes_to_quantize) if nodes_to_quantize else None,
             nodes_to_exclude=list(nodes_to_exclude) if nodes_to_exclude else None,
             calibrate_method=getattr(CalibrationMethod, calibrate_method),
             extra_options=extra,
-            calibration_cache_path=str(calibration_cache) if calibration_cache else None)
+            calibration_cache_path=str(calibration_cache) if calibration_cache else None,
+        )
     finally:
         root.handlers, root.level = old_handlers, old_level
     return {
-        "backend": BACKEND_INT8, "source_model": str(fp32_model), "model": str(out_path),
+        "backend": BACKEND_INT8,
+        "source_model": str(fp32_model),
+        "model": str(out_path),
         "ort_warnings": sorted(set(collected)),
-        "quant_format": "QDQ", "weights": "int8 symmetric, per-channel" if per_channel else "int8 symmetric",
-        "activations": "uint8 asymmetric, per-tensor", "calibrate_method": calibrate_method,
-        "output_tensor": out_name, "output_bits": 16 if output_16bit else 8,
+        "quant_format": "QDQ",
+        "weights": "int8 symmetric, per-channel" if per_channel else "int8 symmetric",
+        "activations": "uint8 asymmetric, per-tensor",
+        "calibrate_method": calibrate_method,
+        "output_tensor": out_name,
+        "output_bits": 16 if output_16bit else 8,
         "calibration_windows": int(np.asarray(calib_nchw).shape[0]),
-        "nodes_to_quantize": list(nodes_to_quantize or []), "nodes_to_exclude": list(nodes_to_exclude or []),
-        "note": ("ORT Entropy via quantize_static uses 128 = 128 bins: same ranges as MinMax"
-                 if calibrate_method == "Entropy" else ""),
+        "nodes_to_quantize": list(nodes_to_quantize or []),
+        "nodes_to_exclude": list(nodes_to_exclude or []),
+        "note": (
+            "ORT Entropy via quantize_static uses 128 = 128 bins: same ranges as MinMax"
+            if calibrate_method == "Entropy"
+            else ""
+        ),
     }
 
 
@@ -210,16 +252,22 @@ def output_quantization(model: str | Path | onnx.ModelProto) -> dict:
     producer = {o: n for n in m.graph.node for o in n.output}
     node = producer.get(out_name)
     if node is None or node.op_type != "DequantizeLinear":
-        raise QuantError(f"graph output {out_name} is not produced by DequantizeLinear: the output tensor is "
-                         f"not quantized (was the producing op type excluded from quantization?)")
+        raise QuantError(
+            f"graph output {out_name} is not produced by DequantizeLinear: the output tensor is "
+            f"not quantized (was the producing op type excluded from quantization?)"
+        )
     q = producer.get(node.input[0])
     zp = inits.get(node.input[2]) if len(node.input) > 2 else None
     scale = inits.get(node.input[1])
     dtype = str(zp.dtype) if zp is not None else "unknown"
-    return {"tensor": out_name, "dtype": dtype, "bits": int(np.dtype(zp.dtype).itemsize * 8) if zp is not None
-            else None, "scale": float(np.ravel(scale)[0]) if scale is not None else None,
-            "zero_point": int(np.ravel(zp)[0]) if zp is not None else None,
-            "quantize_node": q.name if q is not None else None}
+    return {
+        "tensor": out_name,
+        "dtype": dtype,
+        "bits": int(np.dtype(zp.dtype).itemsize * 8) if zp is not None else None,
+        "scale": float(np.ravel(scale)[0]) if scale is not None else None,
+        "zero_point": int(np.ravel(zp)[0]) if zp is not None else None,
+        "quantize_node": q.name if q is not None else None,
+    }
 
 
 def count_qdq(model: str | Path | onnx.ModelProto) -> dict[str, int]:
@@ -232,6 +280,7 @@ def count_qdq(model: str | Path | onnx.ModelProto) -> dict[str, int]:
 def session(model: str | Path) -> ort.InferenceSession:
     """A CPU session from the project's one factory (``workbench.graph.session``)."""
     from workbench.graph.session import ort_session
+
     return ort_session(model)
 
 
@@ -249,5 +298,5 @@ def run_onnx(model: str | Path | ort.InferenceSession, x_nchw: np.ndarray, batch
             raise QuantError(f"model has a static batch of {batch_dim}; use the batch-dynamic copy")
         batch_size = 1
     x = np.ascontiguousarray(x_nchw, dtype=np.float32)
-    outs = [sess.run(None, {inp.name: x[i:i + batch_size]})[0] for i in range(0, x.shape[0], batch_size)]
+    outs = [sess.run(None, {inp.name: x[i : i + batch_size]})[0] for i in range(0, x.shape[0], batch_size)]
     return np.concatenate(outs, axis=0).astype(np.float32)

@@ -1,4 +1,5 @@
 """Figures of what INT8 quantization does to the NPU part and the FSQ codes (stage 05)."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -99,8 +100,13 @@ def remedy_ladder(table: pd.DataFrame, picked: Optional[str] = None, target: flo
     width = 0.8 / max(len(splits), 1)
     for i, split in enumerate(splits):
         d = table[table.split == split].set_index("remedy").reindex(rungs)
-        ax.bar(xs + i * width, d["code_flip_rate"] * 100, width, alpha=1.0 if split == "val" else 0.45,
-               label=f"code flips, {split}" + (" (picks)" if split == "val" else " (report only)"))
+        ax.bar(
+            xs + i * width,
+            d["code_flip_rate"] * 100,
+            width,
+            alpha=1.0 if split == "val" else 0.45,
+            label=f"code flips, {split}" + (" (picks)" if split == "val" else " (report only)"),
+        )
     ax.axhline(target * 100, color="C3", ls="--", lw=1, label=f"target {target:.0%}")
     ax.set_xticks(xs + width * (len(splits) - 1) / 2)
     ax.set_xticklabels([r + ("  <- picked" if r == picked else "") for r in rungs], rotation=20, ha="right")
@@ -123,7 +129,7 @@ def flip_attribution(attr: pd.DataFrame, per_layer: Optional[pd.DataFrame] = Non
     n = 2 if per_layer is not None and not per_layer.empty else 1
     fig, axes = plt.subplots(1, n, figsize=(6 * n, 3.8), squeeze=False)
     ax = axes[0][0]
-    ax.bar(attr["part"], attr["code_flip_rate"] * 100, color=["C0", "C1", "C2", "C3"][:len(attr)])
+    ax.bar(attr["part"], attr["code_flip_rate"] * 100, color=["C0", "C1", "C2", "C3"][: len(attr)])
     ax.set_ylabel("code flips (%)")
     ax.set_title(f"Flip attribution, validation ({_VS})")
     ax.tick_params(axis="x", rotation=15)

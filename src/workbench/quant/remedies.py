@@ -22,6 +22,7 @@ Each rung is a combination of
 Every rung is measured on VALIDATION windows (``ort-int8-emulated`` vs ``ort-fp32``); the pick uses
 only those. Test windows are reported, never used to choose.
 """
+
 from __future__ import annotations
 
 import json
@@ -86,8 +87,10 @@ def input_channel_scales(calib_nchw: np.ndarray) -> np.ndarray:
         raise QuantError("calibration set has NaN or inf values; it cannot set input scales")
     if np.any(amax <= 0):
         dead = np.flatnonzero(amax <= 0).tolist()
-        raise QuantError(f"input channels {dead} are all zero in the calibration set: no scale can equalize "
-                         f"them (drop the channel or use a calibration set where it moves)")
+        raise QuantError(
+            f"input channels {dead} are all zero in the calibration set: no scale can equalize "
+            f"them (drop the channel or use a calibration set where it moves)"
+        )
     return (amax / amax.max()).astype(np.float32)
 
 
@@ -103,12 +106,13 @@ def clip_range(x_nchw: np.ndarray, percentile: float) -> list[float]:
 # ---- graph surgery ---------------------------------------------------------------------------
 def first_conv(model: onnx.ModelProto) -> onnx.NodeProto:
     """The single Conv that reads the graph input; anything else reading it makes a fold inexact."""
-    in_name = [i.name for i in model.graph.input
-               if i.name not in {t.name for t in model.graph.initializer}][0]
+    in_name = [i.name for i in model.graph.input if i.name not in {t.name for t in model.graph.initializer}][0]
     readers = [n for n in model.graph.node if in_name in n.input]
     if len(readers) != 1 or readers[0].op_type != "Conv":
-        raise QuantError(f"input equalization needs the graph input {in_name!r} to feed exactly one Conv; it "
-                         f"feeds {[(n.name, n.op_type) for n in readers]}")
+        raise QuantError(
+            f"input equalization needs the graph input {in_name!r} to feed exactly one Conv; it "
+            f"feeds {[(n.name, n.op_type) for n in readers]}"
+        )
     return readers[0]
 
 
@@ -188,15 +192,22 @@ def sixteen_bit_plan(model: str | Path | onnx.ModelProto, input16: bool, tail16:
             nodes.append(n.name)
             acts += [o for o in n.output if o]
         if out_name not in acts:
-            raise QuantError(f"the NPU output {out_name!r} is not after the projection {p.name}; cannot keep the "
-                             f"FSQ tail at 16 bits")
-    return {"activations": list(dict.fromkeys(acts)), "weights": list(dict.fromkeys(weights)),
-            "nodes": list(dict.fromkeys(nodes)), "inputs": inputs, "tail": bool(tail16)}
+            raise QuantError(
+                f"the NPU output {out_name!r} is not after the projection {p.name}; cannot keep the FSQ tail at 16 bits"
+            )
+    return {
+        "activations": list(dict.fromkeys(acts)),
+        "weights": list(dict.fromkeys(weights)),
+        "nodes": list(dict.fromkeys(nodes)),
+        "inputs": inputs,
+        "tail": bool(tail16),
+    }
 
 
 def tensor_overrides(plan: dict) -> dict:
     """ONNX Runtime ``TensorQuantOverrides`` for a 16-bit plan (uint16 activations, int16 per-channel weights)."""
     from onnxruntime.quantization import QuantType
+
     ov: dict = {t: [{"quant_type": QuantType.QUInt16}] for t in plan["activations"]}
     for w in plan["weights"]:
         ov[w] = [{"quant_type": QuantType.QInt16, "axis": 0}]
@@ -216,12 +227,25 @@ class RemedyModel:
     quant_info: dict = field(default_factory=dict)
 
     def describe(self) -> dict:
-        return {"remedy": self.remedy.name, **asdict(self.remedy), "transform": self.transform.to_dict(),
-                "sixteen_bit": self.plan, "fp32_model": str(self.fp32_model), "int8_model": str(self.int8_model)}
+        return {
+            "remedy": self.remedy.name,
+            **asdict(self.remedy),
+            "transform": self.transform.to_dict(),
+            "sixteen_bit": self.plan,
+            "fp32_model": str(self.fp32_model),
+            "int8_model": str(self.int8_model),
+        }
 
 
-def build_remedy(remedy: Remedy, npu_fp32: str | Path, calib_nchw: np.ndarray, workdir: str | Path, *,
-                 clip_percentile: float = 99.9, calibrate_method: str = "MinMax") -> RemedyModel:
+def build_remedy(
+    remedy: Remedy,
+    npu_fp32: str | Path,
+    calib_nchw: np.ndarray,
+    workdir: str | Path,
+    *,
+    clip_percentile: float = 99.9,
+    calibrate_method: str = "MinMax",
+) -> RemedyModel:
     """Equalize / clip / 16-bit as ``remedy`` says, then quantize with the transformed calibration set."""
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -235,23 +259,43 @@ def build_remedy(remedy: Remedy, npu_fp32: str | Path, calib_nchw: np.ndarray, w
         transform.clip = clip_range(transform.apply(x), clip_percentile)
     plan = sixteen_bit_plan(fp32, remedy.input16, remedy.tail16)
     int8 = workdir / f"{remedy.name}_int8.onnx"
-    info = quantize_npu(fp32, int8, transform.apply(x), calibrate_method=calibrate_method,
-                        extra_overrides=tensor_overrides(plan) if plan["activations"] else None)
+    info = quantize_npu(
+        fp32,
+        int8,
+        transform.apply(x),
+        calibrate_method=calibrate_method,
+        extra_overrides=tensor_overrides(plan) if plan["activations"] else None,
+    )
     return RemedyModel(remedy, fp32, int8, transform, plan, info)
 
 
-def evaluate_remedy(rm: RemedyModel, ref_npu: np.ndarray, x_nchw: np.ndarray, postprocess: Postprocess,
-                    bound_of: Callable[[np.ndarray], np.ndarray], fsq_levels: Sequence[int],
-                    y: Optional[np.ndarray] = None) -> tuple[QuantReport, np.ndarray]:
+def evaluate_remedy(
+    rm: RemedyModel,
+    ref_npu: np.ndarray,
+    x_nchw: np.ndarray,
+    postprocess: Postprocess,
+    bound_of: Callable[[np.ndarray], np.ndarray],
+    fsq_levels: Sequence[int],
+    y: Optional[np.ndarray] = None,
+) -> tuple[QuantReport, np.ndarray]:
     """QuantReport of the rung's INT8 graph (fed the host-transformed windows) against the FP32 reference."""
     out = run_onnx(rm.int8_model, rm.transform.apply(x_nchw))
     return compare_npu_outputs(ref_npu, out, postprocess, bound_of, fsq_levels, y=y), out
 
 
-def run_ladder(npu_fp32: str | Path, calib_nchw: np.ndarray, splits: dict[str, tuple[np.ndarray, np.ndarray]],
-               postprocess: Postprocess, bound_of: Callable[[np.ndarray], np.ndarray],
-               fsq_levels: Sequence[int], workdir: str | Path, *, rungs: Sequence[Remedy] = LADDER,
-               clip_percentile: float = 99.9, calibrate_method: str = "MinMax") -> tuple[pd.DataFrame, dict]:
+def run_ladder(
+    npu_fp32: str | Path,
+    calib_nchw: np.ndarray,
+    splits: dict[str, tuple[np.ndarray, np.ndarray]],
+    postprocess: Postprocess,
+    bound_of: Callable[[np.ndarray], np.ndarray],
+    fsq_levels: Sequence[int],
+    workdir: str | Path,
+    *,
+    rungs: Sequence[Remedy] = LADDER,
+    clip_percentile: float = 99.9,
+    calibrate_method: str = "MinMax",
+) -> tuple[pd.DataFrame, dict]:
     """Every rung on every split in ``splits`` (name -> (x, y)); one row per (rung, split).
 
     Returns the table and the RemedyModels by name (their files live in ``workdir``).
@@ -260,36 +304,66 @@ def run_ladder(npu_fp32: str | Path, calib_nchw: np.ndarray, splits: dict[str, t
     rows, models = [], {}
     for r in rungs:
         try:
-            rm = build_remedy(r, npu_fp32, calib_nchw, workdir, clip_percentile=clip_percentile,
-                              calibrate_method=calibrate_method)
+            rm = build_remedy(
+                r, npu_fp32, calib_nchw, workdir, clip_percentile=clip_percentile, calibrate_method=calibrate_method
+            )
         except QuantError as exc:
             if r.name == "int8":
                 raise
             # a rung this graph cannot take (e.g. no Conv right after the input to fold scales into): the
             # table says why, its figures stay empty, and the pick ignores it
-            rows += [{"remedy": r.name, "split": s, "sixteen_bit_layers": len(r.sixteen_bit_parts),
-                      "equalize": r.equalize, "clip": r.clip, "input16": r.input16, "tail16": r.tail16,
-                      "code_flip_rate": float("nan"), "level_flip_rate": float("nan"),
-                      "prediction_agreement": float("nan"), "sqnr_db": float("nan"), "accuracy_fp32": None,
-                      "accuracy_int8": None, "windows": 0, "backend": BACKEND_INT8,
-                      "reference_backend": BACKEND_FP32, "skipped": str(exc)} for s in splits]
+            rows += [
+                {
+                    "remedy": r.name,
+                    "split": s,
+                    "sixteen_bit_layers": len(r.sixteen_bit_parts),
+                    "equalize": r.equalize,
+                    "clip": r.clip,
+                    "input16": r.input16,
+                    "tail16": r.tail16,
+                    "code_flip_rate": float("nan"),
+                    "level_flip_rate": float("nan"),
+                    "prediction_agreement": float("nan"),
+                    "sqnr_db": float("nan"),
+                    "accuracy_fp32": None,
+                    "accuracy_int8": None,
+                    "windows": 0,
+                    "backend": BACKEND_INT8,
+                    "reference_backend": BACKEND_FP32,
+                    "skipped": str(exc),
+                }
+                for s in splits
+            ]
             continue
         models[r.name] = rm
         for s, (x, y) in splits.items():
             rep, _ = evaluate_remedy(rm, refs[s], x, postprocess, bound_of, fsq_levels, y)
             sm = rep.summary
-            rows.append({"remedy": r.name, "split": s, "sixteen_bit_layers": len(r.sixteen_bit_parts),
-                         "equalize": r.equalize, "clip": r.clip, "input16": r.input16, "tail16": r.tail16,
-                         "code_flip_rate": sm["code_flip_rate"], "level_flip_rate": sm["level_flip_rate"],
-                         "prediction_agreement": 1.0 - sm["prediction_flip_rate"], "sqnr_db": sm["sqnr_db"],
-                         "accuracy_fp32": sm.get("accuracy_fp32"), "accuracy_int8": sm.get("accuracy_int8"),
-                         "windows": sm["windows"], "backend": BACKEND_INT8, "reference_backend": BACKEND_FP32,
-                         "skipped": ""})
+            rows.append(
+                {
+                    "remedy": r.name,
+                    "split": s,
+                    "sixteen_bit_layers": len(r.sixteen_bit_parts),
+                    "equalize": r.equalize,
+                    "clip": r.clip,
+                    "input16": r.input16,
+                    "tail16": r.tail16,
+                    "code_flip_rate": sm["code_flip_rate"],
+                    "level_flip_rate": sm["level_flip_rate"],
+                    "prediction_agreement": 1.0 - sm["prediction_flip_rate"],
+                    "sqnr_db": sm["sqnr_db"],
+                    "accuracy_fp32": sm.get("accuracy_fp32"),
+                    "accuracy_int8": sm.get("accuracy_int8"),
+                    "windows": sm["windows"],
+                    "backend": BACKEND_INT8,
+                    "reference_backend": BACKEND_FP32,
+                    "skipped": "",
+                }
+            )
     return pd.DataFrame(rows), models
 
 
-def pick_remedy(table: pd.DataFrame, *, allow_16bit: bool = True, tolerance: float = 0.002,
-                split: str = "val") -> dict:
+def pick_remedy(table: pd.DataFrame, *, allow_16bit: bool = True, tolerance: float = 0.002, split: str = "val") -> dict:
     """The rung with the fewest code flips on ``split`` (validation), taking the cheapest rung (ladder
     order) among those within ``tolerance`` of the best. Refuses to pick on test windows."""
     if split == "test":
@@ -303,15 +377,21 @@ def pick_remedy(table: pd.DataFrame, *, allow_16bit: bool = True, tolerance: flo
     d = d.assign(_order=d["remedy"].map(order)).sort_values("_order")
     best = float(d["code_flip_rate"].min())
     chosen = d[d["code_flip_rate"] <= best + tolerance].iloc[0]
-    return {"remedy": str(chosen["remedy"]), "picked_on": split, "code_flip_rate": float(chosen["code_flip_rate"]),
-            "best_code_flip_rate": best, "tolerance": tolerance, "allow_16bit": allow_16bit,
-            "rule": "fewest validation code flips; cheapest rung within the tolerance"}
+    return {
+        "remedy": str(chosen["remedy"]),
+        "picked_on": split,
+        "code_flip_rate": float(chosen["code_flip_rate"]),
+        "best_code_flip_rate": best,
+        "tolerance": tolerance,
+        "allow_16bit": allow_16bit,
+        "rule": "fewest validation code flips; cheapest rung within the tolerance",
+    }
 
 
 # ---- where flips come from --------------------------------------------------------------------
 def _qdq_uniform(x: np.ndarray, lo: float, hi: float, bits: int = 8) -> np.ndarray:
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    q = 2 ** bits - 1
+    q = 2**bits - 1
     scale = (hi - lo) / q if hi > lo else 1.0
     zp = np.clip(np.round(-lo / scale), 0, q)
     return ((np.clip(np.round(x / scale) + zp, 0, q) - zp) * scale).astype(np.float32)
@@ -337,8 +417,15 @@ def weights_only_int8(src: str | Path, dst: str | Path) -> Path:
     return Path(dst)
 
 
-def flip_attribution(npu_fp32: str | Path, calib_nchw: np.ndarray, x_nchw: np.ndarray, postprocess: Postprocess,
-                     workdir: str | Path, *, calibrate_method: str = "MinMax") -> pd.DataFrame:
+def flip_attribution(
+    npu_fp32: str | Path,
+    calib_nchw: np.ndarray,
+    x_nchw: np.ndarray,
+    postprocess: Postprocess,
+    workdir: str | Path,
+    *,
+    calibrate_method: str = "MinMax",
+) -> pd.DataFrame:
     """Code flips caused by each quantized part alone (the rest in float), on the given windows.
 
     - input only: the input tensor 8-bit (MinMax range of the calibration set), the graph in FP32;
@@ -348,6 +435,7 @@ def flip_attribution(npu_fp32: str | Path, calib_nchw: np.ndarray, x_nchw: np.nd
     - all: the plain INT8 emulation.
     """
     from .analysis import code_flip_rate, level_flip_rate
+
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     ref_lv, _ = postprocess(run_onnx(npu_fp32, x_nchw))
@@ -356,8 +444,15 @@ def flip_attribution(npu_fp32: str | Path, calib_nchw: np.ndarray, x_nchw: np.nd
 
     def add(part: str, out: np.ndarray, how: str) -> None:
         lv, _ = postprocess(out)
-        rows.append({"part": part, "code_flip_rate": code_flip_rate(ref_lv, lv),
-                     "level_flip_rate": level_flip_rate(ref_lv, lv), "how": how, "backend": BACKEND_INT8})
+        rows.append(
+            {
+                "part": part,
+                "code_flip_rate": code_flip_rate(ref_lv, lv),
+                "level_flip_rate": level_flip_rate(ref_lv, lv),
+                "how": how,
+                "backend": BACKEND_INT8,
+            }
+        )
 
     xq = _qdq_uniform(np.asarray(x_nchw, np.float32), float(calib.min()), float(calib.max()))
     add("input only", run_onnx(npu_fp32, xq), "input uint8 over the calibration min/max, rest FP32")
@@ -367,18 +462,19 @@ def flip_attribution(npu_fp32: str | Path, calib_nchw: np.ndarray, x_nchw: np.nd
     weights = [n.input[1] for n in m.graph.node if n.op_type in ("Conv", "Gemm", "MatMul") and len(n.input) > 1]
     in_name, _ = io_names(m)
     from onnxruntime.quantization import QuantType
+
     ov = {w: [{"quant_type": QuantType.QInt16, "axis": 0}] for w in weights}
     ov[in_name] = [{"quant_type": QuantType.QUInt16}]
     quantize_npu(npu_fp32, workdir / "acts_only.onnx", calib, calibrate_method=calibrate_method, extra_overrides=ov)
-    add("activations only", run_onnx(workdir / "acts_only.onnx", x_nchw),
-        "uint8 activations; input and weights 16-bit")
+    add("activations only", run_onnx(workdir / "acts_only.onnx", x_nchw), "uint8 activations; input and weights 16-bit")
     quantize_npu(npu_fp32, workdir / "all.onnx", calib, calibrate_method=calibrate_method)
     add("all (INT8)", run_onnx(workdir / "all.onnx", x_nchw), "plain INT8 emulation")
     return pd.DataFrame(rows)
 
 
-def flips_per_class(levels_fp32: np.ndarray, levels_int8: np.ndarray, y: np.ndarray,
-                    label_names: Sequence[str]) -> pd.DataFrame:
+def flips_per_class(
+    levels_fp32: np.ndarray, levels_int8: np.ndarray, y: np.ndarray, label_names: Sequence[str]
+) -> pd.DataFrame:
     """Windows, code flips and flip rate per true class."""
     flipped = (np.asarray(levels_fp32) != np.asarray(levels_int8)).any(axis=1)
     y = np.asarray(y)
@@ -386,19 +482,33 @@ def flips_per_class(levels_fp32: np.ndarray, levels_int8: np.ndarray, y: np.ndar
     for k, name in enumerate(label_names):
         sel = y == k
         n = int(sel.sum())
-        rows.append({"class": str(name), "windows": n, "code_flips": int(flipped[sel].sum()),
-                     "code_flip_rate": float(flipped[sel].mean()) if n else float("nan"),
-                     "share_of_all_flips": float(flipped[sel].sum() / max(flipped.sum(), 1)),
-                     "backend": BACKEND_INT8})
+        rows.append(
+            {
+                "class": str(name),
+                "windows": n,
+                "code_flips": int(flipped[sel].sum()),
+                "code_flip_rate": float(flipped[sel].mean()) if n else float("nan"),
+                "share_of_all_flips": float(flipped[sel].sum() / max(flipped.sum(), 1)),
+                "backend": BACKEND_INT8,
+            }
+        )
     return pd.DataFrame(rows)
 
 
 def save_remedy(path: str | Path, rm: RemedyModel, pick: dict, extra: Optional[dict] = None) -> Path:
     """The chosen remedy as stages 06-08 read it (``quant_remedy.json``)."""
-    out = {"remedy": rm.remedy.name, "pick": pick, "input_transform": rm.transform.to_dict(),
-           "sixteen_bit_onnx_nodes": rm.plan.get("nodes", []), "sixteen_bit_inputs": rm.plan.get("inputs", []),
-           "sixteen_bit_tail": bool(rm.plan.get("tail")), "sixteen_bit": rm.plan,
-           "parts": asdict(rm.remedy), "backend": BACKEND_INT8, **(extra or {})}
+    out = {
+        "remedy": rm.remedy.name,
+        "pick": pick,
+        "input_transform": rm.transform.to_dict(),
+        "sixteen_bit_onnx_nodes": rm.plan.get("nodes", []),
+        "sixteen_bit_inputs": rm.plan.get("inputs", []),
+        "sixteen_bit_tail": bool(rm.plan.get("tail")),
+        "sixteen_bit": rm.plan,
+        "parts": asdict(rm.remedy),
+        "backend": BACKEND_INT8,
+        **(extra or {}),
+    }
     path = Path(path)
     path.write_text(json.dumps(out, indent=2))
     return path
@@ -409,40 +519,68 @@ def save_remedy(path: str | Path, rm: RemedyModel, pick: dict, extra: Optional[d
 class RemedyOutcome:
     """Everything stage 05 shows about the remedies; every INT8 number is ``ort-int8-emulated``."""
 
-    ladder: pd.DataFrame                 # one row per (rung, split); split in {val, test}
-    pick: dict                           # chosen on validation windows only
+    ladder: pd.DataFrame  # one row per (rung, split); split in {val, test}
+    pick: dict  # chosen on validation windows only
     chosen: RemedyModel
-    attribution: pd.DataFrame            # validation windows, plain INT8
-    per_class: pd.DataFrame              # validation windows, plain INT8 and the chosen rung
-    margin_val: np.ndarray               # FP32 margins (N, D) on validation windows
-    flipped_val: dict                    # rung name -> (N, D) bool level flips on validation windows
-    reports: dict                        # (rung, split) -> QuantReport for int8 and the chosen rung
-    models: dict                         # rung name -> RemedyModel
+    attribution: pd.DataFrame  # validation windows, plain INT8
+    per_class: pd.DataFrame  # validation windows, plain INT8 and the chosen rung
+    margin_val: np.ndarray  # FP32 margins (N, D) on validation windows
+    flipped_val: dict  # rung name -> (N, D) bool level flips on validation windows
+    reports: dict  # (rung, split) -> QuantReport for int8 and the chosen rung
+    models: dict  # rung name -> RemedyModel
 
 
-def remedy_stage(npu_fp32: str | Path, calib_nchw: np.ndarray, val: tuple[np.ndarray, np.ndarray],
-                 test: tuple[np.ndarray, np.ndarray], postprocess: Postprocess,
-                 bound_of: Callable[[np.ndarray], np.ndarray], fsq_levels: Sequence[int],
-                 label_names: Sequence[str], workdir: str | Path, *, remedy: str = "auto",
-                 clip_percentile: float = 99.9, allow_16bit: bool = True, tolerance: float = 0.002,
-                 calibrate_method: str = "MinMax", attribution: bool = True) -> RemedyOutcome:
+def remedy_stage(
+    npu_fp32: str | Path,
+    calib_nchw: np.ndarray,
+    val: tuple[np.ndarray, np.ndarray],
+    test: tuple[np.ndarray, np.ndarray],
+    postprocess: Postprocess,
+    bound_of: Callable[[np.ndarray], np.ndarray],
+    fsq_levels: Sequence[int],
+    label_names: Sequence[str],
+    workdir: str | Path,
+    *,
+    remedy: str = "auto",
+    clip_percentile: float = 99.9,
+    allow_16bit: bool = True,
+    tolerance: float = 0.002,
+    calibrate_method: str = "MinMax",
+    attribution: bool = True,
+) -> RemedyOutcome:
     """Ladder on validation and test windows, pick on validation (or take ``remedy`` when forced),
     attribution and per-class flips on validation windows. Test rows are for reporting only."""
     workdir = Path(workdir)
-    table, models = run_ladder(npu_fp32, calib_nchw, {"val": val, "test": test}, postprocess, bound_of,
-                               fsq_levels, workdir / "ladder", clip_percentile=clip_percentile,
-                               calibrate_method=calibrate_method)
+    table, models = run_ladder(
+        npu_fp32,
+        calib_nchw,
+        {"val": val, "test": test},
+        postprocess,
+        bound_of,
+        fsq_levels,
+        workdir / "ladder",
+        clip_percentile=clip_percentile,
+        calibrate_method=calibrate_method,
+    )
     if remedy == "auto":
         pick = pick_remedy(table, allow_16bit=allow_16bit, tolerance=tolerance, split="val")
     else:
         rung(remedy)
         row = table[(table.remedy == remedy) & (table.split == "val")].iloc[0]
         if remedy not in models:
-            raise QuantError(f"quant_remedy {remedy!r} cannot be applied to this graph: {row.skipped}; choose "
-                             f"another rung or quant_remedy auto")
-        pick = {"remedy": remedy, "picked_on": "forced by quant_remedy", "code_flip_rate": float(row.code_flip_rate),
-                "best_code_flip_rate": float(table[table.split == "val"].code_flip_rate.min()),
-                "tolerance": tolerance, "allow_16bit": allow_16bit, "rule": "quant_remedy names the rung"}
+            raise QuantError(
+                f"quant_remedy {remedy!r} cannot be applied to this graph: {row.skipped}; choose "
+                f"another rung or quant_remedy auto"
+            )
+        pick = {
+            "remedy": remedy,
+            "picked_on": "forced by quant_remedy",
+            "code_flip_rate": float(row.code_flip_rate),
+            "best_code_flip_rate": float(table[table.split == "val"].code_flip_rate.min()),
+            "tolerance": tolerance,
+            "allow_16bit": allow_16bit,
+            "rule": "quant_remedy names the rung",
+        }
     chosen = models[pick["remedy"]]
     refs = {s: run_onnx(npu_fp32, xy[0]) for s, xy in (("val", val), ("test", test))}
     reports, flipped = {}, {}
@@ -451,15 +589,33 @@ def remedy_stage(npu_fp32: str | Path, calib_nchw: np.ndarray, val: tuple[np.nda
             rep, _ = evaluate_remedy(models[name], refs[s], x, postprocess, bound_of, fsq_levels, y)
             reports[(name, s)] = rep
         flipped[name] = reports[(name, "val")].levels_fp32 != reports[(name, "val")].levels_int8
-    per_class = pd.concat([flips_per_class(reports[(n, "val")].levels_fp32, reports[(n, "val")].levels_int8,
-                                           val[1], label_names).assign(remedy=n, split="val")
-                           for n in dict.fromkeys(["int8", chosen.remedy.name])], ignore_index=True)
-    attr = (flip_attribution(npu_fp32, calib_nchw, val[0], postprocess, workdir / "attribution",
-                             calibrate_method=calibrate_method).assign(split="val")
-            if attribution else pd.DataFrame())
-    return RemedyOutcome(ladder=table, pick=pick, chosen=chosen, attribution=attr, per_class=per_class,
-                         margin_val=reports[("int8", "val")].margin, flipped_val=flipped, reports=reports,
-                         models=models)
+    per_class = pd.concat(
+        [
+            flips_per_class(
+                reports[(n, "val")].levels_fp32, reports[(n, "val")].levels_int8, val[1], label_names
+            ).assign(remedy=n, split="val")
+            for n in dict.fromkeys(["int8", chosen.remedy.name])
+        ],
+        ignore_index=True,
+    )
+    attr = (
+        flip_attribution(
+            npu_fp32, calib_nchw, val[0], postprocess, workdir / "attribution", calibrate_method=calibrate_method
+        ).assign(split="val")
+        if attribution
+        else pd.DataFrame()
+    )
+    return RemedyOutcome(
+        ladder=table,
+        pick=pick,
+        chosen=chosen,
+        attribution=attr,
+        per_class=per_class,
+        margin_val=reports[("int8", "val")].margin,
+        flipped_val=flipped,
+        reports=reports,
+        models=models,
+    )
 
 
 def deploy_graph(npu_static: str | Path, dst: str | Path, rm: RemedyModel) -> Path:

@@ -11,6 +11,7 @@ ONNX node names are not Hailo HN layer names. ``hn_layer_guess`` is a best-effor
 naming style (conv1, fc1, ew_add1, ...); stage 06 must check it against ``runner.get_hn_dict()``
 (each HN layer lists its ``original_names``) before using a line it emits.
 """
+
 from __future__ import annotations
 
 from collections import defaultdict
@@ -28,11 +29,25 @@ from .analysis import Postprocess, code_flip_rate, level_flip_rate
 from .emulate import BACKEND_INT8, compute_nodes, quantize_npu, run_onnx
 
 # DFC-style layer kinds; activations directly after a conv/dense are fused into it by the DFC.
-_HN_KIND = {"Conv": "conv", "ConvTranspose": "deconv", "Gemm": "fc", "MatMul": "fc",
-            "GlobalAveragePool": "avgpool", "AveragePool": "avgpool", "ReduceMean": "reduce_mean",
-            "MaxPool": "maxpool", "Add": "ew_add", "Sub": "ew_sub", "Mul": "ew_mult", "Div": "ew_div",
-            "Tanh": "activation", "Sigmoid": "activation", "Relu": "activation",
-            "Concat": "concat", "BatchNormalization": "batch_norm"}
+_HN_KIND = {
+    "Conv": "conv",
+    "ConvTranspose": "deconv",
+    "Gemm": "fc",
+    "MatMul": "fc",
+    "GlobalAveragePool": "avgpool",
+    "AveragePool": "avgpool",
+    "ReduceMean": "reduce_mean",
+    "MaxPool": "maxpool",
+    "Add": "ew_add",
+    "Sub": "ew_sub",
+    "Mul": "ew_mult",
+    "Div": "ew_div",
+    "Tanh": "activation",
+    "Sigmoid": "activation",
+    "Relu": "activation",
+    "Concat": "concat",
+    "BatchNormalization": "batch_norm",
+}
 _FUSABLE_ACT = {"Relu", "Clip", "LeakyRelu"}
 _FOLDED = {"Flatten", "Reshape", "Squeeze", "Unsqueeze", "Identity", "Transpose", "Constant"}
 
@@ -49,8 +64,12 @@ def hn_layer_guesses(model: str | Path | onnx.ModelProto) -> dict[str, str]:
     names: dict[str, str] = {}
     for node in m.graph.node:
         src = producer.get(node.input[0]) if node.input else None
-        if node.op_type in _FUSABLE_ACT and src is not None and src.op_type in ("Conv", "Gemm", "MatMul") \
-                and src.name in names:
+        if (
+            node.op_type in _FUSABLE_ACT
+            and src is not None
+            and src.op_type in ("Conv", "Gemm", "MatMul")
+            and src.name in names
+        ):
             names[node.name] = names[src.name]
             continue
         if node.op_type in _FOLDED:
@@ -62,9 +81,17 @@ def hn_layer_guesses(model: str | Path | onnx.ModelProto) -> dict[str, str]:
     return names
 
 
-def layer_sensitivity(fp32_model: str | Path, calib_nchw: np.ndarray, eval_nchw: np.ndarray,
-                      postprocess: Postprocess, workdir: str | Path, *, calibrate_method: str = "MinMax",
-                      nodes: Optional[Sequence[str]] = None, progress: bool = True) -> pd.DataFrame:
+def layer_sensitivity(
+    fp32_model: str | Path,
+    calib_nchw: np.ndarray,
+    eval_nchw: np.ndarray,
+    postprocess: Postprocess,
+    workdir: str | Path,
+    *,
+    calibrate_method: str = "MinMax",
+    nodes: Optional[Sequence[str]] = None,
+    progress: bool = True,
+) -> pd.DataFrame:
     """Code- and level-flip rates with one layer INT8 at a time and one layer kept FP32 at a time.
 
     Range collection runs once (a calibration cache in ``workdir``); each variant then only rewrites
@@ -89,8 +116,7 @@ def layer_sensitivity(fp32_model: str | Path, calib_nchw: np.ndarray, eval_nchw:
 
     def flips(**kw: Any) -> tuple[float, float]:
         out = workdir / "variant.onnx"
-        quantize_npu(fp32_model, out, calib_nchw, calibrate_method=calibrate_method,
-                     calibration_cache=cache, **kw)
+        quantize_npu(fp32_model, out, calib_nchw, calibrate_method=calibrate_method, calibration_cache=cache, **kw)
         lv, _ = postprocess(run_onnx(out, eval_nchw))
         return code_flip_rate(ref_levels, lv), level_flip_rate(ref_levels, lv)
 
@@ -99,13 +125,21 @@ def layer_sensitivity(fp32_model: str | Path, calib_nchw: np.ndarray, eval_nchw:
     for node in tqdm(nodes, desc="per-layer sensitivity", disable=not progress):
         only_code, only_level = flips(nodes_to_quantize=[node])
         rest_code, rest_level = flips(nodes_to_exclude=[node])
-        rows.append({"node": node, "op_type": op_of[node], "hn_layer_guess": guesses.get(node, ""),
-                     "produces_npu_output": node in makes_output,
-                     "code_flip_only_this_int8": only_code, "level_flip_only_this_int8": only_level,
-                     "code_flip_all_but_this_int8": rest_code, "level_flip_all_but_this_int8": rest_level,
-                     "code_flip_all_int8": full_code,
-                     "code_flip_reduction_if_kept": full_code - rest_code,
-                     "backend": BACKEND_INT8})
+        rows.append(
+            {
+                "node": node,
+                "op_type": op_of[node],
+                "hn_layer_guess": guesses.get(node, ""),
+                "produces_npu_output": node in makes_output,
+                "code_flip_only_this_int8": only_code,
+                "level_flip_only_this_int8": only_level,
+                "code_flip_all_but_this_int8": rest_code,
+                "level_flip_all_but_this_int8": rest_level,
+                "code_flip_all_int8": full_code,
+                "code_flip_reduction_if_kept": full_code - rest_code,
+                "backend": BACKEND_INT8,
+            }
+        )
     df = pd.DataFrame(rows)
     df["rank"] = df["code_flip_reduction_if_kept"].rank(ascending=False, method="first").astype(int)
     return df.sort_values("rank").reset_index(drop=True)
@@ -124,10 +158,15 @@ def alls_lines(candidates: pd.DataFrame, net_name: str = "<net>") -> list[str]:
     it came from and a reminder that the HN name is a guess to verify with ``runner.get_hn_dict()``."""
     lines = []
     for _, r in candidates.iterrows():
-        lines.append(f"quantization_param({r['hn_layer_guess']}, precision_mode=a16_w16)  "
-                     f"# ONNX node {r['node']} ({r['op_type']}), HN name guessed as {net_name}/"
-                     f"{r['hn_layer_guess']}: verify in runner.get_hn_dict()[\"layers\"][...][\"original_names\"]; "
-                     f"emulated flip reduction {r['code_flip_reduction_if_kept']:.4f} (ort-int8-emulated)"
-                     + ("; it produces the NPU output, so output_layer1 needs a16_w16 too"
-                        if r.get("produces_npu_output", False) else ""))
+        lines.append(
+            f"quantization_param({r['hn_layer_guess']}, precision_mode=a16_w16)  "
+            f"# ONNX node {r['node']} ({r['op_type']}), HN name guessed as {net_name}/"
+            f'{r["hn_layer_guess"]}: verify in runner.get_hn_dict()["layers"][...]["original_names"]; '
+            f"emulated flip reduction {r['code_flip_reduction_if_kept']:.4f} (ort-int8-emulated)"
+            + (
+                "; it produces the NPU output, so output_layer1 needs a16_w16 too"
+                if r.get("produces_npu_output", False)
+                else ""
+            )
+        )
     return lines

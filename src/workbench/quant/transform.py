@@ -2,6 +2,7 @@
 
 numpy and json only (no onnxruntime, no torch): stages 06-08 and a device host read it.
 """
+
 from __future__ import annotations
 
 import json
@@ -18,16 +19,17 @@ from workbench.errors import QuantError
 class InputTransform:
     """What the host does to a normalised NCHW window before the deployed NPU graph sees it."""
 
-    scale: Optional[list[float]] = None          # per input channel: x_c / scale_c (equalization)
-    clip: Optional[list[float]] = None           # [lo, hi] in the (equalized) input space
+    scale: Optional[list[float]] = None  # per input channel: x_c / scale_c (equalization)
+    clip: Optional[list[float]] = None  # [lo, hi] in the (equalized) input space
 
     def apply(self, x_nchw: np.ndarray) -> np.ndarray:
         x = np.asarray(x_nchw, dtype=np.float32)
         if self.scale is not None:
             s = np.asarray(self.scale, dtype=np.float32)
             if x.ndim != 4 or x.shape[1] != s.size:
-                raise QuantError(f"input transform has {s.size} channel scales but the windows are {x.shape} "
-                                     f"(N, C, S, T)")
+                raise QuantError(
+                    f"input transform has {s.size} channel scales but the windows are {x.shape} (N, C, S, T)"
+                )
             x = x / s[None, :, None, None]
         if self.clip is not None:
             x = np.clip(x, self.clip[0], self.clip[1])

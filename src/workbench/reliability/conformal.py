@@ -42,6 +42,7 @@ a new subject, with probability >= 1 - delta, its own coverage is >= 1 - alpha -
 statement that needs no exchangeability between windows, paid for with larger sets. It needs
 K >= (1 - delta) / delta subjects for a finite q (4 for delta = 0.2, 9 for delta = 0.1).
 """
+
 from __future__ import annotations
 
 import math
@@ -72,7 +73,7 @@ def conformal_rank(n: int, alpha: float) -> int:
     a = _check_alpha(alpha)
     if n < 0:
         raise ReliabilityInputError(f"n must be >= 0, got {n}")
-    frac = Fraction(a).limit_denominator(10 ** 12)
+    frac = Fraction(a).limit_denominator(10**12)
     return math.ceil((n + 1) * (1 - frac))
 
 
@@ -88,8 +89,7 @@ def conformal_quantile(scores: np.ndarray, alpha: float) -> tuple[float, int, in
     return float(np.partition(s, k - 1)[k - 1]), k, n
 
 
-def coverage_interval(n: int, alpha: float, level: float = 0.95,
-                      n_test: Optional[int] = None) -> dict[str, Any]:
+def coverage_interval(n: int, alpha: float, level: float = 0.95, n_test: Optional[int] = None) -> dict[str, Any]:
     """Expected spread of split-conformal coverage for n calibration points.
 
     Coverage given the calibration set is Beta(k, n + 1 - k) (continuous scores, no ties); its mean is
@@ -101,8 +101,13 @@ def coverage_interval(n: int, alpha: float, level: float = 0.95,
 
     k = conformal_rank(n, alpha)
     lo_q, hi_q = (1 - level) / 2, 1 - (1 - level) / 2
-    out: dict[str, Any] = {"n": int(n), "k": int(k), "alpha": float(alpha), "level": level,
-                           "distribution": f"Beta({k}, {n + 1 - k})"}
+    out: dict[str, Any] = {
+        "n": int(n),
+        "k": int(k),
+        "alpha": float(alpha),
+        "level": level,
+        "distribution": f"Beta({k}, {n + 1 - k})",
+    }
     if k > n:
         out.update(mean=1.0, low=1.0, high=1.0, distribution="degenerate at 1 (k > n, q = inf)")
         if n_test:
@@ -112,9 +117,12 @@ def coverage_interval(n: int, alpha: float, level: float = 0.95,
     out.update(mean=k / (n + 1), low=float(b.ppf(lo_q)), high=float(b.ppf(hi_q)))
     if n_test:
         bb = stats.betabinom(int(n_test), k, n + 1 - k)
-        out.update(n_test=int(n_test), test_low=float(bb.ppf(lo_q)) / n_test,
-                   test_high=float(bb.ppf(hi_q)) / n_test,
-                   test_distribution=f"BetaBinomial({n_test}, {k}, {n + 1 - k}) / {n_test}")
+        out.update(
+            n_test=int(n_test),
+            test_low=float(bb.ppf(lo_q)) / n_test,
+            test_high=float(bb.ppf(hi_q)) / n_test,
+            test_distribution=f"BetaBinomial({n_test}, {k}, {n + 1 - k}) / {n_test}",
+        )
     return out
 
 
@@ -127,15 +135,14 @@ def lac_scores(probs: np.ndarray) -> np.ndarray:
     return 1.0 - p
 
 
-def aps_scores(probs: np.ndarray, randomized: bool = False,
-               rng: Optional[np.random.Generator] = None) -> np.ndarray:
+def aps_scores(probs: np.ndarray, randomized: bool = False, rng: Optional[np.random.Generator] = None) -> np.ndarray:
     """(N, K) APS scores for every candidate label: mass of classes ranked above y, plus p_y
     (deterministic) or U * p_y (randomised, U ~ Uniform(0, 1) per window, needs ``rng``)."""
     p, _ = check_probs(probs)
     n, k = p.shape
-    order = np.argsort(-p, axis=1, kind="stable")            # ties: lower class index ranks first
+    order = np.argsort(-p, axis=1, kind="stable")  # ties: lower class index ranks first
     sorted_p = np.take_along_axis(p, order, axis=1)
-    above = np.cumsum(sorted_p, axis=1) - sorted_p           # mass strictly above each rank
+    above = np.cumsum(sorted_p, axis=1) - sorted_p  # mass strictly above each rank
     if randomized:
         if rng is None:
             raise ReliabilityInputError("randomized APS needs rng=np.random.default_rng(seed)")
@@ -148,8 +155,9 @@ def aps_scores(probs: np.ndarray, randomized: bool = False,
     return np.minimum(scores, 1.0)  # cumulative float sums can exceed 1 by an ulp
 
 
-def score_matrix(probs: np.ndarray, score: Score, randomized: bool = False,
-                 rng: Optional[np.random.Generator] = None) -> np.ndarray:
+def score_matrix(
+    probs: np.ndarray, score: Score, randomized: bool = False, rng: Optional[np.random.Generator] = None
+) -> np.ndarray:
     if score == "lac":
         return lac_scores(probs)
     if score == "aps":
@@ -168,12 +176,12 @@ class ConformalPredictor:
     alpha: float
     mondrian: bool
     randomized: bool
-    thresholds: np.ndarray          # (K,) q per class (all equal when marginal)
-    n: int                          # calibration windows
-    k: int                          # rank used (marginal); per class in class_info
+    thresholds: np.ndarray  # (K,) q per class (all equal when marginal)
+    n: int  # calibration windows
+    k: int  # rank used (marginal); per class in class_info
     class_info: list[dict[str, Any]] = field(default_factory=list)
-    backend: Optional[str] = None   # the backend whose probabilities calibrated it
-    delta: Optional[float] = None   # subject-level calibration: allowed share of new subjects below 1 - alpha
+    backend: Optional[str] = None  # the backend whose probabilities calibrated it
+    delta: Optional[float] = None  # subject-level calibration: allowed share of new subjects below 1 - alpha
     subject_info: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -189,24 +197,44 @@ class ConformalPredictor:
         """(N, K) boolean membership matrix of the prediction sets."""
         p, _ = check_probs(probs)
         if p.shape[1] != len(self.thresholds):
-            raise ReliabilityInputError(f"predictor was calibrated for {len(self.thresholds)} classes, "
-                                        f"got probabilities for {p.shape[1]}")
+            raise ReliabilityInputError(
+                f"predictor was calibrated for {len(self.thresholds)} classes, got probabilities for {p.shape[1]}"
+            )
         s = score_matrix(p, self.score, self.randomized, rng)  # type: ignore[arg-type]
         return s <= self.thresholds[None, :]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"name": self.name, "score": self.score, "alpha": self.alpha, "mondrian": self.mondrian,
-                "randomized": self.randomized, "n": self.n, "k": self.k, "backend": self.backend,
-                "thresholds": [None if not np.isfinite(t) else float(t) for t in self.thresholds],
-                "quantile": ("k-th smallest per-subject (1-alpha)-quantile, k = ceil((K+1)(1-delta)); inf when "
-                             "k > K" if self.subject_level else
-                             "exact order statistic k = ceil((n+1)(1-alpha)); inf when k > n"),
-                "delta": self.delta, "subject_info": self.subject_info, "class_info": self.class_info}
+        return {
+            "name": self.name,
+            "score": self.score,
+            "alpha": self.alpha,
+            "mondrian": self.mondrian,
+            "randomized": self.randomized,
+            "n": self.n,
+            "k": self.k,
+            "backend": self.backend,
+            "thresholds": [None if not np.isfinite(t) else float(t) for t in self.thresholds],
+            "quantile": (
+                "k-th smallest per-subject (1-alpha)-quantile, k = ceil((K+1)(1-delta)); inf when k > K"
+                if self.subject_level
+                else "exact order statistic k = ceil((n+1)(1-alpha)); inf when k > n"
+            ),
+            "delta": self.delta,
+            "subject_info": self.subject_info,
+            "class_info": self.class_info,
+        }
 
 
-def calibrate(probs: np.ndarray, labels: np.ndarray, alpha: float, score: Score = "lac",
-              mondrian: bool = False, randomized: bool = False,
-              rng: Optional[np.random.Generator] = None, backend: Optional[str] = None) -> ConformalPredictor:
+def calibrate(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    alpha: float,
+    score: Score = "lac",
+    mondrian: bool = False,
+    randomized: bool = False,
+    rng: Optional[np.random.Generator] = None,
+    backend: Optional[str] = None,
+) -> ConformalPredictor:
     """Split-conformal thresholds from calibration probabilities and labels (see module docstring)."""
     a = _check_alpha(alpha)
     p, y = check_probs(probs, labels)
@@ -225,15 +253,17 @@ def calibrate(probs: np.ndarray, labels: np.ndarray, alpha: float, score: Score 
     return ConformalPredictor(score, a, mondrian, randomized, thr, n, k, info, backend)
 
 
-def subject_level_quantile(scores: np.ndarray, subject: np.ndarray, alpha: float,
-                           delta: float) -> tuple[float, int, list[dict[str, Any]]]:
+def subject_level_quantile(
+    scores: np.ndarray, subject: np.ndarray, alpha: float, delta: float
+) -> tuple[float, int, list[dict[str, Any]]]:
     """(q, k, per-subject rows): q is the k-th smallest per-subject empirical (1 - alpha)-quantile,
     k = ceil((K + 1)(1 - delta)) over K subjects; inf when k > K (see the module docstring)."""
     a = _check_alpha(alpha)
     d = float(delta)
     if not 0 < d < 1:
-        raise ReliabilityInputError(f"delta must lie in (0, 1) (the allowed share of new subjects below "
-                                    f"1 - alpha, e.g. 0.2), got {delta}")
+        raise ReliabilityInputError(
+            f"delta must lie in (0, 1) (the allowed share of new subjects below 1 - alpha, e.g. 0.2), got {delta}"
+        )
     s = np.asarray(scores, dtype=np.float64).ravel()
     sub = np.asarray(subject)
     if sub.shape != s.shape:
@@ -243,7 +273,7 @@ def subject_level_quantile(scores: np.ndarray, subject: np.ndarray, alpha: float
     rows = []
     for v in np.unique(sub):
         own = np.sort(s[sub == v])
-        r = math.ceil(len(own) * (1 - Fraction(a).limit_denominator(10 ** 12)))
+        r = math.ceil(len(own) * (1 - Fraction(a).limit_denominator(10**12)))
         rows.append({"subject": v.item(), "n": int(len(own)), "rank": int(r), "q": float(own[r - 1])})
     k = conformal_rank(len(rows), d)
     if k > len(rows):
@@ -251,15 +281,22 @@ def subject_level_quantile(scores: np.ndarray, subject: np.ndarray, alpha: float
     return float(np.sort([r["q"] for r in rows])[k - 1]), k, rows
 
 
-def calibrate_by_subject(probs: np.ndarray, labels: np.ndarray, subject: np.ndarray, alpha: float,
-                         delta: float = 0.2, score: Score = "lac",
-                         backend: Optional[str] = None) -> ConformalPredictor:
+def calibrate_by_subject(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    subject: np.ndarray,
+    alpha: float,
+    delta: float = 0.2,
+    score: Score = "lac",
+    backend: Optional[str] = None,
+) -> ConformalPredictor:
     """Subject-level split conformal (module docstring): meant for subjects the model has never seen."""
     p, y = check_probs(probs, labels)
     s = score_matrix(p, score)[np.arange(len(p)), y]
     q, k, rows = subject_level_quantile(s, subject, alpha, delta)
-    return ConformalPredictor(score, float(alpha), False, False, np.full(p.shape[1], q), len(p), k, [], backend,
-                              float(delta), rows)
+    return ConformalPredictor(
+        score, float(alpha), False, False, np.full(p.shape[1], q), len(p), k, [], backend, float(delta), rows
+    )
 
 
 def subject_coverage_summary(covered: np.ndarray, subject: np.ndarray, target: float) -> dict[str, Any]:
@@ -268,23 +305,33 @@ def subject_coverage_summary(covered: np.ndarray, subject: np.ndarray, target: f
     c = np.asarray(covered, dtype=float)
     sub = np.asarray(subject)
     if sub.shape != c.shape or c.ndim != 1 or len(c) == 0:
-        raise ReliabilityInputError(f"covered and subject must be 1-D of equal non-zero length, got "
-                                    f"{c.shape} and {sub.shape}")
+        raise ReliabilityInputError(
+            f"covered and subject must be 1-D of equal non-zero length, got {c.shape} and {sub.shape}"
+        )
     ids = np.unique(sub)
     cov = np.array([c[sub == v].mean() for v in ids])
     n = np.array([(sub == v).sum() for v in ids])
     worst = int(np.argmin(cov))
     under = cov < target
-    return {"n_subjects": int(len(ids)), "target": float(target), "min": float(cov.min()),
-            "q25": float(np.quantile(cov, 0.25)), "median": float(np.median(cov)),
-            "q75": float(np.quantile(cov, 0.75)), "max": float(cov.max()),
-            "worst_subject": ids[worst].item(), "worst_coverage": float(cov[worst]),
-            "subjects_under_target": int(under.sum()), "share_subjects_under_target": float(under.mean()),
-            "share_windows_in_subjects_under_target": float(n[under].sum() / n.sum())}
+    return {
+        "n_subjects": int(len(ids)),
+        "target": float(target),
+        "min": float(cov.min()),
+        "q25": float(np.quantile(cov, 0.25)),
+        "median": float(np.median(cov)),
+        "q75": float(np.quantile(cov, 0.75)),
+        "max": float(cov.max()),
+        "worst_subject": ids[worst].item(),
+        "worst_coverage": float(cov[worst]),
+        "subjects_under_target": int(under.sum()),
+        "share_subjects_under_target": float(under.mean()),
+        "share_windows_in_subjects_under_target": float(n[under].sum() / n.sum()),
+    }
 
 
-def set_metrics(sets: np.ndarray, labels: np.ndarray, subject: Optional[np.ndarray] = None,
-                label_names: Optional[list[str]] = None) -> dict[str, Any]:
+def set_metrics(
+    sets: np.ndarray, labels: np.ndarray, subject: Optional[np.ndarray] = None, label_names: Optional[list[str]] = None
+) -> dict[str, Any]:
     """Coverage, mean set size, set-size histogram (index = size 0..K), empty-set rate, per-class and
     (when ``subject`` is given) per-subject coverage, each with its n."""
     m = np.asarray(sets, dtype=bool)
@@ -297,24 +344,48 @@ def set_metrics(sets: np.ndarray, labels: np.ndarray, subject: Optional[np.ndarr
     per_class = []
     for c in range(m.shape[1]):
         sel = y == c
-        per_class.append({"class": c, "label": names[c], "n": int(sel.sum()),
-                          "coverage": float(covered[sel].mean()) if sel.any() else None,
-                          "mean_set_size": float(size[sel].mean()) if sel.any() else None})
+        per_class.append(
+            {
+                "class": c,
+                "label": names[c],
+                "n": int(sel.sum()),
+                "coverage": float(covered[sel].mean()) if sel.any() else None,
+                "mean_set_size": float(size[sel].mean()) if sel.any() else None,
+            }
+        )
     out: dict[str, Any] = {
-        "n": int(len(m)), "coverage": float(covered.mean()), "mean_set_size": float(size.mean()),
+        "n": int(len(m)),
+        "coverage": float(covered.mean()),
+        "mean_set_size": float(size.mean()),
         "set_size_histogram": np.bincount(size, minlength=m.shape[1] + 1).astype(int).tolist(),
-        "empty_set_rate": float((size == 0).mean()), "singleton_rate": float((size == 1).mean()),
+        "empty_set_rate": float((size == 0).mean()),
+        "singleton_rate": float((size == 1).mean()),
         "full_set_rate": float((size == m.shape[1]).mean()),
-        "per_class": per_class}
+        "per_class": per_class,
+    }
     if subject is not None:
         sub = np.asarray(subject)
         if sub.shape != (len(m),):
             raise ReliabilityInputError(f"subject must have shape ({len(m)},), got {sub.shape}")
-        out["per_subject"] = [{"subject": v.item(), "n": int((sub == v).sum()),
-                               "coverage": float(covered[sub == v].mean())} for v in np.unique(sub)]
+        out["per_subject"] = [
+            {"subject": v.item(), "n": int((sub == v).sum()), "coverage": float(covered[sub == v].mean())}
+            for v in np.unique(sub)
+        ]
     return out
 
 
-__all__ = ["ConformalPredictor", "Score", "aps_scores", "calibrate", "calibrate_by_subject", "conformal_quantile",
-           "conformal_rank", "coverage_interval", "lac_scores", "score_matrix", "set_metrics",
-           "subject_coverage_summary", "subject_level_quantile"]
+__all__ = [
+    "ConformalPredictor",
+    "Score",
+    "aps_scores",
+    "calibrate",
+    "calibrate_by_subject",
+    "conformal_quantile",
+    "conformal_rank",
+    "coverage_interval",
+    "lac_scores",
+    "score_matrix",
+    "set_metrics",
+    "subject_coverage_summary",
+    "subject_level_quantile",
+]

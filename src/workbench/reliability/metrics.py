@@ -16,6 +16,7 @@ Conventions
 * Equal-mass bins: the windows sorted by confidence are cut into M groups of (nearly) equal size
   (ties are split by a stable sort), as recommended by Kumar et al. 2019 and Nixon et al. 2019.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -64,8 +65,9 @@ def _as_2d_float(a: np.ndarray, name: str) -> np.ndarray:
     return arr
 
 
-def check_probs(probs: np.ndarray, labels: Optional[np.ndarray] = None,
-                atol: float = 1e-4) -> tuple[np.ndarray, Optional[np.ndarray]]:
+def check_probs(
+    probs: np.ndarray, labels: Optional[np.ndarray] = None, atol: float = 1e-4
+) -> tuple[np.ndarray, Optional[np.ndarray]]:
     """Validate (N, K) probabilities (and optional (N,) integer labels in 0..K-1); return float64/int64.
 
     Raises a :class:`ReliabilityInputError` that says what to do, e.g. when logits are passed where
@@ -75,13 +77,15 @@ def check_probs(probs: np.ndarray, labels: Optional[np.ndarray] = None,
     if p.min() < -atol or p.max() > 1 + atol:
         raise ReliabilityInputError(
             f"probs must lie in [0, 1] (got min {p.min():.4g}, max {p.max():.4g}); these look like "
-            f"logits: pass softmax(logits) (workbench.reliability.metrics.softmax)")
+            f"logits: pass softmax(logits) (workbench.reliability.metrics.softmax)"
+        )
     sums = p.sum(axis=1)
     bad = np.abs(sums - 1.0) > max(atol, 1e-6 * p.shape[1])
     if bad.any():
         raise ReliabilityInputError(
             f"probability rows must sum to 1; {int(bad.sum())} of {len(p)} rows do not (e.g. row "
-            f"{int(np.argmax(bad))} sums to {sums[np.argmax(bad)]:.6f}); apply softmax to logits first")
+            f"{int(np.argmax(bad))} sums to {sums[np.argmax(bad)]:.6f}); apply softmax to logits first"
+        )
     p = np.clip(p, 0.0, 1.0)
     if labels is None:
         return p, None
@@ -100,8 +104,7 @@ def check_labels(labels: np.ndarray, n: int, k: int) -> np.ndarray:
             raise ReliabilityInputError(f"labels must be integer class indices, got dtype {y.dtype}")
     y = y.astype(np.int64)
     if n and (y.min() < 0 or y.max() >= k):
-        raise ReliabilityInputError(f"labels must lie in 0..{k - 1} (K={k} classes), got range "
-                                    f"{y.min()}..{y.max()}")
+        raise ReliabilityInputError(f"labels must lie in 0..{k - 1} (K={k} classes), got range {y.min()}..{y.max()}")
     return y
 
 
@@ -120,11 +123,11 @@ class BinStats:
     """Per-bin statistics of (confidence, outcome) pairs. Empty bins have NaN accuracy/confidence."""
 
     binning: str
-    lower: np.ndarray        # (M,) bin lower edge (equal mass: smallest confidence in the bin)
-    upper: np.ndarray        # (M,) bin upper edge (equal mass: largest confidence in the bin)
-    count: np.ndarray        # (M,) int
-    accuracy: np.ndarray     # (M,) mean outcome in the bin
-    confidence: np.ndarray   # (M,) mean confidence in the bin
+    lower: np.ndarray  # (M,) bin lower edge (equal mass: smallest confidence in the bin)
+    upper: np.ndarray  # (M,) bin upper edge (equal mass: largest confidence in the bin)
+    count: np.ndarray  # (M,) int
+    accuracy: np.ndarray  # (M,) mean outcome in the bin
+    confidence: np.ndarray  # (M,) mean confidence in the bin
 
     @property
     def n(self) -> int:
@@ -136,10 +139,15 @@ class BinStats:
         return self.accuracy - self.confidence
 
     def to_dict(self) -> dict[str, Any]:
-        return {"binning": self.binning, "n": self.n,
-                "lower": _nan_to_none(self.lower), "upper": _nan_to_none(self.upper),
-                "count": self.count.astype(int).tolist(),
-                "accuracy": _nan_to_none(self.accuracy), "confidence": _nan_to_none(self.confidence)}
+        return {
+            "binning": self.binning,
+            "n": self.n,
+            "lower": _nan_to_none(self.lower),
+            "upper": _nan_to_none(self.upper),
+            "count": self.count.astype(int).tolist(),
+            "accuracy": _nan_to_none(self.accuracy),
+            "confidence": _nan_to_none(self.confidence),
+        }
 
 
 def _nan_to_none(a: np.ndarray) -> list:
@@ -159,14 +167,14 @@ def bin_indices(conf: np.ndarray, n_bins: int = 15, binning: Binning = "equal_wi
     return (ranks * n_bins) // max(len(c), 1)
 
 
-def bin_stats(conf: np.ndarray, outcome: np.ndarray, n_bins: int = 15,
-              binning: Binning = "equal_width") -> BinStats:
+def bin_stats(conf: np.ndarray, outcome: np.ndarray, n_bins: int = 15, binning: Binning = "equal_width") -> BinStats:
     """Per-bin count, mean outcome and mean confidence for confidences in [0, 1]."""
     c = np.asarray(conf, dtype=np.float64)
     o = np.asarray(outcome, dtype=np.float64)
     if c.shape != o.shape or c.ndim != 1:
-        raise ReliabilityInputError(f"confidences and outcomes must be 1-D of equal length, got "
-                                    f"{c.shape} and {o.shape}")
+        raise ReliabilityInputError(
+            f"confidences and outcomes must be 1-D of equal length, got {c.shape} and {o.shape}"
+        )
     idx = bin_indices(c, n_bins, binning)
     count = np.bincount(idx, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -191,7 +199,7 @@ def bin_stats(conf: np.ndarray, outcome: np.ndarray, n_bins: int = 15,
 class CalibrationMetric:
     """One calibration figure with what is needed to read it: bins, binning and n."""
 
-    metric: str                     # "ece", "mce", "classwise_ece", "debiased_ece", "nll", "brier"
+    metric: str  # "ece", "mce", "classwise_ece", "debiased_ece", "nll", "brier"
     value: float
     n: int
     n_bins: Optional[int] = None
@@ -203,8 +211,13 @@ class CalibrationMetric:
         return float(self.value)
 
     def to_dict(self, with_bins: bool = True) -> dict[str, Any]:
-        d = {"metric": self.metric, "value": float(self.value), "n": int(self.n),
-             "n_bins": self.n_bins, "binning": self.binning}
+        d = {
+            "metric": self.metric,
+            "value": float(self.value),
+            "n": int(self.n),
+            "n_bins": self.n_bins,
+            "binning": self.binning,
+        }
         if with_bins and self.bins is not None:
             d["bins"] = self.bins.to_dict()
         if self.extra:
@@ -238,8 +251,9 @@ def top_label(probs: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nda
     return p[np.arange(len(p)), pred], (pred == y).astype(np.float64), pred
 
 
-def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                               binning: Binning = "equal_width") -> CalibrationMetric:
+def expected_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = 15, binning: Binning = "equal_width"
+) -> CalibrationMetric:
     """Top-label ECE (Guo et al. 2017): sum_m |B_m|/n * |acc(B_m) - conf(B_m)|."""
     _check_bins(n_bins, binning)
     conf, correct, _ = top_label(probs, labels)
@@ -252,8 +266,9 @@ def _weighted_abs_gap(bins: BinStats) -> float:
     return float(np.sum(bins.count[ok] * np.abs(bins.gap[ok])) / bins.count.sum())
 
 
-def maximum_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                              binning: Binning = "equal_width") -> CalibrationMetric:
+def maximum_calibration_error(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = 15, binning: Binning = "equal_width"
+) -> CalibrationMetric:
     """MCE (Guo et al. 2017): the largest |acc - conf| over non-empty bins."""
     _check_bins(n_bins, binning)
     conf, correct, _ = top_label(probs, labels)
@@ -264,8 +279,9 @@ def maximum_calibration_error(probs: np.ndarray, labels: np.ndarray, n_bins: int
     return CalibrationMetric("mce", value, len(conf), n_bins, binning, bins, {"worst_bin": worst})
 
 
-def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                  binning: Binning = "equal_width") -> CalibrationMetric:
+def classwise_ece(
+    probs: np.ndarray, labels: np.ndarray, n_bins: int = 15, binning: Binning = "equal_width"
+) -> CalibrationMetric:
     """Class-wise ECE (Kull et al. 2019; the 'marginal' CE of Kumar et al. 2019): for each class k the
     ECE of p_k against 1[y = k] over ALL windows, averaged over classes. Per-class values in extra."""
     _check_bins(n_bins, binning)
@@ -274,13 +290,20 @@ def classwise_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
     for k in range(p.shape[1]):
         bins = bin_stats(p[:, k], (y == k).astype(np.float64), n_bins, binning)
         per_class.append(_weighted_abs_gap(bins))
-    return CalibrationMetric("classwise_ece", float(np.mean(per_class)), len(p), n_bins, binning, None,
-                            {"per_class": per_class})
+    return CalibrationMetric(
+        "classwise_ece", float(np.mean(per_class)), len(p), n_bins, binning, None, {"per_class": per_class}
+    )
 
 
-def debiased_ece(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                 binning: Binning = "equal_mass", norm: Literal["l1", "l2"] = "l1",
-                 resamples: int = 1000, seed: int = 0) -> CalibrationMetric:
+def debiased_ece(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    n_bins: int = 15,
+    binning: Binning = "equal_mass",
+    norm: Literal["l1", "l2"] = "l1",
+    resamples: int = 1000,
+    seed: int = 0,
+) -> CalibrationMetric:
     """Debiased top-label calibration error (Kumar, Liang & Ma 2019, "Verified Uncertainty
     Calibration", NeurIPS, Sec. 5).
 
@@ -357,8 +380,7 @@ def accuracy(probs: np.ndarray, labels: np.ndarray) -> float:
     return float(correct.mean())
 
 
-def all_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
-                seed: int = 0) -> dict[str, CalibrationMetric]:
+def all_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15, seed: int = 0) -> dict[str, CalibrationMetric]:
     """Every figure this module computes, keyed by a stable name (used for tables and JSON)."""
     p, y = check_probs(probs, labels)
     return {
@@ -374,7 +396,25 @@ def all_metrics(probs: np.ndarray, labels: np.ndarray, n_bins: int = 15,
     }
 
 
-__all__ = ["Binning", "BinStats", "CalibrationMetric", "ReliabilityInputError", "accuracy", "all_metrics",
-           "bin_indices", "bin_stats", "brier", "check_labels", "check_probs", "classwise_ece",
-           "debiased_ece", "expected_calibration_error", "log_softmax", "maximum_calibration_error", "nll",
-           "nll_from_logits", "softmax", "top_label"]
+__all__ = [
+    "Binning",
+    "BinStats",
+    "CalibrationMetric",
+    "ReliabilityInputError",
+    "accuracy",
+    "all_metrics",
+    "bin_indices",
+    "bin_stats",
+    "brier",
+    "check_labels",
+    "check_probs",
+    "classwise_ece",
+    "debiased_ece",
+    "expected_calibration_error",
+    "log_softmax",
+    "maximum_calibration_error",
+    "nll",
+    "nll_from_logits",
+    "softmax",
+    "top_label",
+]

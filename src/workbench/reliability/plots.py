@@ -1,4 +1,5 @@
 """Figures for stage 08. Each function takes results (not models) and returns a matplotlib Figure."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, Sequence
@@ -9,8 +10,7 @@ import numpy as np
 from .metrics import CalibrationMetric
 
 
-def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: CalibrationMetric,
-                     title: str = "") -> None:
+def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: CalibrationMetric, title: str = "") -> None:
     """Per-bin accuracy bars against confidence, the gap to the diagonal shaded (red = over-confident,
     blue = under-confident), and, on ``ax_hist``, the share of windows per confidence bin."""
     b = ece.bins
@@ -26,19 +26,43 @@ def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: Calibration
     ax.bar(left[ok], acc[ok], width=width[ok], align="edge", color="#4c72b0", edgecolor="white")
     over = ok & (conf > acc)
     under = ok & (conf <= acc)
-    ax.bar(left[over], (conf - acc)[over], bottom=acc[over], width=width[over], align="edge",
-           color="#dd4444", alpha=0.35, hatch="//", edgecolor="#aa2222")
-    ax.bar(left[under], (acc - conf)[under], bottom=conf[under], width=width[under], align="edge",
-           color="#55a868", alpha=0.35, hatch="\\\\", edgecolor="#2d7a3e")
+    ax.bar(
+        left[over],
+        (conf - acc)[over],
+        bottom=acc[over],
+        width=width[over],
+        align="edge",
+        color="#dd4444",
+        alpha=0.35,
+        hatch="//",
+        edgecolor="#aa2222",
+    )
+    ax.bar(
+        left[under],
+        (acc - conf)[under],
+        bottom=conf[under],
+        width=width[under],
+        align="edge",
+        color="#55a868",
+        alpha=0.35,
+        hatch="\\\\",
+        edgecolor="#2d7a3e",
+    )
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     ax.scatter(conf[ok], acc[ok], s=8, color="black", zorder=3)
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_ylabel("accuracy in bin")
     ax.set_title(title, fontsize=9)
-    ax.text(0.03, 0.95, f"ECE {100 * ece.value:.2f}%\n{ece.n_bins} {ece.binning.replace('_', '-')} bins\n"
-            f"n = {ece.n}", transform=ax.transAxes, va="top", fontsize=8,
-            bbox=dict(boxstyle="round", fc="white", ec="0.8"))
+    ax.text(
+        0.03,
+        0.95,
+        f"ECE {100 * ece.value:.2f}%\n{ece.n_bins} {ece.binning.replace('_', '-')} bins\nn = {ece.n}",
+        transform=ax.transAxes,
+        va="top",
+        fontsize=8,
+        bbox=dict(boxstyle="round", fc="white", ec="0.8"),
+    )
     if ax_hist is not None:
         share = b.count / max(b.count.sum(), 1)
         ax_hist.bar(left[ok], share[ok], width=width[ok], align="edge", color="0.5")
@@ -51,14 +75,15 @@ def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: Calibration
 
 def _legend_handles() -> list:
     from matplotlib.patches import Patch
-    return [Patch(color="#4c72b0", label="accuracy"),
-            Patch(facecolor="#dd4444", alpha=0.35, hatch="//", edgecolor="#aa2222", label="gap: over-confident"),
-            Patch(facecolor="#55a868", alpha=0.35, hatch="\\\\", edgecolor="#2d7a3e",
-                  label="gap: under-confident")]
+
+    return [
+        Patch(color="#4c72b0", label="accuracy"),
+        Patch(facecolor="#dd4444", alpha=0.35, hatch="//", edgecolor="#aa2222", label="gap: over-confident"),
+        Patch(facecolor="#55a868", alpha=0.35, hatch="\\\\", edgecolor="#2d7a3e", label="gap: under-confident"),
+    ]
 
 
-def reliability_grid(panels: Mapping[str, Mapping[str, CalibrationMetric]],
-                     suptitle: str = "") -> plt.Figure:
+def reliability_grid(panels: Mapping[str, Mapping[str, CalibrationMetric]], suptitle: str = "") -> plt.Figure:
     """Reliability diagrams side by side: one column per backend, one row per variant (e.g.
     ``{"torch-fp32": {"before": ece, "after T": ece}, "ort-int8-emulated": {...}}``)."""
     backends = list(panels)
@@ -66,8 +91,9 @@ def reliability_grid(panels: Mapping[str, Mapping[str, CalibrationMetric]],
     if not backends or not variants:
         raise ValueError("reliability_grid needs at least one backend with one variant")
     fig = plt.figure(figsize=(4.2 * len(backends), 4.6 * len(variants) + 0.5))
-    outer = fig.add_gridspec(len(variants), len(backends), hspace=0.3, wspace=0.3,
-                             top=1 - 0.6 / (4.6 * len(variants) + 0.5), bottom=0.04)
+    outer = fig.add_gridspec(
+        len(variants), len(backends), hspace=0.3, wspace=0.3, top=1 - 0.6 / (4.6 * len(variants) + 0.5), bottom=0.04
+    )
     for c, be in enumerate(backends):
         for r, var in enumerate(variants):
             inner = outer[r, c].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.12)
@@ -96,8 +122,7 @@ def set_size_histograms(histograms: Mapping[str, Sequence[int]], title: str = ""
     for i, name in enumerate(names):
         h = np.asarray(histograms[name], dtype=float)
         h = np.pad(h, (0, k - len(h)))
-        ax.bar(np.arange(k) + (i - (len(names) - 1) / 2) * width, h / max(h.sum(), 1), width=width,
-               label=name)
+        ax.bar(np.arange(k) + (i - (len(names) - 1) / 2) * width, h / max(h.sum(), 1), width=width, label=name)
     ax.set_xticks(np.arange(k))
     ax.set_xlabel("prediction-set size (0 = empty)")
     ax.set_ylabel("share of test windows")
@@ -107,13 +132,15 @@ def set_size_histograms(histograms: Mapping[str, Sequence[int]], title: str = ""
     return fig
 
 
-def subject_coverage(per_subject: Mapping[str, Sequence[Mapping[str, Any]]], alpha: float,
-                     n_cal: Optional[int] = None, title: str = "") -> plt.Figure:
+def subject_coverage(
+    per_subject: Mapping[str, Sequence[Mapping[str, Any]]], alpha: float, n_cal: Optional[int] = None, title: str = ""
+) -> plt.Figure:
     """Coverage per test subject for each method, against the 1 - alpha target. With ``n_cal`` (the
     marginal methods' calibration size) each subject gets a grey bar: the central 95% range of split
     conformal's empirical coverage for that subject's number of windows, IF its windows were
     exchangeable with the calibration windows. Marginal coverage can hide subjects far below target."""
     from .conformal import coverage_interval
+
     names = list(per_subject)
     if not names:
         raise ValueError("subject_coverage needs at least one method")
@@ -130,8 +157,16 @@ def subject_coverage(per_subject: Mapping[str, Sequence[Mapping[str, Any]]], alp
         n_of = {r["subject"]: r["n"] for rows in per_subject.values() for r in rows}
         for i, sub in enumerate(subjects):
             iv = coverage_interval(n_cal, alpha, n_test=n_of[sub])
-            ax.fill_between([i - 0.45, i + 0.45], iv["test_low"], iv["test_high"], color="grey", alpha=0.3, zorder=0,
-                            lw=0, label="expected 95% range for its n" if i == 0 else None)
+            ax.fill_between(
+                [i - 0.45, i + 0.45],
+                iv["test_low"],
+                iv["test_high"],
+                color="grey",
+                alpha=0.3,
+                zorder=0,
+                lw=0,
+                label="expected 95% range for its n" if i == 0 else None,
+            )
     ax.set_xticks(np.arange(len(subjects)))
     ax.set_xticklabels([str(s) for s in subjects])
     ax.set_xlabel("test subject")
@@ -163,8 +198,12 @@ def temperature_cv_plot(cv_by_backend: Mapping[str, Any]) -> plt.Figure:
     return fig
 
 
-def subject_coverage_spread(per_subject: Mapping[str, Sequence[Mapping[str, Any]]], alpha: float,
-                            set_sizes: Optional[Mapping[str, float]] = None, title: str = "") -> plt.Figure:
+def subject_coverage_spread(
+    per_subject: Mapping[str, Sequence[Mapping[str, Any]]],
+    alpha: float,
+    set_sizes: Optional[Mapping[str, float]] = None,
+    title: str = "",
+) -> plt.Figure:
     """Per-subject coverage, one column per method: each dot a test subject (size ~ its windows), a
     box over subjects, the 1 - alpha line, and per method the share of subjects below it (and the mean
     set size when given): what marginal coverage hides and what each method pays for the guarantee."""
@@ -208,8 +247,10 @@ def calibrator_comparison(candidates_by_backend: Mapping[str, Sequence[Mapping[s
     for row, be in zip(axes, names):
         cands = candidates_by_backend[be]
         labels = [c["name"] for c in cands]
-        for ax, key, unit in ((row[0], "heldout_nll", "held-out NLL [nats]"),
-                              (row[1], "heldout_ece", "held-out ECE [%]")):
+        for ax, key, unit in (
+            (row[0], "heldout_nll", "held-out NLL [nats]"),
+            (row[1], "heldout_ece", "held-out ECE [%]"),
+        ):
             vals = np.array([c[key] for c in cands], dtype=float) * (100 if key == "heldout_ece" else 1)
             bars = ax.bar(range(len(cands)), vals, color=["#55a868" if c["chosen"] else "0.6" for c in cands])
             for bar, c in zip(bars, cands):
@@ -225,5 +266,12 @@ def calibrator_comparison(candidates_by_backend: Mapping[str, Sequence[Mapping[s
     return fig
 
 
-__all__ = ["calibrator_comparison", "draw_reliability", "reliability_grid", "set_size_histograms",
-           "subject_coverage", "subject_coverage_spread", "temperature_cv_plot"]
+__all__ = [
+    "calibrator_comparison",
+    "draw_reliability",
+    "reliability_grid",
+    "set_size_histograms",
+    "subject_coverage",
+    "subject_coverage_spread",
+    "temperature_cv_plot",
+]

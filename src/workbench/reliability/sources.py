@@ -9,6 +9,7 @@ A backend that cannot produce logits for every split (the ``hailo-emulator`` onl
 windows stage 06 emulated) cannot be temperature-scaled or conformally calibrated on its own outputs;
 it is listed with that reason instead of being analysed with borrowed numbers.
 """
+
 from __future__ import annotations
 
 from typing import Any, Optional, Sequence
@@ -21,9 +22,9 @@ from .report import SplitLogits
 SPLITS = ("val", "conformal", "test")
 
 
-def collect_split_logits(stage: Any, backends: Optional[Sequence[str]] = None,
-                         hef_path: Optional[str] = None, batch_size: int = 256
-                         ) -> tuple[dict[str, dict[str, SplitLogits]], pd.DataFrame, list[str]]:
+def collect_split_logits(
+    stage: Any, backends: Optional[Sequence[str]] = None, hef_path: Optional[str] = None, batch_size: int = 256
+) -> tuple[dict[str, dict[str, SplitLogits]], pd.DataFrame, list[str]]:
     """Logits per backend and split for an open stage-08 ``Stage``.
 
     ``backends=None``: every backend stage 07 wrote predictions for that can also run on the
@@ -53,8 +54,10 @@ def collect_split_logits(stage: Any, backends: Optional[Sequence[str]] = None,
         if not ok:
             why = f"not available: {reason}"
         elif backend.replays_stored_outputs:
-            why = ("cannot run on the validation/conformal windows (it replays stored test-window outputs "
-                   "only), so it cannot be temperature-scaled or conformally calibrated on its own logits")
+            why = (
+                "cannot run on the validation/conformal windows (it replays stored test-window outputs "
+                "only), so it cannot be temperature-scaled or conformally calibrated on its own logits"
+            )
         elif backends is None and not pred_path.is_file():
             why = "stage 07 wrote no predictions for it"
         if why:
@@ -79,15 +82,26 @@ def collect_split_logits(stage: Any, backends: Optional[Sequence[str]] = None,
         per_split["test"] = SplitLogits(name, "test", res.logits, res.y, res.subject, res.index)
         backend.close()
         out[name] = per_split
-        rows.append({"backend": name, "used": True, "test logits": src,
-                     "reason": ", ".join(f"{s}: {per_split[s].n} windows / {len(per_split[s].subjects)} "
-                                         f"subjects" for s in SPLITS)})
+        rows.append(
+            {
+                "backend": name,
+                "used": True,
+                "test logits": src,
+                "reason": ", ".join(
+                    f"{s}: {per_split[s].n} windows / {len(per_split[s].subjects)} subjects" for s in SPLITS
+                ),
+            }
+        )
     if problems:
-        raise be.BackendUnavailable("requested backend(s) cannot be analysed:\n" + "\n".join(problems) +
-                                    "\nRemove them from `backends` (null = every one that can).")
+        raise be.BackendUnavailable(
+            "requested backend(s) cannot be analysed:\n"
+            + "\n".join(problems)
+            + "\nRemove them from `backends` (null = every one that can)."
+        )
     if not out:
-        raise be.BackendUnavailable("no backend can be analysed; see the table of reasons:\n" +
-                                    pd.DataFrame(rows).to_string(index=False))
+        raise be.BackendUnavailable(
+            "no backend can be analysed; see the table of reasons:\n" + pd.DataFrame(rows).to_string(index=False)
+        )
     return out, pd.DataFrame(rows), label_names
 
 
@@ -98,10 +112,11 @@ def check_consistent(logits: dict[str, dict[str, SplitLogits]]) -> None:
         ref = logits[names[0]][split]
         for n in names[1:]:
             other = logits[n][split]
-            if other.n != ref.n or not np.array_equal(other.y, ref.y) or \
-                    not np.array_equal(other.subject, ref.subject):
-                raise RuntimeError(f"{split} windows differ between {names[0]} ({ref.n}) and {n} ({other.n}); "
-                                   f"stage 07 predictions must come from this run's windows.npz")
+            if other.n != ref.n or not np.array_equal(other.y, ref.y) or not np.array_equal(other.subject, ref.subject):
+                raise RuntimeError(
+                    f"{split} windows differ between {names[0]} ({ref.n}) and {n} ({other.n}); "
+                    f"stage 07 predictions must come from this run's windows.npz"
+                )
 
 
 __all__ = ["SPLITS", "check_consistent", "collect_split_logits"]

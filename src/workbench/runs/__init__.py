@@ -4,6 +4,7 @@
 HTML renders), ``sweep`` (grids of runs), ``listing`` (``workbench list``), ``compare`` (runs side by
 side) and ``index_page`` (the reviewer's index). Notebooks import ``open_stage`` from here.
 """
+
 from workbench.runs.store import (
     ARTIFACTS,
     STAGE_NAMES,
@@ -18,5 +19,16 @@ from workbench.runs.store import (
     stage_key,
 )
 
-__all__ = ["ARTIFACTS", "STAGE_NAMES", "STAGES", "Run", "RunError", "Stage", "copy_stage_artifacts",
-           "new_run_id", "open_stage", "outputs_root", "stage_key"]
+__all__ = [
+    "ARTIFACTS",
+    "STAGE_NAMES",
+    "STAGES",
+    "Run",
+    "RunError",
+    "Stage",
+    "copy_stage_artifacts",
+    "new_run_id",
+    "open_stage",
+    "outputs_root",
+    "stage_key",
+]

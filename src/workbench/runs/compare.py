@@ -3,6 +3,7 @@
 Functions take runs and return tables; `compare_runs` is the I/O edge that writes a comparison folder
 (CSV tables, the executed compare_runs notebook and its HTML, an index page).
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -47,17 +48,24 @@ def metrics_table(runs: Sequence[Run]) -> pd.DataFrame:
     """(stage, metric, backend) x run: every headline number under the backend that produced it. Stages a
     run reused from its parent contribute the parent's numbers (they are that run's numbers too)."""
     from workbench.runs.summary import lineage_metrics
+
     records = []
     for r in runs:
         for m in lineage_metrics(r):
             if isinstance(m.get("value"), (int, float)) and not isinstance(m.get("value"), bool):
-                records.append({"stage": m["stage"], "metric": m["name"], "backend": m["backend"],
-                                "run": r.run_id, "value": m["value"]})
+                records.append(
+                    {
+                        "stage": m["stage"],
+                        "metric": m["name"],
+                        "backend": m["backend"],
+                        "run": r.run_id,
+                        "value": m["value"],
+                    }
+                )
     if not records:
         return pd.DataFrame()
     df = pd.DataFrame(records)
-    table = df.pivot_table(index=["stage", "metric", "backend"], columns="run", values="value",
-                           aggfunc="first")
+    table = df.pivot_table(index=["stage", "metric", "backend"], columns="run", values="value", aggfunc="first")
     return table[[r.run_id for r in runs if r.run_id in table.columns]]  # the order the user gave
 
 
@@ -88,11 +96,20 @@ def reliability_curves(runs: Sequence[Run]) -> pd.DataFrame:
         for backend, res in ((rel or {}).get("backends") or {}).items():
             for when, key in (("before", "test_before_scaling"), ("after", "test_after_scaling")):
                 bins = ((res.get(key) or {}).get("ece") or {}).get("bins") or {}
-                for conf, acc, count in zip(bins.get("confidence", []), bins.get("accuracy", []),
-                                            bins.get("count", [])):
+                for conf, acc, count in zip(
+                    bins.get("confidence", []), bins.get("accuracy", []), bins.get("count", [])
+                ):
                     if count:
-                        rows.append({"run": r.run_id, "backend": backend, "when": when,
-                                     "confidence": conf, "accuracy": acc, "count": count})
+                        rows.append(
+                            {
+                                "run": r.run_id,
+                                "backend": backend,
+                                "when": when,
+                                "confidence": conf,
+                                "accuracy": acc,
+                                "count": count,
+                            }
+                        )
     return pd.DataFrame(rows, columns=["run", "backend", "when", "confidence", "accuracy", "count"])
 
 
@@ -132,6 +149,7 @@ def stages_depending_on(changed: Sequence[str]) -> set[str]:
     of them, and every later stage."""
     from workbench.runs.pipeline import declared_parameters, notebook_for
     from workbench.runs.store import STAGES
+
     keys = [k for k, _ in STAGES]
     for i, key in enumerate(keys):
         try:
@@ -143,8 +161,9 @@ def stages_depending_on(changed: Sequence[str]) -> set[str]:
     return set()
 
 
-def compare_runs(refs: Sequence[str | Path], root: Optional[Path] = None, notebook: bool = True,
-                 out_dir: Optional[Path] = None) -> Path:
+def compare_runs(
+    refs: Sequence[str | Path], root: Optional[Path] = None, notebook: bool = True, out_dir: Optional[Path] = None
+) -> Path:
     runs = open_runs(refs, root)
     base = Path(root) if root else outputs_root()
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -168,34 +187,59 @@ def compare_runs(refs: Sequence[str | Path], root: Optional[Path] = None, notebo
     if notebook:
         links = _run_compare_notebook(runs, out)
     esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>comparison</title>",
-             "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2rem auto;padding:0 1rem}"
-             ".tablewrap{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}"
-             "td,th{border:1px solid #ccc;padding:.25rem .5rem}tr.changed td{background:#fff3cd}</style>",
-             "</head><body><h1>Run comparison</h1><p>Deltas are against the first run; rows that differ "
-             "are highlighted.</p><ul>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>comparison</title>",
+        "<style>body{font-family:system-ui,sans-serif;max-width:1150px;margin:2rem auto;padding:0 1rem}"
+        ".tablewrap{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}"
+        "td,th{border:1px solid #ccc;padding:.25rem .5rem}tr.changed td{background:#fff3cd}</style>",
+        "</head><body><h1>Run comparison</h1><p>Deltas are against the first run; rows that differ "
+        "are highlighted.</p><ul>",
+    ]
     for r, label in zip(runs, labels):
         reused = r.manifest().get("reused_from_parent") or []
-        note = (f"; stages {', '.join(reused)} reused from parent <code>{esc(str(r.manifest().get('parent')))}"
-                "</code>") if reused else ""
-        parts.append(f"<li><b>{esc(label)}</b>: <code>{esc(r.run_id)}</code> "
-                     f"({esc(str(r.params().get('dataset', '?')))}){note}</li>")
+        note = (
+            (f"; stages {', '.join(reused)} reused from parent <code>{esc(str(r.manifest().get('parent')))}</code>")
+            if reused
+            else ""
+        )
+        parts.append(
+            f"<li><b>{esc(label)}</b>: <code>{esc(r.run_id)}</code> "
+            f"({esc(str(r.params().get('dataset', '?')))}){note}</li>"
+        )
     parts.append("</ul>" + links)
-    parts.append("<h2>Parameters that differ</h2>" + ("<div class='tablewrap'>" + diff.to_html(escape=True)
-                                                      + "</div>" if not diff.empty else "<p>none</p>"))
+    parts.append(
+        "<h2>Parameters that differ</h2>"
+        + ("<div class='tablewrap'>" + diff.to_html(escape=True) + "</div>" if not diff.empty else "<p>none</p>")
+    )
     if not delta.empty:
-        fmt = {c: (lambda v: f"{v:+.4g}") if str(c).startswith("Δ ") else (lambda v: f"{v:.4g}")
-               for c in delta.columns if c != "changed"}
-        changed, same = delta[delta["changed"]].drop(columns="changed"), delta[~delta["changed"]].drop(
-            columns="changed")
-        parts.append(f"<h2>Metrics that changed ({len(changed)})</h2><div class='tablewrap'>"
-                     + (changed.to_html(escape=True, formatters=fmt).replace("<tr>", "<tr class='changed'>")
-                        if not changed.empty else "<p>none</p>") + "</div>")
-        parts.append(f"<details><summary>Metrics that did not change ({len(same)})</summary>"
-                     f"<div class='tablewrap'>{same.to_html(escape=True, formatters=fmt)}</div></details>")
+        fmt = {
+            c: (lambda v: f"{v:+.4g}") if str(c).startswith("Δ ") else (lambda v: f"{v:.4g}")
+            for c in delta.columns
+            if c != "changed"
+        }
+        changed, same = (
+            delta[delta["changed"]].drop(columns="changed"),
+            delta[~delta["changed"]].drop(columns="changed"),
+        )
+        parts.append(
+            f"<h2>Metrics that changed ({len(changed)})</h2><div class='tablewrap'>"
+            + (
+                changed.to_html(escape=True, formatters=fmt).replace("<tr>", "<tr class='changed'>")
+                if not changed.empty
+                else "<p>none</p>"
+            )
+            + "</div>"
+        )
+        parts.append(
+            f"<details><summary>Metrics that did not change ({len(same)})</summary>"
+            f"<div class='tablewrap'>{same.to_html(escape=True, formatters=fmt)}</div></details>"
+        )
     if not quant.empty:
-        parts.append("<h2>Stage 05 quantization comparison</h2><div class='tablewrap'>"
-                     + quant.to_html(escape=True, float_format=lambda v: f"{v:.4g}") + "</div>")
+        parts.append(
+            "<h2>Stage 05 quantization comparison</h2><div class='tablewrap'>"
+            + quant.to_html(escape=True, float_format=lambda v: f"{v:.4g}")
+            + "</div>"
+        )
     else:
         parts.append("<p>Stage 05's configuration table is omitted: no parameter it depends on differs.</p>")
     parts.append("</body></html>")
@@ -203,15 +247,22 @@ def compare_runs(refs: Sequence[str | Path], root: Optional[Path] = None, notebo
     return out
 
 
-def _terminal_text(runs: Sequence[Run], labels: list[str], diff: pd.DataFrame, delta: pd.DataFrame,
-                   max_rows: int = 40) -> str:
+def _terminal_text(
+    runs: Sequence[Run], labels: list[str], diff: pd.DataFrame, delta: pd.DataFrame, max_rows: int = 40
+) -> str:
     from workbench.runs.sweep_report import format_table
+
     lines = ["runs (deltas against the first):"]
     lines += [f"  {i + 1}. {label}  ({r.run_id})" for i, (r, label) in enumerate(zip(runs, labels))]
     if not diff.empty:
-        lines += ["", "parameters that differ:",
-                  format_table(["parameter"] + [str(i + 1) for i in range(len(runs))],
-                               [[n] + [json.dumps(diff.loc[n, r.run_id]) for r in runs] for n in diff.index])]
+        lines += [
+            "",
+            "parameters that differ:",
+            format_table(
+                ["parameter"] + [str(i + 1) for i in range(len(runs))],
+                [[n] + [json.dumps(diff.loc[n, r.run_id]) for r in runs] for n in diff.index],
+            ),
+        ]
     if not delta.empty:
         changed = delta[delta["changed"]]
         rows = []
@@ -219,8 +270,11 @@ def _terminal_text(runs: Sequence[Run], labels: list[str], diff: pd.DataFrame, d
             vals = [f"{row[labels[0]]:.4g}" if row[labels[0]] == row[labels[0]] else "-"]
             vals += [f"{row[f'Δ {lab}']:+.4g}" if row[f"Δ {lab}"] == row[f"Δ {lab}"] else "-" for lab in labels[1:]]
             rows.append([f"* {stage[:2]} {metric}", backend] + vals)
-        lines += ["", f"metrics that changed ({len(changed)} of {len(delta)}; * = changed):",
-                  format_table(["metric", "backend", "1"] + [f"Δ{i + 2}" for i in range(len(runs) - 1)], rows)]
+        lines += [
+            "",
+            f"metrics that changed ({len(changed)} of {len(delta)}; * = changed):",
+            format_table(["metric", "backend", "1"] + [f"Δ{i + 2}" for i in range(len(runs) - 1)], rows),
+        ]
         if len(changed) > max_rows:
             lines.append(f"  ... {len(changed) - max_rows} more in metrics.csv")
     return "\n".join(lines)
@@ -239,18 +293,25 @@ def _run_compare_notebook(runs: Sequence[Run], out: Path) -> str:
     nb = NOTEBOOK_DIR / "compare_runs.ipynb"
     executed = out / "compare_runs.ipynb"
     from workbench.runs.kernel import kernel_options
-    pm.execute_notebook(str(nb), str(executed), kernel_name=KERNEL_NAME, cwd=str(NOTEBOOK_DIR),
-                        parameters={"runs": [str(r.path.resolve()) for r in runs]}, progress_bar=False,
-                        **kernel_options())
+
+    pm.execute_notebook(
+        str(nb),
+        str(executed),
+        kernel_name=KERNEL_NAME,
+        cwd=str(NOTEBOOK_DIR),
+        parameters={"runs": [str(r.path.resolve()) for r in runs]},
+        progress_bar=False,
+        **kernel_options(),
+    )
     rendered = _render_to(executed, out)
-    return ("<p>" + " · ".join(f"<a href='{Path(p).name}'>{k} notebook</a>" for k, p in rendered.items())
-            + "</p>")
+    return "<p>" + " · ".join(f"<a href='{Path(p).name}'>{k} notebook</a>" for k, p in rendered.items()) + "</p>"
 
 
 # ---- figures for the comparison notebook --------------------------------------------------------
 def accuracy_bars(table: pd.DataFrame):
     """Test accuracy per run and backend (stage 07), or None when no run recorded it."""
     import matplotlib.pyplot as plt
+
     if table.empty or "accuracy" not in table.index.get_level_values("metric"):
         return None
     acc = table.xs("accuracy", level="metric").droplevel("stage").T
@@ -266,13 +327,22 @@ def accuracy_bars(table: pd.DataFrame):
 def quant_flip_pivot(quant: pd.DataFrame) -> pd.DataFrame:
     """Stage-05 code-flip rates: one row per calibration configuration, one column per run."""
     q = quant.copy()
-    q["config"] = (q["strategy"] + " " + q["calib_size"].astype(str) + " · " + q["cut"] + " · "
-                   + q["output_bits"].astype(str) + "-bit")
+    q["config"] = (
+        q["strategy"]
+        + " "
+        + q["calib_size"].astype(str)
+        + " · "
+        + q["cut"]
+        + " · "
+        + q["output_bits"].astype(str)
+        + "-bit"
+    )
     return q.pivot_table(index="config", columns="run", values="code_flip_rate")
 
 
 def quant_flip_bars(pivot: pd.DataFrame):
     import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(9, 0.35 * len(pivot) + 1.5))
     pivot.plot.barh(ax=ax)
     ax.set_xlabel("FSQ whole-code flip rate vs FP32 (ort-int8-emulated)")
@@ -283,13 +353,20 @@ def quant_flip_bars(pivot: pd.DataFrame):
 def reliability_overlay(curves: pd.DataFrame):
     """Reliability curves of every run, one panel per backend, before (solid) and after (dashed) T."""
     import matplotlib.pyplot as plt
+
     backends = sorted(curves["backend"].unique())
     fig, axes = plt.subplots(1, len(backends), figsize=(5 * len(backends), 4.2), squeeze=False)
     for ax, b in zip(axes[0], backends):
         ax.plot([0, 1], [0, 1], color="grey", lw=0.8)
         for (run, when), g in curves[curves["backend"] == b].groupby(["run", "when"]):
-            ax.plot(g["confidence"], g["accuracy"], marker="o", ms=3, ls="--" if when == "after" else "-",
-                    label=f"{run[-12:]} {when}")
+            ax.plot(
+                g["confidence"],
+                g["accuracy"],
+                marker="o",
+                ms=3,
+                ls="--" if when == "after" else "-",
+                label=f"{run[-12:]} {when}",
+            )
         ax.set_title(b)
         ax.set_xlabel("confidence")
         ax.set_ylabel("accuracy")

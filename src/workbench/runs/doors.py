@@ -6,6 +6,7 @@ names the parent, the door and the reused stages, with the parent's earlier-stag
 The exact rules, including when an interactive stage may be continued, are in docs/DESIGN.md
 ("Doors into a run"). The pipeline's own kernels are recognised by ``WORKBENCH_PIPELINE_RUN``.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -32,8 +33,8 @@ from workbench.runs.store import (
     stage_key,
 )
 
-ENV_PIPELINE_RUN = "WORKBENCH_PIPELINE_RUN"   # set by the pipeline for the kernels it starts
-ENV_DOOR = "WORKBENCH_DOOR"                   # explicit override: papermill | interactive
+ENV_PIPELINE_RUN = "WORKBENCH_PIPELINE_RUN"  # set by the pipeline for the kernels it starts
+ENV_DOOR = "WORKBENCH_DOOR"  # explicit override: papermill | interactive
 KEYS = [n for n, _ in STAGES]
 
 _notebook_params: dict[str, Any] = {}
@@ -73,8 +74,7 @@ def _now() -> str:
     return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
 
 
-def open_stage(run_dir: Optional[str], stage: str, create_if_missing: bool = False,
-               log=print) -> Stage:
+def open_stage(run_dir: Optional[str], stage: str, create_if_missing: bool = False, log=print) -> Stage:
     key = stage_key(stage)
     name = STAGE_NAMES[key]
     door = current_door()
@@ -82,7 +82,7 @@ def open_stage(run_dir: Optional[str], stage: str, create_if_missing: bool = Fal
         own = Path(os.environ[ENV_PIPELINE_RUN]).resolve()
         run = Run.open(run_dir) if run_dir else Run(own)
         if run.path.resolve() == own:
-            return Stage(run, key)   # the pipeline made this run for exactly these stages
+            return Stage(run, key)  # the pipeline made this run for exactly these stages
         door = "papermill"
     if not run_dir:
         if key == "01" or create_if_missing:
@@ -108,8 +108,10 @@ def open_stage(run_dir: Optional[str], stage: str, create_if_missing: bool = Fal
     stage_obj = _claim(child, key, door)
     reused = child.manifest().get("reused_from_parent") or []
     why = f"stage {name} already ran in run {run.run_id}" if started else f"run {run.run_id} is closed"
-    log(f"child run {child.run_id} ({door}): {why} and runs are never rewritten; reusing "
-        f"{', '.join(reused) or 'no stages'} of the parent -> {child.path}")
+    log(
+        f"child run {child.run_id} ({door}): {why} and runs are never rewritten; reusing "
+        f"{', '.join(reused) or 'no stages'} of the parent -> {child.path}"
+    )
     return stage_obj
 
 
@@ -150,21 +152,25 @@ def newest_run_with(prev: str, key: str) -> Run:
         if status in REUSABLE:
             found.append((str(man.get("created", "")), run))
     if not found:
-        raise RunError(f"no run under {root}/ has a finished stage {prev_name}; set run_dir in the "
-                       f"parameters cell to a run id (python -m workbench list), or make one: "
-                       f"python -m workbench run --to {prev}")
+        raise RunError(
+            f"no run under {root}/ has a finished stage {prev_name}; set run_dir in the "
+            f"parameters cell to a run id (python -m workbench list), or make one: "
+            f"python -m workbench run --to {prev}"
+        )
     return max(found, key=lambda t: t[0])[1]
 
 
-def new_notebook_run(door: str, label: str, root: Path, parent: Optional[Run] = None,
-                     reuse: tuple[str, ...] = (), status: str = "") -> Run:
+def new_notebook_run(
+    door: str, label: str, root: Path, parent: Optional[Run] = None, reuse: tuple[str, ...] = (), status: str = ""
+) -> Run:
     """A run directory with its manifest, created for a notebook door; on any failure nothing is
     left behind."""
     import shutil
 
     from workbench.runs.pipeline import git_commit, package_versions
+
     if parent is not None:
-        check_reusable(parent, list(reuse))   # before any directory exists
+        check_reusable(parent, list(reuse))  # before any directory exists
     run = Run.create(label, root)
     try:
         params: dict[str, Any] = {}
@@ -197,11 +203,20 @@ def new_notebook_run(door: str, label: str, root: Path, parent: Optional[Run] = 
 def make_child(parent: Run, key: str, door: str, status: str = "") -> Run:
     """A child of ``parent`` for stage ``key``: the parent's stages before ``key`` that have artifacts
     are copied (and must have finished); the child lives beside the parent."""
-    reuse = tuple(s for s in KEYS[:KEYS.index(key)]
-                  if (parent.path / "artifacts" / STAGE_NAMES[s]).is_dir()
-                  and any((parent.path / "artifacts" / STAGE_NAMES[s]).iterdir()))
-    return new_notebook_run(door, f"{parent.run_id.split('-', 2)[-1][:20]}-{door[:5]}-{key}",
-                            parent.path.parent, parent=parent, reuse=reuse, status=status)
+    reuse = tuple(
+        s
+        for s in KEYS[: KEYS.index(key)]
+        if (parent.path / "artifacts" / STAGE_NAMES[s]).is_dir()
+        and any((parent.path / "artifacts" / STAGE_NAMES[s]).iterdir())
+    )
+    return new_notebook_run(
+        door,
+        f"{parent.run_id.split('-', 2)[-1][:20]}-{door[:5]}-{key}",
+        parent.path.parent,
+        parent=parent,
+        reuse=reuse,
+        status=status,
+    )
 
 
 def reserve_child(parent_ref: str, stage: str, root: Optional[Path] = None) -> Run:
@@ -222,8 +237,7 @@ def _claim(run: Run, key: str, door: str) -> Stage:
             e["status"] = "done"
             e["closed"] = _now()
     entry = stages.setdefault(name, {})
-    entry.update(status="open" if door == "interactive" else "running", started_by=door,
-                 **process_identity())
+    entry.update(status="open" if door == "interactive" else "running", started_by=door, **process_identity())
     entry.setdefault("started", _now())
     if _notebook_params:
         entry["params"] = dict(_notebook_params)
@@ -247,6 +261,7 @@ def _merge_params(run: Run, man: dict, key: str) -> None:
     import yaml
 
     from workbench.runs.pipeline import USED_ONLY_IF, declared_parameters, notebook_for
+
     params = dict(man.get("params") or {})
     reused = [n[:2] for n in man.get("reused_from_parent") or []]
     owned_by_reused: set[str] = set()
@@ -255,7 +270,7 @@ def _merge_params(run: Run, man: dict, key: str) -> None:
             declared = declared_parameters(notebook_for(s))
         except RunError:
             continue
-        if s == "01":   # the same rule as `--from/--parent`: names stage 01 uses only under a condition
+        if s == "01":  # the same rule as `--from/--parent`: names stage 01 uses only under a condition
             declared = [n for n in declared if n not in USED_ONLY_IF or USED_ONLY_IF[n](params)]
         owned_by_reused.update(declared)
     kept = {}
@@ -284,6 +299,7 @@ def _install_hooks(run: Run, key: str, door: str) -> None:
         return
     _hooked.add(tag)
     from IPython import get_ipython
+
     ip = get_ipython()
     name = STAGE_NAMES[key]
 
@@ -292,8 +308,12 @@ def _install_hooks(run: Run, key: str, door: str) -> None:
         if err is None or door == "interactive":
             return
         status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
-        _update(run, name, status, error={"type": type(err).__name__, "message": str(err),
-                                          "summary": f"{type(err).__name__}: {err}"})
+        _update(
+            run,
+            name,
+            status,
+            error={"type": type(err).__name__, "message": str(err), "summary": f"{type(err).__name__}: {err}"},
+        )
 
     def on_exit() -> None:
         if door != "interactive":
@@ -311,8 +331,9 @@ def _update(run: Run, name: str, status: str, only_if: str = "", **info: Any) ->
         if only_if and entry.get("status") != only_if:
             return
         entry.update(status=status, finished=_now(), **info)
-        entry["backends"] = sorted({str(m["backend"]) for m in run.metrics()
-                                    if m.get("stage") == name and m.get("backend")})
+        entry["backends"] = sorted(
+            {str(m["backend"]) for m in run.metrics() if m.get("stage") == name and m.get("backend")}
+        )
         if man.get("started_by") != "interactive":
             man["status"] = status
             man["finished"] = _now()
@@ -320,19 +341,20 @@ def _update(run: Run, name: str, status: str, only_if: str = "", **info: Any) ->
                 man["failed_stage"] = name
         run.write_json("manifest.json", man)
     except (RunError, OSError):
-        pass   # the kernel is going away; `workbench list` shows a dead owner as stale
+        pass  # the kernel is going away; `workbench list` shows a dead owner as stale
 
 
 def _spawn_finisher(run: Run, name: str, door: str) -> None:
     waited = os.environ.get("JPY_PARENT_PID", "")
     cmd = [sys.executable, "-m", "workbench.runs.finish", str(run.path), name]
-    if waited.isdigit() and door != "interactive":   # papermill writes the notebook after we exit
+    if waited.isdigit() and door != "interactive":  # papermill writes the notebook after we exit
         cmd += ["--wait-pid", waited]
     session = os.environ.get("JPY_SESSION_NAME", "")
     if door == "interactive" and session.endswith(".ipynb"):
         cmd += ["--copy-from", session]
     try:
-        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True)
+        subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
     except OSError:
         pass

@@ -6,6 +6,7 @@ project itself must sit on a filesystem that every node mounts at the same path 
 and each node needs the same Python environment; the task runs in the driver's working directory so
 relative paths in sweep files mean the same everywhere. Results stream back in completion order.
 """
+
 from __future__ import annotations
 
 import os
@@ -34,22 +35,28 @@ class Outcome:
     node: str = ""
 
 
-def run_workbench(args: Sequence[str], cwd: Optional[str] = None,
-                  env: Optional[dict[str, str]] = None) -> Outcome:
+def run_workbench(args: Sequence[str], cwd: Optional[str] = None, env: Optional[dict[str, str]] = None) -> Outcome:
     """Run `python -m workbench <args>` with this interpreter and wait for it."""
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "workbench", *args], capture_output=True, text=True,
-                          cwd=cwd, env={**os.environ, **(env or {})})
+    proc = subprocess.run(
+        [sys.executable, "-m", "workbench", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+    )
     import platform
-    return Outcome(list(args), proc.returncode, proc.stdout, proc.stderr,
-                   round(time.perf_counter() - t0, 2), platform.node())
+
+    return Outcome(
+        list(args), proc.returncode, proc.stdout, proc.stderr, round(time.perf_counter() - t0, 2), platform.node()
+    )
 
 
 def _forwarded_env() -> dict[str, str]:
     return {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
 
 
-Job = tuple[dict[str, Any], list[str]]   # (variation values, `workbench` arguments)
+Job = tuple[dict[str, Any], list[str]]  # (variation values, `workbench` arguments)
 
 
 class LocalExecutor:
@@ -81,14 +88,14 @@ class RayExecutor:
         try:
             import ray
         except ImportError as exc:
-            raise SweepError("--executor ray needs the ray package: pip install -r requirements-dev.txt "
-                             "(ray is pinned there)") from exc
+            raise SweepError(
+                "--executor ray needs the ray package: pip install -r requirements-dev.txt (ray is pinned there)"
+            ) from exc
         self.ray = ray
         self.workers = workers
         self.started_here = False
         if not ray.is_initialized():
-            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False,
-                                      "configure_logging": False}
+            kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "configure_logging": False}
             if address:
                 kwargs["address"] = address
             else:
@@ -98,8 +105,7 @@ class RayExecutor:
             try:
                 ray.init(**kwargs)
             except Exception as exc:  # connection refused, version mismatch ...
-                raise SweepError(f"could not start or reach Ray ({address or 'local instance'}): {exc}") \
-                    from exc
+                raise SweepError(f"could not start or reach Ray ({address or 'local instance'}): {exc}") from exc
             self.started_here = True
         self.address = address
 

@@ -5,6 +5,7 @@ itself: this process waits for papermill (``--wait-pid``), then renders ``notebo
 like the pipeline does, settles the stage status from the notebook's own error outputs, and writes
 the run's index. For JupyterLab, ``--copy-from`` brings the notebook as last saved into the run first.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -35,6 +36,7 @@ def finish(run: Run, stage: str, copy_from: Optional[Path] = None) -> None:
 
     from workbench.runs.index_page import write_index
     from workbench.runs.pipeline import _render
+
     nb_path = run.path / "notebooks" / f"{stage}.ipynb"
     if copy_from is not None and copy_from.is_file():
         shutil.copy2(copy_from, nb_path)
@@ -44,8 +46,13 @@ def finish(run: Run, stage: str, copy_from: Optional[Path] = None) -> None:
         return
     if nb_path.is_file():
         nb = nbformat.read(str(nb_path), as_version=4)
-        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
-                  if o.get("output_type") == "error"]
+        errors = [
+            o
+            for c in nb.cells
+            if c.cell_type == "code"
+            for o in c.get("outputs", [])
+            if o.get("output_type") == "error"
+        ]
         entry["notebook"] = str(nb_path.relative_to(run.path))
         if errors and man.get("started_by") != "interactive" and entry.get("status") == "succeeded":
             entry["status"] = man["status"] = "failed"

@@ -5,6 +5,7 @@ workbench starts only ever talk to the process that started them, so they use Ze
 (Unix domain sockets in the Jupyter runtime folder, readable only by this user) instead of loopback TCP.
 That removes the warning at its cause rather than filtering it, and no port is opened.
 """
+
 from __future__ import annotations
 
 import atexit
@@ -42,6 +43,7 @@ def kernel_options() -> dict[str, Any]:
     if os.name == "nt":
         return {}
     from traitlets.config import Config
+
     config = Config()
     config.KernelManager.transport = "ipc"
     config.KernelManager.ip = _private_ipc_prefix()

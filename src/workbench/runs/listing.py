@@ -3,6 +3,7 @@
 The list never crashes on what it finds: a manifest that cannot be read is shown as ``unreadable``,
 metric rows missing keys are skipped, and a run whose process is gone shows as ``stale``.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,8 +54,11 @@ def run_line(run: Run) -> str:
     except RunError:
         return f"{run.run_id:<44} {'unreadable':<12} manifest.json cannot be read"
     stages = man.get("stages") if isinstance(man.get("stages"), dict) else {}
-    done = sum(1 for e in stages.values() if isinstance(e, dict)
-               and e.get("status") not in ("pending", "running", "failed", "interrupted", "open"))
+    done = sum(
+        1
+        for e in stages.values()
+        if isinstance(e, dict) and e.get("status") not in ("pending", "running", "failed", "interrupted", "open")
+    )
     done += len(man.get("reused_from_parent") or [])
     params = man.get("params") if isinstance(man.get("params"), dict) else {}
     try:
@@ -62,8 +66,10 @@ def run_line(run: Run) -> str:
     except (RunError, AttributeError):
         rows = []
     door = str(man.get("started_by", "pipeline"))
-    return (f"{run.run_id:<44} {display_status(man):<12} {door:<12} {str(params.get('dataset', '?')):<10} "
-            f"{done:<7} {headline(rows if isinstance(rows, list) else [])}")
+    return (
+        f"{run.run_id:<44} {display_status(man):<12} {door:<12} {str(params.get('dataset', '?')):<10} "
+        f"{done:<7} {headline(rows if isinstance(rows, list) else [])}"
+    )
 
 
 def format_run_list(root: Optional[Path] = None) -> str:
@@ -80,6 +86,7 @@ def format_metric_list(names: list[str], root: Optional[Path] = None) -> str:
     stages' numbers come from the parent run), ids never truncated, columns aligned to their content."""
     from workbench.runs.summary import lineage_metrics
     from workbench.runs.sweep_report import format_table
+
     runs = runs_under(root)
     if not runs:
         return f"no runs under {Path(root) if root else outputs_root()}/ yet (make run)"
@@ -96,7 +103,8 @@ def format_metric_list(names: list[str], root: Optional[Path] = None) -> str:
         values.append(row)
     missing = [n for n in names if not any(c.startswith(n + " [") for c in columns)]
     columns.sort(key=lambda c: (names.index(c.split(" [")[0]), c))
-    table = format_table(["run", "status"] + columns,
-                         [[r.run_id, r.manifest().get("status", "?")] + [v.get(c, "-") for c in columns]
-                          for r, v in zip(runs, values)])
+    table = format_table(
+        ["run", "status"] + columns,
+        [[r.run_id, r.manifest().get("status", "?")] + [v.get(c, "-") for c in columns] for r, v in zip(runs, values)],
+    )
     return table + (f"\n(no run recorded: {', '.join(missing)})" if missing else "")

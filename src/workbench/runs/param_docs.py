@@ -7,6 +7,7 @@ The comment follows the form papermill's ``--help-notebook`` parses for Python n
 ``python -m workbench.runs.param_docs --write``; tests/unit/test_param_docs.py fails while anything is
 stale.
 """
+
 from __future__ import annotations
 
 import ast
@@ -101,6 +102,7 @@ def parameters_cell(nb: Any) -> Any:
 
 def stale_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     import nbformat
+
     stale = []
     for path in sorted(notebook_dir.glob("*.ipynb")):
         cell = parameters_cell(nbformat.read(str(path), as_version=4))
@@ -112,6 +114,7 @@ def stale_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
 def write_notebooks(notebook_dir: Path = NOTEBOOK_DIR) -> list[Path]:
     """Rewrite the parameters cells whose comments are out of date; returns the notebooks changed."""
     import nbformat
+
     changed = []
     for path in stale_notebooks(notebook_dir):
         nb = nbformat.read(str(path), as_version=4)
@@ -130,18 +133,24 @@ def reference_markdown() -> str:
     """docs/PARAMETERS.md: every run parameter with its type, default, constraints and meaning, grouped by
     the first stage notebook that declares it."""
     import nbformat
+
     declared: dict[str, list[str]] = {}
     for path in sorted(NOTEBOOK_DIR.glob("*.ipynb")):
         cell = parameters_cell(nbformat.read(str(path), as_version=4))
         for node in ast.parse(cell.source).body:
             if isinstance(node, ast.Assign) and isinstance(node.targets[0], ast.Name):
                 declared.setdefault(node.targets[0].id, []).append(path.stem)
-    lines = ["# Parameters", "",
-             "Generated from `src/workbench/config.py` by `python -m workbench.runs.param_docs --write`; do not",
-             "edit by hand. Set them in a params file (`-f params/x.yaml`), one at a time (`-p name value`), or",
-             "in a notebook's `parameters` cell. `papermill --help-notebook notebooks/<stage>.ipynb` shows the",
-             "same types and meanings for the parameters one notebook declares.", "",
-             "| parameter | type | default | constraints | meaning | notebooks |", "|---|---|---|---|---|---|"]
+    lines = [
+        "# Parameters",
+        "",
+        "Generated from `src/workbench/config.py` by `python -m workbench.runs.param_docs --write`; do not",
+        "edit by hand. Set them in a params file (`-f params/x.yaml`), one at a time (`-p name value`), or",
+        "in a notebook's `parameters` cell. `papermill --help-notebook notebooks/<stage>.ipynb` shows the",
+        "same types and meanings for the parameters one notebook declares.",
+        "",
+        "| parameter | type | default | constraints | meaning | notebooks |",
+        "|---|---|---|---|---|---|",
+    ]
     for name, field in Params.model_fields.items():
         limits = []
         for meta in field.metadata:
@@ -150,8 +159,10 @@ def reference_markdown() -> str:
                     limits.append(f"{sym} {getattr(meta, attr)}")
         nbs = ", ".join(declared.get(name, [])) or "(pipeline only)"
         kind = param_type(name).replace("|", "\\|")
-        lines.append(f"| `{name}` | `{kind}` | {_default(field.default)} | "
-                     f"{', '.join(limits)} | {help_text(name).replace('|', '/')} | {nbs} |")
+        lines.append(
+            f"| `{name}` | `{kind}` | {_default(field.default)} | "
+            f"{', '.join(limits)} | {help_text(name).replace('|', '/')} | {nbs} |"
+        )
     return "\n".join(lines) + "\n"
 
 

@@ -3,6 +3,7 @@
 A failing stage stops the run: the partial notebook (with the traceback) is kept and rendered, the
 manifest records the failure, and the caller gets a `StageFailed` naming the stage and the cell error.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -58,11 +59,15 @@ def package_versions() -> dict[str, Optional[str]]:
 
 def git_commit() -> dict[str, Any]:
     def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                              timeout=10).stdout.strip()
+        return subprocess.run(
+            ["git", *args], cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+
     try:
-        return {"commit": git("rev-parse", "HEAD") or None,
-                "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+        return {
+            "commit": git("rev-parse", "HEAD") or None,
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")),
+        }
     except (OSError, subprocess.SubprocessError):
         return {"commit": None, "dirty": None}
 
@@ -76,6 +81,7 @@ def notebook_for(stage: str, notebooks_dir: Path = NOTEBOOK_DIR) -> Path:
 
 def declared_parameters(nb_path: Path) -> list[str]:
     import papermill as pm
+
     return list(pm.inspect_notebook(str(nb_path)).keys())
 
 
@@ -85,7 +91,7 @@ def _absolute_paths(values: dict[str, Any]) -> dict[str, Any]:
         if out.get(key):
             out[key] = str(Path(out[key]).expanduser().resolve())
     mp = out.get("model_path")
-    if mp and (str(mp).lower().endswith(".onnx") or Path(mp).expanduser().exists()):   # not a module:function
+    if mp and (str(mp).lower().endswith(".onnx") or Path(mp).expanduser().exists()):  # not a module:function
         out["model_path"] = str(Path(mp).expanduser().resolve())
     return out
 
@@ -99,7 +105,7 @@ def select_stages(from_stage: str = "01", to_stage: str = STAGES[-1][0]) -> list
     a, b = stage_key(from_stage), stage_key(to_stage)
     if keys.index(a) > keys.index(b):
         raise RunError(f"--from {a} comes after --to {b}")
-    return keys[keys.index(a): keys.index(b) + 1]
+    return keys[keys.index(a) : keys.index(b) + 1]
 
 
 # Parameters whose unset value means "what the data says"; a run resolves them before it starts.
@@ -113,8 +119,9 @@ USED_ONLY_IF: dict[str, Any] = {
 }
 
 
-def reused_param_differences(params: Params, parent: Run, reused: list[str],
-                              notebooks_dir: Path = NOTEBOOK_DIR) -> dict[str, tuple[Any, Any]]:
+def reused_param_differences(
+    params: Params, parent: Run, reused: list[str], notebooks_dir: Path = NOTEBOOK_DIR
+) -> dict[str, tuple[Any, Any]]:
     """Parameters a reused stage's notebook declares whose value differs from the parent's: the reused
     artifacts were made with the parent's value, so the new run would describe a model it lacks."""
     parent_params = parent.manifest().get("params") or parent.params() or {}
@@ -132,50 +139,70 @@ def reused_param_differences(params: Params, parent: Run, reused: list[str],
     return out
 
 
-def _validate_parent(params: Params, parent: Optional[str], root: Optional[Path], stages: list[str],
-                     earlier: list[str], notebooks_dir: Path) -> Optional[Run]:
+def _validate_parent(
+    params: Params,
+    parent: Optional[str],
+    root: Optional[Path],
+    stages: list[str],
+    earlier: list[str],
+    notebooks_dir: Path,
+) -> Optional[Run]:
     """Everything about --from/--parent that can be refused is refused here, before a directory exists."""
     parent_run = Run.open(parent, root) if parent else None
     if earlier and parent_run is None:
-        raise RunError(f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of a parent run: "
-                       f"add --parent RUN (run ids: python -m workbench list)")
+        raise RunError(
+            f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of a parent run: "
+            f"add --parent RUN (run ids: python -m workbench list)"
+        )
     if parent_run is None:
         return None
     check_reusable(parent_run, earlier)
     diffs = reused_param_differences(params, parent_run, earlier, notebooks_dir)
     if diffs:
         listed = "; ".join(f"{k}: parent {a!r}, this run {b!r}" for k, (a, b) in diffs.items())
-        raise RunError(f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of run "
-                       f"{parent_run.run_id}, which were made with other values of parameters they use "
-                       f"({listed}). Drop those overrides (without -f, --parent starts from the parent's "
-                       f"params.yaml) and override only later stages' parameters, or rerun from the "
-                       f"first stage that uses them (--from 01).")
+        raise RunError(
+            f"--from {stages[0]} reuses stages {earlier[0]}-{earlier[-1]} of run "
+            f"{parent_run.run_id}, which were made with other values of parameters they use "
+            f"({listed}). Drop those overrides (without -f, --parent starts from the parent's "
+            f"params.yaml) and override only later stages' parameters, or rerun from the "
+            f"first stage that uses them (--from 01)."
+        )
     return parent_run
 
 
-def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAGES[-1][0],
-                 parent: Optional[str] = None, root: Optional[Path] = None,
-                 notebooks_dir: Path = NOTEBOOK_DIR, progress: bool = True,
-                 log=print) -> Run:
+def run_pipeline(
+    params: Params,
+    *,
+    from_stage: str = "01",
+    to_stage: str = STAGES[-1][0],
+    parent: Optional[str] = None,
+    root: Optional[Path] = None,
+    notebooks_dir: Path = NOTEBOOK_DIR,
+    progress: bool = True,
+    log=print,
+) -> Run:
     """Run stages [from_stage, to_stage] into a new run directory and return it."""
     stages = select_stages(from_stage, to_stage)
     earlier = [n for n, _ in STAGES][: [n for n, _ in STAGES].index(stages[0])]
     notebooks = {s: notebook_for(s, notebooks_dir) for s in stages}  # fail before creating anything
     parent_run = _validate_parent(params, parent, root, stages, earlier, notebooks_dir)
     from workbench.runs.preflight import check_inputs
-    checked = check_inputs(params, stages,
-                           parent_windows=parent_run.artifact("windows", must_exist=False) if parent_run else None,
-                           parent_params=(parent_run.manifest().get("params") or parent_run.params()
-                                          if parent_run else None))
-    params = checked.params   # resolved against the data (e.g. sample_rate_hz from the file)
+
+    checked = check_inputs(
+        params,
+        stages,
+        parent_windows=parent_run.artifact("windows", must_exist=False) if parent_run else None,
+        parent_params=(parent_run.manifest().get("params") or parent_run.params() if parent_run else None),
+    )
+    params = checked.params  # resolved against the data (e.g. sample_rate_hz from the file)
     for note in checked.notes:
         log(f"note: {note}")
     unused = params.explicitly_set_not_applied()
     if unused:
-        log("note: parameters set but not used by this run: "
-            + "; ".join(f"{k} ({why})" for k, why in unused.items()))
+        log("note: parameters set but not used by this run: " + "; ".join(f"{k} ({why})" for k, why in unused.items()))
     if "01" in stages and params.mode == "import":
         from workbench.model.importing import preflight_import
+
         preflight_import(params)
 
     run = Run.create(params.run_label, root)
@@ -190,14 +217,13 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAG
             "started_by": "pipeline",
             "command": " ".join(sys.argv),
             "params": params.model_dump(),
-            "params_not_applied": params.not_applied(),   # present in "params" but without effect here
+            "params_not_applied": params.not_applied(),  # present in "params" but without effect here
             "preflight_notes": checked.notes,
             "parent": parent_run.run_id if parent_run else None,
             "reused_from_parent": [STAGE_NAMES[s] for s in earlier],
             "versions": package_versions(),
             "git": git_commit(),
-            "host": {"machine": platform.machine(), "system": platform.system(),
-                     "cpus": os.cpu_count()},
+            "host": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
             **process_identity(),
             "stages": {STAGE_NAMES[s]: {"status": "pending"} for s in stages},
         }
@@ -214,6 +240,7 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAG
     # Headless kernels inherit this environment (progress bars off; see runs.kernel). The run path tells
     # open_stage that this kernel belongs to the pipeline's own run.
     from workbench.runs.kernel import HEADLESS_ENV
+
     env_keys = {**HEADLESS_ENV, "WORKBENCH_PIPELINE_RUN": str(run.path.resolve())}
     env_before = {k: os.environ.get(k) for k in env_keys}
     os.environ.update(env_keys)
@@ -225,23 +252,25 @@ def run_pipeline(params: Params, *, from_stage: str = "01", to_stage: str = STAG
         manifest["finished"] = _now()
         run.write_json("manifest.json", manifest)
     except BaseException as exc:
-        _ignore_signals()   # a second signal must not cut the failure record short
+        _ignore_signals()  # a second signal must not cut the failure record short
         if manifest.get("status") not in ("failed", "interrupted"):  # outside a notebook
             status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            manifest.update(status=status, finished=_now(), error=_describe_error(exc),
-                            failed_stage=_current_stage(manifest))
+            manifest.update(
+                status=status, finished=_now(), error=_describe_error(exc), failed_stage=_current_stage(manifest)
+            )
             for entry in manifest["stages"].values():
                 if entry.get("status") == "running":
                     entry["status"] = status
         _final_manifest(run, manifest, log)
         _safe_index(run, log)
         if isinstance(exc, KeyboardInterrupt):
-            raise RunInterrupted(run.run_id, str(run.path), _current_stage(manifest),
-                                 _signal_name(exc)) from None
+            raise RunInterrupted(run.run_id, str(run.path), _current_stage(manifest), _signal_name(exc)) from None
         if isinstance(exc, OSError):
-            raise RunError(f"run {run.run_id} stopped: {exc.strerror or exc} "
-                           f"({getattr(exc, 'filename', '') or run.path}); free some space or make "
-                           f"the outputs folder writable, then run again") from exc
+            raise RunError(
+                f"run {run.run_id} stopped: {exc.strerror or exc} "
+                f"({getattr(exc, 'filename', '') or run.path}); free some space or make "
+                f"the outputs folder writable, then run again"
+            ) from exc
         raise
     finally:
         _restore_signal_handlers(handlers)
@@ -301,14 +330,14 @@ def _restore_signal_handlers(handlers: dict[int, Any]) -> None:
 def _safe_index(run: Run, log) -> None:
     """On failure the index is still written, but it must never mask the stage error."""
     from workbench.runs.index_page import write_index
+
     try:
         write_index(run)
     except Exception as exc:
         log(f"warning: could not write the HTML index: {exc}")
 
 
-def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, progress: bool,
-               log) -> None:
+def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, progress: bool, log) -> None:
     import papermill as pm
 
     from workbench.runs.kernel import kernel_options
@@ -324,9 +353,16 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
     t0 = time.perf_counter()
     error: Optional[BaseException] = None
     try:
-        pm.execute_notebook(str(nb_path), str(out_nb), parameters=injected, kernel_name=KERNEL_NAME,
-                            cwd=str(nb_path.parent), progress_bar=progress, log_output=False,
-                            **kernel_options())
+        pm.execute_notebook(
+            str(nb_path),
+            str(out_nb),
+            parameters=injected,
+            kernel_name=KERNEL_NAME,
+            cwd=str(nb_path.parent),
+            progress_bar=progress,
+            log_output=False,
+            **kernel_options(),
+        )
     except BaseException as exc:  # PapermillExecutionError, KeyboardInterrupt, kernel death
         error = exc
     entry["duration_s"] = round(time.perf_counter() - t0, 2)
@@ -336,8 +372,11 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
         entry["stage_status"] = json.loads(status_file.read_text())
     if isinstance(error, KeyboardInterrupt):
         entry["status"] = manifest["status"] = "interrupted"
-        entry["error"] = manifest["error"] = {"type": "interrupted", "signal": _signal_name(error),
-                                              "summary": f"interrupted by {_signal_name(error)}"}
+        entry["error"] = manifest["error"] = {
+            "type": "interrupted",
+            "signal": _signal_name(error),
+            "summary": f"interrupted by {_signal_name(error)}",
+        }
         manifest["failed_stage"] = name
         manifest["finished"] = _now()
         _ignore_signals()
@@ -364,7 +403,8 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
         run.write_json("manifest.json", manifest)
         log(f"[{s}] {name} FAILED after {entry['duration_s']} s: {entry['error']['summary']}")
         raise StageFailed(run.run_id, str(run.path), name, entry["error"]["summary"]) from (
-            None if _is_papermill_error(error) else error)
+            None if _is_papermill_error(error) else error
+        )
     entry["status"] = (entry.get("stage_status") or {}).get("status", "succeeded")
     entry["backends"] = sorted({m["backend"] for m in run.metrics() if m["stage"] == name})
     run.write_json("manifest.json", manifest)
@@ -380,6 +420,7 @@ def _mark_unrun_cells(nb_path: Path) -> None:
         return
     try:
         import nbformat
+
         nb = nbformat.read(str(nb_path), as_version=4)
         for cell in nb.cells:
             pm_meta = cell.get("metadata", {}).get("papermill")
@@ -392,21 +433,24 @@ def _mark_unrun_cells(nb_path: Path) -> None:
 
 def _is_papermill_error(exc: BaseException) -> bool:
     from papermill.exceptions import PapermillExecutionError
+
     return isinstance(exc, PapermillExecutionError)
 
 
 def _describe_error(exc: BaseException) -> dict[str, Any]:
     if isinstance(exc, KeyboardInterrupt):
-        return {"type": "interrupted", "signal": _signal_name(exc),
-                "summary": f"interrupted by {_signal_name(exc)}"}
+        return {"type": "interrupted", "signal": _signal_name(exc), "summary": f"interrupted by {_signal_name(exc)}"}
     if _is_papermill_error(exc):
         ename = getattr(exc, "ename", type(exc).__name__)
         evalue = getattr(exc, "evalue", str(exc))
         cell = getattr(exc, "exec_count", None)
-        return {"type": ename, "message": evalue, "cell_execution_count": cell,
-                "summary": f"{ename}: {evalue} (in cell [{cell}])"}
-    return {"type": type(exc).__name__, "message": str(exc),
-            "summary": f"{type(exc).__name__}: {exc}"}
+        return {
+            "type": ename,
+            "message": evalue,
+            "cell_execution_count": cell,
+            "summary": f"{ename}: {evalue} (in cell [{cell}])",
+        }
+    return {"type": type(exc).__name__, "message": str(exc), "summary": f"{type(exc).__name__}: {exc}"}
 
 
 def _render(nb_path: Path, run: Run) -> dict[str, str]:
@@ -426,15 +470,64 @@ RENDER_CSS = """<style>
 # The HTML the sanitiser keeps: what Markdown, pandas tables (DataFrame and Styler) and nbconvert's
 # own wrappers produce. No script, img, iframe, form, object or event-handler attributes; links only
 # with http(s)/mailto or in-page targets (bleach's default protocols).
-SAFE_TAGS = frozenset({
-    "a", "abbr", "b", "blockquote", "br", "caption", "code", "col", "colgroup", "dd", "del", "details",
-    "div", "dl", "dt", "em", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "kbd", "li", "ol", "p", "pre",
-    "s", "span", "strong", "style", "sub", "summary", "sup", "table", "tbody", "td", "tfoot", "th", "thead",
-    "tr", "u", "ul"})
-SAFE_ATTRIBUTES = {"*": ["class", "id", "title", "style"], "a": ["href", "title", "class", "id"],
-                   "th": ["colspan", "rowspan", "class", "id", "style"],
-                   "td": ["colspan", "rowspan", "class", "id", "style"], "table": ["border", "class", "id"],
-                   "style": ["type", "scoped"], "ol": ["start"]}
+SAFE_TAGS = frozenset(
+    {
+        "a",
+        "abbr",
+        "b",
+        "blockquote",
+        "br",
+        "caption",
+        "code",
+        "col",
+        "colgroup",
+        "dd",
+        "del",
+        "details",
+        "div",
+        "dl",
+        "dt",
+        "em",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "hr",
+        "i",
+        "kbd",
+        "li",
+        "ol",
+        "p",
+        "pre",
+        "s",
+        "span",
+        "strong",
+        "style",
+        "sub",
+        "summary",
+        "sup",
+        "table",
+        "tbody",
+        "td",
+        "tfoot",
+        "th",
+        "thead",
+        "tr",
+        "u",
+        "ul",
+    }
+)
+SAFE_ATTRIBUTES = {
+    "*": ["class", "id", "title", "style"],
+    "a": ["href", "title", "class", "id"],
+    "th": ["colspan", "rowspan", "class", "id", "style"],
+    "td": ["colspan", "rowspan", "class", "id", "style"],
+    "table": ["border", "class", "id"],
+    "style": ["type", "scoped"],
+    "ol": ["start"],
+}
 
 
 def sanitize_html(fragment: Any) -> str:
@@ -449,8 +542,9 @@ def sanitize_html(fragment: Any) -> str:
     from bleach.css_sanitizer import CSSSanitizer
 
     text = fragment.decode() if isinstance(fragment, bytes) else str(fragment)
-    return bleach.clean(text, tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, strip=False, strip_comments=True,
-                        css_sanitizer=CSSSanitizer())
+    return bleach.clean(
+        text, tags=SAFE_TAGS, attributes=SAFE_ATTRIBUTES, strip=False, strip_comments=True, css_sanitizer=CSSSanitizer()
+    )
 
 
 def _render_to(nb_path: Path, html_dir: Path) -> dict[str, str]:
@@ -467,9 +561,13 @@ def _render_to(nb_path: Path, html_dir: Path) -> dict[str, str]:
     nb = nbformat.read(str(nb_path), as_version=4)
     out = {}
     for kind, exclude in (("full", False), ("results", True)):
-        exporter = HTMLExporter(exclude_input=exclude, exclude_input_prompt=exclude,
-                                exclude_output_prompt=exclude, sanitize_html=True,
-                                filters={"clean_html": sanitize_html})
+        exporter = HTMLExporter(
+            exclude_input=exclude,
+            exclude_input_prompt=exclude,
+            exclude_output_prompt=exclude,
+            sanitize_html=True,
+            filters={"clean_html": sanitize_html},
+        )
         body, _ = exporter.from_notebook_node(nb)
         body = body.replace("</head>", RENDER_CSS + "\n</head>", 1)
         suffix = "" if kind == "full" else ".results"

@@ -5,6 +5,7 @@ hardware); this module adds the files that other domains own and that parameters
 checkpoint of ``mode: load`` (readable with ``weights_only=True``, finite weights, its subject split)
 and ``hef_path`` (a file that starts with the HEF magic). The pipeline calls `check_inputs`.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,8 +17,12 @@ if TYPE_CHECKING:
     from workbench.config import Params
 
 
-def check_inputs(params: "Params", stages: Iterable[str] = ("01", "02", "03", "04", "05", "06", "07", "08"),
-                 parent_windows: Optional[Path] = None, parent_params: Optional[dict] = None) -> Preflight:
+def check_inputs(
+    params: "Params",
+    stages: Iterable[str] = ("01", "02", "03", "04", "05", "06", "07", "08"),
+    parent_windows: Optional[Path] = None,
+    parent_params: Optional[dict] = None,
+) -> Preflight:
     """Check HEF, checkpoint and data for `stages`; return the resolved parameters and notes to print.
 
     Raises the domain error of the input at fault (HefImportError, CheckpointError, DataError), each a
@@ -42,17 +47,21 @@ def check_inputs(params: "Params", stages: Iterable[str] = ("01", "02", "03", "0
 def _check_hef(hef_path: str) -> list[str]:
     """A HEF the user named must exist and start with the HEF magic; say when nothing here can run it."""
     from workbench.hailo.hef_import import check_hef_file
+
     check_hef_file(Path(hef_path).expanduser())
     try:
         import hailo_platform  # noqa: F401
     except ImportError:
-        return [f"hef_path {hef_path}: HailoRT (hailo_platform) is not installed here, so backend "
-                f"hailo8-device cannot run it; stage 07 lists it as unavailable"]
+        return [
+            f"hef_path {hef_path}: HailoRT (hailo_platform) is not installed here, so backend "
+            f"hailo8-device cannot run it; stage 07 lists it as unavailable"
+        ]
     return []
 
 
 def _checkpoint_split(checkpoint_path: str) -> Optional[dict[str, list[int]]]:
     """The subject split a checkpoint was trained with; loading it also checks format and finite weights."""
     from workbench.model.checkpoint import load_checkpoint
+
     _, meta = load_checkpoint(checkpoint_path)
     return (meta.get("provenance") or {}).get("split_subjects")

@@ -4,6 +4,7 @@ A run directory is created once and never overwritten. Each stage writes into
 ``artifacts/<NN_name>/`` and reads earlier stages' files from the same run. Metrics are appended to
 ``metrics.json``, each tagged with the backend that produced it.
 """
+
 from __future__ import annotations
 
 import datetime as _dt
@@ -36,14 +37,14 @@ STAGE_NAMES = {num: f"{num}_{name}" for num, name in STAGES}
 # Artifact file names, one place, so stages and tests agree on them.
 ARTIFACTS = {
     "checkpoint": ("01", "checkpoint.pt"),
-    "model_meta": ("01", "model_meta.json"),   # normaliser, label names, config: read without torch (06-08)
-    "windows": ("01", "windows.npz"),          # X (N,C,S,T) float32 raw, y, subject, split, label_names
+    "model_meta": ("01", "model_meta.json"),  # normaliser, label names, config: read without torch (06-08)
+    "windows": ("01", "windows.npz"),  # X (N,C,S,T) float32 raw, y, subject, split, label_names
     "data_summary": ("01", "data_summary.json"),
     "train_history": ("01", "train_history.json"),
-    "imported_model": ("01", "imported_model.json"),     # mode import: origin, sha256, outputs, FSQ found
-    "imported_onnx": ("01", "imported_model.onnx"),      # mode import: the model's graph as given / exported
-    "imported_weights": ("01", "imported_weights.pt"),   # mode import from a factory: the state_dict
-    "model_onnx": ("02", "model.onnx"),          # static batch 1, for the compiler
+    "imported_model": ("01", "imported_model.json"),  # mode import: origin, sha256, outputs, FSQ found
+    "imported_onnx": ("01", "imported_model.onnx"),  # mode import: the model's graph as given / exported
+    "imported_weights": ("01", "imported_weights.pt"),  # mode import from a factory: the state_dict
+    "model_onnx": ("02", "model.onnx"),  # static batch 1, for the compiler
     "model_dynamic_onnx": ("02", "model_dynamic.onnx"),  # batch-dynamic, for CPU evaluation
     "parity": ("02", "parity.json"),
     "graph_nodes": ("03", "nodes.csv"),
@@ -60,37 +61,37 @@ ARTIFACTS = {
     "quant_sensitivity": ("05", "quant_sensitivity.csv"),
     "quant_layer_sqnr": ("05", "quant_layer_sqnr.csv"),
     "quant_summary": ("05", "quant_summary.json"),
-    "quant_16bit_alls": ("05", "quant_16bit_layers.alls"),   # suggested a16_w16 lines, HN names guessed
-    "quant_ladder": ("05", "quant_ladder.csv"),               # remedy ladder, validation + test rows
-    "quant_remedy": ("05", "quant_remedy.json"),              # the remedy picked on validation windows
-    "quant_attribution": ("05", "quant_attribution.csv"),     # flips by quantized part (validation)
+    "quant_16bit_alls": ("05", "quant_16bit_layers.alls"),  # suggested a16_w16 lines, HN names guessed
+    "quant_ladder": ("05", "quant_ladder.csv"),  # remedy ladder, validation + test rows
+    "quant_remedy": ("05", "quant_remedy.json"),  # the remedy picked on validation windows
+    "quant_attribution": ("05", "quant_attribution.csv"),  # flips by quantized part (validation)
     "quant_flips_per_class": ("05", "quant_flips_per_class.csv"),
-    "npu_deploy_onnx": ("05", "npu_deploy.onnx"),             # FP32 NPU graph stage 06 compiles (remedy folded)
+    "npu_deploy_onnx": ("05", "npu_deploy.onnx"),  # FP32 NPU graph stage 06 compiles (remedy folded)
     "model_alls": ("06", "model.alls"),
     "compile_sh": ("06", "compile.sh"),
     "har": ("06", "model.har"),
     "hef": ("06", "model.hef"),
     "dfc_log": ("06", "dfc.log"),
-    "compile_result": ("06", "compile_result.json"),          # DFC run facts (only when the DFC ran)
-    "hef_provenance": ("06", "hef_provenance.json"),          # written by `workbench hailo import-hef`
+    "compile_result": ("06", "compile_result.json"),  # DFC run facts (only when the DFC ran)
+    "hef_provenance": ("06", "hef_provenance.json"),  # written by `workbench hailo import-hef`
     # The DFC path names its emulator outputs itself (hailo.compile.EMULATOR_FILES); registered here too.
-    "emulator_fp_optimized": ("06", EMULATOR_FILES["fp_optimized"]),     # DFC SDK_FP_OPTIMIZED, (N, D)
-    "emulator_quantized": ("06", EMULATOR_FILES["quantized"]),           # DFC SDK_QUANTIZED, (N, D)
-    "emulator_indices": ("06", EMULATOR_FILES["indices"]),               # windows.npz rows of both
+    "emulator_fp_optimized": ("06", EMULATOR_FILES["fp_optimized"]),  # DFC SDK_FP_OPTIMIZED, (N, D)
+    "emulator_quantized": ("06", EMULATOR_FILES["quantized"]),  # DFC SDK_QUANTIZED, (N, D)
+    "emulator_indices": ("06", EMULATOR_FILES["indices"]),  # windows.npz rows of both
     "backend_table": ("07", "backends.csv"),
     "latency_table": ("07", "latency.csv"),
     "latency_targets": ("07", "latency_targets.csv"),
     "per_subject_table": ("07", "per_subject.csv"),
-    "device_cli": ("07", "hailortcli.json"),            # parsed hailortcli run / benchmark (device only)
-    "predictions_torch-fp32": ("07", "predictions_torch-fp32.npz"),   # logits, levels, y, subject, index
+    "device_cli": ("07", "hailortcli.json"),  # parsed hailortcli run / benchmark (device only)
+    "predictions_torch-fp32": ("07", "predictions_torch-fp32.npz"),  # logits, levels, y, subject, index
     "predictions_ort-fp32": ("07", "predictions_ort-fp32.npz"),
     "predictions_ort-int8-emulated": ("07", "predictions_ort-int8-emulated.npz"),
     "predictions_hailo-emulator": ("07", "predictions_hailo-emulator.npz"),
     "predictions_hailo8-device": ("07", "predictions_hailo8-device.npz"),
     "reliability": ("08", "reliability.json"),
-    "reliability_card": ("08", "report_card.csv"),          # pass/fail per backend and target
-    "reliability_summary": ("08", "summary.csv"),           # T, ECE before/after, coverage per backend
-    "deploy_manifest": ("09", "deploy.json"),    # the stage folder IS the deploy bundle (workbench.deploy)
+    "reliability_card": ("08", "report_card.csv"),  # pass/fail per backend and target
+    "reliability_summary": ("08", "summary.csv"),  # T, ECE before/after, coverage per backend
+    "deploy_manifest": ("09", "deploy.json"),  # the stage folder IS the deploy bundle (workbench.deploy)
 }
 
 DEFAULT_OUTPUTS = Path("outputs")
@@ -162,9 +163,10 @@ class Run:
                     (path / sub).mkdir()
                 return cls(path)
         except OSError as exc:
-            raise RunError(f"cannot create a run directory under {root}/: {exc.strerror or exc}; make it "
-                           f"writable and free some space, or choose another folder with --outputs DIR"
-                           ) from exc
+            raise RunError(
+                f"cannot create a run directory under {root}/: {exc.strerror or exc}; make it "
+                f"writable and free some space, or choose another folder with --outputs DIR"
+            ) from exc
         raise RunError(f"could not create a fresh run directory under {root}/")
 
     @classmethod
@@ -174,8 +176,9 @@ class Run:
         folder. Kernels start in ``notebooks/``, so the project root is tried, not just the cwd."""
         text = str(ref).strip()
         if not text:
-            raise RunError("no run given: pass a run id, outputs/<run-id> or a path "
-                           "(run ids: python -m workbench list)")
+            raise RunError(
+                "no run given: pass a run id, outputs/<run-id> or a path (run ids: python -m workbench list)"
+            )
         p = Path(text).expanduser()
         root = Path(root) if root else outputs_root()
         tried = [p] if p.is_absolute() else [Path.cwd() / p, project_root() / p, root / p]
@@ -183,8 +186,9 @@ class Run:
             if _is_run_dir(cand):
                 return cls(cand.resolve())
         if p.is_absolute():
-            raise RunError(f"{p} is not a run directory (it has no manifest.json or artifacts/); "
-                           f"run ids: python -m workbench list")
+            raise RunError(
+                f"{p} is not a run directory (it has no manifest.json or artifacts/); run ids: python -m workbench list"
+            )
         name = p.name
         hits = [d for d in root.iterdir() if _is_run_dir(d) and name in d.name] if root.is_dir() else []
         exact = [d for d in hits if d.name == name]
@@ -213,7 +217,8 @@ class Run:
                 f"{filename} is missing from run {self.run_id}: stage {STAGE_NAMES[stage]} has not "
                 f"produced it. Make a run that has it: python -m workbench run --to {stage} (or, from a "
                 f"run holding the stages before it: python -m workbench run --from {stage} --to {stage} "
-                f"--parent RUN)")
+                f"--parent RUN)"
+            )
         return path
 
     # -- json files ----------------------------------------------------------------------------
@@ -239,6 +244,7 @@ class Run:
 
     def params(self) -> dict:
         import yaml
+
         p = self.path / "params.yaml"
         return yaml.safe_load(p.read_text()) if p.exists() else {}
 
@@ -257,8 +263,10 @@ def _atomic_write_json(path: Path, obj: Any) -> None:
         tmp.replace(path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        raise RunError(f"cannot write {path}: {exc.strerror or exc}; free some space or make the folder "
-                       f"writable, then start the run again") from exc
+        raise RunError(
+            f"cannot write {path}: {exc.strerror or exc}; free some space or make the folder "
+            f"writable, then start the run again"
+        ) from exc
 
 
 def overwrite_in_place(path: Path, obj: Any) -> bool:
@@ -283,7 +291,7 @@ def process_identity() -> dict[str, Any]:
 def _proc_stat(pid: int) -> Optional[list[str]]:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        return stat[stat.rindex(")") + 2:].split()
+        return stat[stat.rindex(")") + 2 :].split()
     except (OSError, ValueError):
         return None
 
@@ -315,6 +323,7 @@ def process_alive(info: dict) -> Optional[bool]:
 def _json_default(o: Any) -> Any:
     try:
         import numpy as np
+
         if isinstance(o, np.generic):
             return o.item()
         if isinstance(o, np.ndarray):
@@ -345,8 +354,11 @@ class Stage:
     def record_metric(self, name: str, value: Any, backend: str, unit: str = "", **extra: Any) -> None:
         """Add or replace one headline number, tagged with the backend that produced it."""
         data = self.run.read_json("metrics.json", {}) or {}
-        rows = [m for m in data.get("metrics", [])
-                if not (m["stage"] == self.name and m["name"] == name and m["backend"] == backend)]
+        rows = [
+            m
+            for m in data.get("metrics", [])
+            if not (m["stage"] == self.name and m["name"] == name and m["backend"] == backend)
+        ]
         row = {"stage": self.name, "name": name, "value": value, "backend": backend}
         if unit:
             row["unit"] = unit
@@ -367,6 +379,7 @@ def open_stage(run_dir: Optional[str], stage: str, create_if_missing: bool = Fal
     the previous stage finished otherwise. A stage that already ran in that run is never run into it
     again: a child run is made and the first output line says so (rules: ``workbench.runs.doors``)."""
     from workbench.runs.doors import open_stage as _open
+
     return _open(run_dir, stage, create_if_missing)
 
 
@@ -378,11 +391,15 @@ def check_reusable(parent: Run, stages: list[str]) -> None:
         name = STAGE_NAMES[key]
         status = (recorded.get(name) or {}).get("status")
         if status is not None and status not in REUSABLE:
-            raise RunError(f"parent run {parent.run_id} has stage {name} with status '{status}'; "
-                           f"rerun from that stage (--from {key}) instead of reusing it")
+            raise RunError(
+                f"parent run {parent.run_id} has stage {name} with status '{status}'; "
+                f"rerun from that stage (--from {key}) instead of reusing it"
+            )
         if not (parent.path / "artifacts" / name).is_dir():
-            raise RunError(f"parent run {parent.run_id} has no artifacts for stage {name}; "
-                           f"rerun from an earlier stage (--from {key})")
+            raise RunError(
+                f"parent run {parent.run_id} has no artifacts for stage {name}; "
+                f"rerun from an earlier stage (--from {key})"
+            )
 
 
 def copy_stage_artifacts(parent: Run, child: Run, stages: list[str]) -> None:
@@ -393,5 +410,7 @@ def copy_stage_artifacts(parent: Run, child: Run, stages: list[str]) -> None:
         try:
             shutil.copytree(src, child.path / "artifacts" / src.name, dirs_exist_ok=False)
         except OSError as exc:
-            raise RunError(f"cannot copy {src} into {child.path}: {exc.strerror or exc}; free some "
-                           f"space or make the outputs folder writable") from exc
+            raise RunError(
+                f"cannot copy {src} into {child.path}: {exc.strerror or exc}; free some "
+                f"space or make the outputs folder writable"
+            ) from exc

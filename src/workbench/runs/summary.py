@@ -4,6 +4,7 @@ table and child runs share. Pure reads of a run directory (and its parents for r
 Every number keeps the backend that produced it. Backends whose numbers are exactly equal are grouped,
 so torch-fp32 and ort-fp32 show as one row when the ONNX export reproduced PyTorch bit for bit.
 """
+
 from __future__ import annotations
 
 import json
@@ -57,8 +58,11 @@ def stage_statuses(run: Run) -> dict[str, dict]:
 
 def _value(metrics: list[dict], stage_num: str, name: str) -> dict[str, Any]:
     stage = STAGE_NAMES[stage_num]
-    return {m["backend"]: m["value"] for m in metrics
-            if m["stage"] == stage and m["name"] == name and _is_number(m.get("value"))}
+    return {
+        m["backend"]: m["value"]
+        for m in metrics
+        if m["stage"] == stage and m["name"] == name and _is_number(m.get("value"))
+    }
 
 
 def _is_number(v: Any) -> bool:
@@ -80,7 +84,7 @@ def group_equal(values: dict[str, Any]) -> list[tuple[list[str], Any]]:
 
 @dataclass
 class NotRun:
-    what: str        # "HEF" or "Hailo-8 device"
+    what: str  # "HEF" or "Hailo-8 device"
     reason: str
 
 
@@ -89,7 +93,7 @@ class RunSummary:
     """The facts of a run page's summary block; None/empty where the run did not produce them."""
 
     model_data: str
-    accuracy: list[tuple[list[str], float]] = field(default_factory=list)   # (backends, accuracy)
+    accuracy: list[tuple[list[str], float]] = field(default_factory=list)  # (backends, accuracy)
     accuracy_source: str = ""
     test_windows: Optional[int] = None
     int8: dict[str, Any] = field(default_factory=dict)
@@ -125,9 +129,15 @@ def model_data_sentence(run: Run, metrics: list[dict]) -> str:
     parts = []
     trained = "trained" if params.get("mode", "train") == "train" else "loaded from a checkpoint"
     channels = params.get("encoder_channels")
-    model = (f"An FSQ classifier (encoder channels {channels}, FSQ levels {params.get('fsq_levels')}"
-             + (f", {int(_value(metrics, '03', 'parameters').get('data', 0))} parameters"
-                if _value(metrics, "03", "parameters") else "") + f"), {trained}")
+    model = (
+        f"An FSQ classifier (encoder channels {channels}, FSQ levels {params.get('fsq_levels')}"
+        + (
+            f", {int(_value(metrics, '03', 'parameters').get('data', 0))} parameters"
+            if _value(metrics, "03", "parameters")
+            else ""
+        )
+        + f"), {trained}"
+    )
     if params.get("mode", "train") == "train" and params.get("epochs"):
         model += f" for up to {params['epochs']} epochs"
     parts.append(model + f" on {data}")
@@ -160,12 +170,18 @@ def summarize(run: Run) -> RunSummary:
     fp32 = next((acc[b] for b in (ORT_FP32, TORCH_FP32) if b in acc), None)
     fp32_name = next((b for b in (ORT_FP32, TORCH_FP32) if b in acc), None)
     if ORT_INT8 in acc and fp32 is not None:
-        out.int8 = {"fp32_backend": fp32_name, "fp32_accuracy": fp32, "int8_accuracy": acc[ORT_INT8],
-                    "delta_accuracy": acc[ORT_INT8] - fp32}
-    for key, stage, name in (("code_flip_rate", "05", "code_flip_rate"),
-                             ("level_flip_rate", "05", "level_flip_rate"),
-                             ("prediction_flips", "07", "prediction_flips"),
-                             ("npu_output_sqnr_db", "05", "npu_output_sqnr")):
+        out.int8 = {
+            "fp32_backend": fp32_name,
+            "fp32_accuracy": fp32,
+            "int8_accuracy": acc[ORT_INT8],
+            "delta_accuracy": acc[ORT_INT8] - fp32,
+        }
+    for key, stage, name in (
+        ("code_flip_rate", "05", "code_flip_rate"),
+        ("level_flip_rate", "05", "level_flip_rate"),
+        ("prediction_flips", "07", "prediction_flips"),
+        ("npu_output_sqnr_db", "05", "npu_output_sqnr"),
+    ):
         v = _value(metrics, stage, name).get(ORT_INT8)
         if v is not None:
             out.int8[key] = v
@@ -180,11 +196,24 @@ def summarize(run: Run) -> RunSummary:
     for method in ("lac", "aps"):
         cov, size = _value(metrics, "08", f"coverage_{method}"), _value(metrics, "08", f"set_size_{method}")
         for backends, (c, s) in group_equal({b: (cov[b], size[b]) for b in cov if b in size}):
-            row = next((r for r in card if r.get("backend") == backends[0]
-                        and r.get("check", "").lower().startswith(f"coverage {method}")), {})
-            out.conformal.append({"method": method.upper(), "backends": backends, "coverage": c,
-                                  "set_size": s, "target": row.get("target"),
-                                  "passed": (str(row.get("pass")) == "True") if row else None})
+            row = next(
+                (
+                    r
+                    for r in card
+                    if r.get("backend") == backends[0] and r.get("check", "").lower().startswith(f"coverage {method}")
+                ),
+                {},
+            )
+            out.conformal.append(
+                {
+                    "method": method.upper(),
+                    "backends": backends,
+                    "coverage": c,
+                    "set_size": s,
+                    "target": row.get("target"),
+                    "passed": (str(row.get("pass")) == "True") if row else None,
+                }
+            )
 
     statuses = stage_statuses(run)
     out.reused = {n: e["reused_from"] for n, e in statuses.items() if e.get("reused_from")}
@@ -193,23 +222,32 @@ def summarize(run: Run) -> RunSummary:
     if s06 is None:
         out.not_run.append(NotRun("HEF", "stage 06 (compile) was not part of this run"))
     elif not st06.get("hef"):
-        out.not_run.append(NotRun("HEF", st06.get("reason") or f"stage 06 ended '{s06.get('status')}' "
-                                                                 "without a HEF and recorded no reason"))
+        out.not_run.append(
+            NotRun(
+                "HEF",
+                st06.get("reason") or f"stage 06 ended '{s06.get('status')}' without a HEF and recorded no reason",
+            )
+        )
     s07 = statuses.get(STAGE_NAMES["07"])
     evaluated = set((s07 or {}).get("backends") or [])
     if s07 is None:
         out.not_run.append(NotRun("Hailo-8 device", "stage 07 (evaluate) was not part of this run"))
     elif HAILO8_DEVICE not in evaluated:
-        reasons = ((s07.get("stage_status") or {}).get("not_evaluated") or {})
-        out.not_run.append(NotRun("Hailo-8 device", reasons.get(HAILO8_DEVICE)
-                                  or "hailo8-device was not among the evaluated backends "
-                                     "(stage 07 recorded no reason)"))
+        reasons = (s07.get("stage_status") or {}).get("not_evaluated") or {}
+        out.not_run.append(
+            NotRun(
+                "Hailo-8 device",
+                reasons.get(HAILO8_DEVICE)
+                or "hailo8-device was not among the evaluated backends (stage 07 recorded no reason)",
+            )
+        )
     return out
 
 
 def report_card_rows(run: Run) -> list[dict]:
     """Stage 08's report card (report_card.csv): one row per backend and check."""
     import csv
+
     p = run.path / "artifacts" / STAGE_NAMES["08"] / "report_card.csv"
     if not p.exists():
         return []

@@ -18,6 +18,7 @@ Executors (runs.executors): `local` (default) runs up to `workers` processes on 
 each variation as a Ray task on a cluster (`--address`), which needs the outputs folder, the parameter
 files and the project on a filesystem every node shares at the same path.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -74,12 +75,19 @@ def variation_key(values: dict[str, Any]) -> str:
     return " ".join(f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in values.items())
 
 
-def run_sweep(path: Path, workers: Optional[int] = None, root: Optional[Path] = None,
-              log=print, executor: str = "local", address: Optional[str] = None) -> Path:
+def run_sweep(
+    path: Path,
+    workers: Optional[int] = None,
+    root: Optional[Path] = None,
+    log=print,
+    executor: str = "local",
+    address: Optional[str] = None,
+) -> Path:
     """Run every variation of a sweep file and write sweep.json, results.csv, the seed aggregation and
     the comparison into ``<outputs>/sweeps/<id>/``. ``executor``: "local" (a process per variation, at
     most ``workers`` at once) or "ray" (a Ray task per variation; see runs.executors)."""
     from workbench.runs.executors import make_executor
+
     spec = read_sweep(path)
     vars_ = variations(spec)
     for v in vars_:  # validate everything before anything runs
@@ -102,8 +110,10 @@ def run_sweep(path: Path, workers: Optional[int] = None, root: Optional[Path] = 
         log(f"sweep: parent {parent} ready after {time.perf_counter() - t_start:.0f} s")
     log(f"sweep: {len(vars_)} variations from stage {spec['from']} on {pool.describe()}")
 
-    jobs = [(v, run_args(spec["base"], {**spec["params"], **v}, spec["from"], spec["to"], parent, root,
-                         _label(v)[:40])) for v in vars_]
+    jobs = [
+        (v, run_args(spec["base"], {**spec["params"], **v}, spec["from"], spec["to"], parent, root, _label(v)[:40]))
+        for v in vars_
+    ]
     results: list[dict[str, Any]] = []
     t_vars = time.perf_counter()
     try:
@@ -113,27 +123,38 @@ def run_sweep(path: Path, workers: Optional[int] = None, root: Optional[Path] = 
             elapsed = time.perf_counter() - t_vars
             eta = elapsed / done * (len(vars_) - done)
             status = f"run {rid}" if not err else "FAILED: " + err.splitlines()[0][:160]
-            log(f"sweep [{done}/{len(vars_)}] {variation_key(v)}: {outcome.seconds:.0f} s, {status}; "
-                f"elapsed {_duration(elapsed)}, ETA {_duration(eta)}")
+            log(
+                f"sweep [{done}/{len(vars_)}] {variation_key(v)}: {outcome.seconds:.0f} s, {status}; "
+                f"elapsed {_duration(elapsed)}, ETA {_duration(eta)}"
+            )
     finally:
         pool.close()
     variations_wall = time.perf_counter() - t_vars
     order = {json.dumps(v, sort_keys=True): i for i, v in enumerate(vars_)}
     results.sort(key=lambda r: order[json.dumps(r["values"], sort_keys=True)])
-    summary = {"sweep": str(path), "parent": parent, "from": spec["from"], "to": spec["to"],
-               "varied": list(spec["grid"]), "executor": pool.describe(),
-               "wall_seconds": round(time.perf_counter() - t_start, 2),
-               "variations_wall_seconds": round(variations_wall, 2), "variations": results}
+    summary = {
+        "sweep": str(path),
+        "parent": parent,
+        "from": spec["from"],
+        "to": spec["to"],
+        "varied": list(spec["grid"]),
+        "executor": pool.describe(),
+        "wall_seconds": round(time.perf_counter() - t_start, 2),
+        "variations_wall_seconds": round(variations_wall, 2),
+        "variations": results,
+    }
     out = root / "sweeps" / new_run_id(path.stem)
     out.mkdir(parents=True, exist_ok=False)
     (out / "sweep.json").write_text(json.dumps(summary, indent=2))
     from workbench.runs.sweep_report import write_sweep_report
+
     report = write_sweep_report(out, summary, root)
     if report.terminal:
         log(report.terminal)
     ok = [r["run"] for r in results if r["run"] and not r["error"]]
     if len(ok) >= 2:
         from workbench.runs.compare import compare_runs
+
         compare_runs(ok, root=root, out_dir=out / "comparison")
     failed = [r for r in results if r["error"]]
     for r in failed:
@@ -148,8 +169,9 @@ def _duration(seconds: float) -> str:
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
-def run_args(base: list[str], overrides: dict[str, Any], frm: str, to: str, parent: Optional[str],
-             root: Path, label: str) -> list[str]:
+def run_args(
+    base: list[str], overrides: dict[str, Any], frm: str, to: str, parent: Optional[str], root: Path, label: str
+) -> list[str]:
     """Arguments of `python -m workbench run` for one variation (the interpreter is the worker's own)."""
     args = ["run", "--no-progress", "--outputs", str(Path(root).resolve()), "--from", frm, "--to", to]
     for f in base:
@@ -166,14 +188,17 @@ def _parse_outcome(outcome) -> tuple[Optional[str], Optional[str]]:
         if line.startswith("run ") and ": stages" in line:
             run_id = line.split()[1].rstrip(":")
     if outcome.returncode != 0 or run_id is None:
-        return run_id, (f"`workbench {' '.join(outcome.args)}` failed (exit {outcome.returncode}):\n"
-                        f"{outcome.stderr[-2000:]}")
+        return run_id, (
+            f"`workbench {' '.join(outcome.args)}` failed (exit {outcome.returncode}):\n{outcome.stderr[-2000:]}"
+        )
     return run_id, None
 
 
-def _invoke(base: list[str], overrides: dict[str, Any], frm: str, to: str, parent: Optional[str],
-            root: Path, label: str) -> str:
+def _invoke(
+    base: list[str], overrides: dict[str, Any], frm: str, to: str, parent: Optional[str], root: Path, label: str
+) -> str:
     from workbench.runs.executors import run_workbench
+
     outcome = run_workbench(run_args(base, overrides, frm, to, parent, root, label))
     rid, err = _parse_outcome(outcome)
     if err or rid is None:

@@ -4,6 +4,7 @@ error bars, and a short terminal table.
 
 Metric columns are named ``metric [backend]`` so every number keeps the backend that produced it.
 """
+
 from __future__ import annotations
 
 import base64
@@ -20,10 +21,17 @@ from workbench.runs.store import Run
 
 SEED = "seed"
 # Preferred order of the metrics a sweep summary leads with (those that vary between variations).
-HEADLINE_ORDER = ("code_flip_rate [ort-int8-emulated]", "accuracy [ort-int8-emulated]",
-                  "test_accuracy [ort-int8-emulated]", "prediction_flips [ort-int8-emulated]",
-                  "accuracy [ort-fp32]", "test_accuracy [torch-fp32]", "ece_after_ts [ort-int8-emulated]",
-                  "ece_after_ts [ort-fp32]", "coverage_lac [ort-int8-emulated]")
+HEADLINE_ORDER = (
+    "code_flip_rate [ort-int8-emulated]",
+    "accuracy [ort-int8-emulated]",
+    "test_accuracy [ort-int8-emulated]",
+    "prediction_flips [ort-int8-emulated]",
+    "accuracy [ort-fp32]",
+    "test_accuracy [torch-fp32]",
+    "ece_after_ts [ort-int8-emulated]",
+    "ece_after_ts [ort-fp32]",
+    "coverage_lac [ort-int8-emulated]",
+)
 MAX_HEADLINE = 4
 
 
@@ -41,8 +49,7 @@ def results_table(summary: dict, root: Path) -> pd.DataFrame:
     rows = []
     for var in summary["variations"]:
         row: dict[str, Any] = {k: _cell(v) for k, v in var["values"].items()}
-        row.update(run=var.get("run"), status="failed" if var.get("error") else "succeeded",
-                   seconds=var.get("seconds"))
+        row.update(run=var.get("run"), status="failed" if var.get("error") else "succeeded", seconds=var.get("seconds"))
         if var.get("run") and not var.get("error"):
             for m in Run.open(var["run"], root).metrics():
                 if isinstance(m.get("value"), (int, float)) and not isinstance(m.get("value"), bool):
@@ -77,9 +84,17 @@ def aggregate_over_seeds(table: pd.DataFrame, varied: list[str]) -> pd.DataFrame
             vals = g[metric].dropna() if metric in g else pd.Series(dtype=float)
             if vals.empty:
                 continue
-            rows.append({**dict(zip(keys, key)), "metric": metric, "mean": vals.mean(),
-                         "sd": vals.std(ddof=1) if len(vals) > 1 else float("nan"), "min": vals.min(),
-                         "max": vals.max(), "n": int(len(vals))})
+            rows.append(
+                {
+                    **dict(zip(keys, key)),
+                    "metric": metric,
+                    "mean": vals.mean(),
+                    "sd": vals.std(ddof=1) if len(vals) > 1 else float("nan"),
+                    "min": vals.min(),
+                    "max": vals.max(),
+                    "n": int(len(vals)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -103,8 +118,10 @@ def metric_plot(agg: pd.DataFrame, metric: str, varied: list[str]):
     """Metric (mean, error bars = sd over seeds) against the first non-seed parameter, one line per value of
     the second; None when there is no non-seed parameter."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     keys = [k for k in varied if k != SEED]
     sub = agg[agg["metric"] == metric]
     if not keys or sub.empty:
@@ -116,11 +133,20 @@ def metric_plot(agg: pd.DataFrame, metric: str, varied: list[str]):
     for key, g in lines:
         key = key if isinstance(key, tuple) else (key,)
         xs = [x_labels.index(str(v)) for v in g[x_key]]
-        ax.errorbar(xs, g["mean"], yerr=g["sd"].fillna(0.0), marker="o", capsize=4,
-                    label=", ".join(f"{k}={v}" for k, v in zip(line_keys, key)) or None)
+        ax.errorbar(
+            xs,
+            g["mean"],
+            yerr=g["sd"].fillna(0.0),
+            marker="o",
+            capsize=4,
+            label=", ".join(f"{k}={v}" for k, v in zip(line_keys, key)) or None,
+        )
     ax.set_xticks(range(len(x_labels)))
-    ax.set_xticklabels(x_labels, rotation=20 if max(len(s) for s in x_labels) > 8 else 0, ha="right"
-                       if max(len(s) for s in x_labels) > 8 else "center")
+    ax.set_xticklabels(
+        x_labels,
+        rotation=20 if max(len(s) for s in x_labels) > 8 else 0,
+        ha="right" if max(len(s) for s in x_labels) > 8 else "center",
+    )
     ax.set_xlabel(x_key)
     ax.set_ylabel(metric)
     seeds = int(sub["n"].max())
@@ -141,8 +167,9 @@ def terminal_table(agg: pd.DataFrame, metrics: list[str], varied: list[str]) -> 
         sub = agg[agg["metric"] == m]
         for _, r in sub.iterrows():
             key = tuple(str(r[k]) for k in keys)
-            wide.setdefault(key, {})[m] = f"{r['mean']:.4g} ± {r['sd']:.2g}" if r["n"] > 1 and r["sd"] == r["sd"] \
-                else f"{r['mean']:.4g}"
+            wide.setdefault(key, {})[m] = (
+                f"{r['mean']:.4g} ± {r['sd']:.2g}" if r["n"] > 1 and r["sd"] == r["sd"] else f"{r['mean']:.4g}"
+            )
             wide[key]["n"] = str(int(r["n"]))
     headers = keys + metrics + ["n"]
     rows = [list(k) + [v.get(m, "") for m in metrics] + [v.get("n", "")] for k, v in wide.items()]
@@ -150,8 +177,7 @@ def terminal_table(agg: pd.DataFrame, metrics: list[str], varied: list[str]) -> 
 
 
 def format_table(headers: list[str], rows: list[list[str]]) -> str:
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h))
-              for i, h in enumerate(headers)]
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) if rows else len(str(h)) for i, h in enumerate(headers)]
     line = "  ".join(str(h).ljust(w) for h, w in zip(headers, widths)).rstrip()
     out = [line, "  ".join("-" * w for w in widths)]
     out += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
@@ -168,6 +194,7 @@ class SweepReport:
 
 def _png(fig) -> str:
     import matplotlib.pyplot as plt
+
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
@@ -183,14 +210,16 @@ def write_sweep_report(out: Path, summary: dict, root: Path) -> SweepReport:
     agg.to_csv(out / "aggregate.csv", index=False)
     headline = headline_metrics(table, varied) if not table.empty else []
     esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>sweep</title><style>"
-             "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2rem auto;padding:0 1rem}"
-             ".tablewrap{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}"
-             "td,th{border:1px solid #ccc;padding:.25rem .5rem}</style></head><body>",
-             f"<h1>Sweep {esc(Path(summary['sweep']).name)}</h1>",
-             f"<p>{len(summary['variations'])} variations of {', '.join(esc(v) for v in varied)} from stage "
-             f"{esc(summary['from'])} to {esc(summary['to'])}, parent run <code>{esc(str(summary['parent']))}"
-             f"</code>, executor {esc(str(summary.get('executor')))}, {summary.get('wall_seconds')} s.</p>"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>sweep</title><style>"
+        "body{font-family:system-ui,sans-serif;max-width:1150px;margin:2rem auto;padding:0 1rem}"
+        ".tablewrap{overflow-x:auto}table{border-collapse:collapse;font-size:.9rem}"
+        "td,th{border:1px solid #ccc;padding:.25rem .5rem}</style></head><body>",
+        f"<h1>Sweep {esc(Path(summary['sweep']).name)}</h1>",
+        f"<p>{len(summary['variations'])} variations of {', '.join(esc(v) for v in varied)} from stage "
+        f"{esc(summary['from'])} to {esc(summary['to'])}, parent run <code>{esc(str(summary['parent']))}"
+        f"</code>, executor {esc(str(summary.get('executor')))}, {summary.get('wall_seconds')} s.</p>",
+    ]
     for metric in headline:
         pv = pivot(agg, metric, varied)
         parts.append(f"<h2>{esc(metric)}</h2>")
@@ -199,10 +228,14 @@ def write_sweep_report(out: Path, summary: dict, root: Path) -> SweepReport:
             parts.append("<div class='tablewrap'>" + pv.to_html(escape=True) + "</div>")
         fig = metric_plot(agg, metric, varied)
         if fig is not None:
-            parts.append(f"<p><img alt='{esc(metric)}' style='max-width:100%' "
-                         f"src='data:image/png;base64,{_png(fig)}'></p>")
-    parts.append("<h2>Every variation</h2><div class='tablewrap'>"
-                 + table.to_html(escape=True, index=False, float_format=lambda v: f"{v:.4g}") + "</div>")
+            parts.append(
+                f"<p><img alt='{esc(metric)}' style='max-width:100%' src='data:image/png;base64,{_png(fig)}'></p>"
+            )
+    parts.append(
+        "<h2>Every variation</h2><div class='tablewrap'>"
+        + table.to_html(escape=True, index=False, float_format=lambda v: f"{v:.4g}")
+        + "</div>"
+    )
     if (table["status"] == "succeeded").sum() >= 2:  # run_sweep writes the comparison next
         parts.append("<p><a href='comparison/index.html'>side-by-side comparison of the runs</a></p>")
     parts.append("</body></html>")
@@ -215,6 +248,7 @@ def write_sweep_report(out: Path, summary: dict, root: Path) -> SweepReport:
 
 def _slug(metric: str) -> str:
     import re
+
     return re.sub(r"[^A-Za-z0-9]+", "_", metric).strip("_")
 
 

@@ -1,4 +1,5 @@
 """Parameter types are strict and parameters without effect are never recorded as applied."""
+
 from __future__ import annotations
 
 import pytest
@@ -6,11 +7,21 @@ import pytest
 from workbench.config import ParamError, Params, load_params, parse_override, read_yaml
 
 
-@pytest.mark.parametrize("name,raw", [("epochs", "true"), ("epochs", "3.0"), ("epochs", "'3'"),
-                                      ("batch_size", "false"), ("learning_rate", "true"),
-                                      ("encoder_channels", "[8, true]"), ("run_label", "7"),
-                                      ("netron", "1"), ("sample_rate_hz", ".nan"),
-                                      ("max_train_seconds", ".inf")])
+@pytest.mark.parametrize(
+    "name,raw",
+    [
+        ("epochs", "true"),
+        ("epochs", "3.0"),
+        ("epochs", "'3'"),
+        ("batch_size", "false"),
+        ("learning_rate", "true"),
+        ("encoder_channels", "[8, true]"),
+        ("run_label", "7"),
+        ("netron", "1"),
+        ("sample_rate_hz", ".nan"),
+        ("max_train_seconds", ".inf"),
+    ],
+)
 def test_no_silent_coercion(name, raw):
     with pytest.raises(ParamError, match=rf"{name}"):
         load_params([], {name: parse_override(raw)})
@@ -22,9 +33,21 @@ def test_bool_for_int_names_key_type_and_value():
     assert "epochs: Input should be a valid integer (expected int); got True" in str(err.value)
 
 
-@pytest.mark.parametrize("raw,value", [("1e-3", 1e-3), ("2.5E4", 2.5e4), ("3", 3), ("010", 10), ("0x10", 16),
-                                       ("yes", "yes"), ("off", "off"), ("True", True), ("2026-01-02", "2026-01-02"),
-                                       ("[1, 2.0]", [1, 2.0])])
+@pytest.mark.parametrize(
+    "raw,value",
+    [
+        ("1e-3", 1e-3),
+        ("2.5E4", 2.5e4),
+        ("3", 3),
+        ("010", 10),
+        ("0x10", 16),
+        ("yes", "yes"),
+        ("off", "off"),
+        ("True", True),
+        ("2026-01-02", "2026-01-02"),
+        ("[1, 2.0]", [1, 2.0]),
+    ],
+)
 def test_yaml_12_scalars(raw, value):
     got = read_yaml(raw)
     assert got == value and type(got) is type(value)
@@ -42,8 +65,9 @@ def test_yaml_file_exponent_is_a_float(tmp_path):
     assert p.learning_rate == pytest.approx(5e-4) and p.epochs == 10
 
 
-@pytest.mark.parametrize("dataset,extra", [("synthetic", {}), ("npz", {"data_dir": "x.npz"}),
-                                           ("uci_har", {"data_dir": "d", "window": 128})])
+@pytest.mark.parametrize(
+    "dataset,extra", [("synthetic", {}), ("npz", {"data_dir": "x.npz"}), ("uci_har", {"data_dir": "d", "window": 128})]
+)
 def test_label_set_only_for_hapt(dataset, extra):
     with pytest.raises(ParamError, match=rf"label_set applies only to dataset 'hapt'.*'{dataset}'"):
         load_params([], {"dataset": dataset, "label_set": [1, 2], **extra})
@@ -64,5 +88,6 @@ def test_parameters_without_effect_are_listed():
 
 def test_sample_rate_defaults_to_the_data():
     assert Params().sample_rate_hz is None
-    assert "sample_rate_hz" not in read_yaml((__import__("pathlib").Path(__file__).resolve().parents[3]
-                                              / "params" / "default.yaml").read_text())
+    assert "sample_rate_hz" not in read_yaml(
+        (__import__("pathlib").Path(__file__).resolve().parents[3] / "params" / "default.yaml").read_text()
+    )

@@ -1,4 +1,5 @@
 """WindowSet files, generic .npz arrays, subject splits, normalisation, check_dataset and dispatch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,8 +21,7 @@ from workbench.data.splits import Splits
 
 def _arrays(n=12, c=3, s=2, t=10, k=3, seed=0):
     rng = np.random.default_rng(seed)
-    return dict(X=rng.normal(size=(n, c, s, t)).astype(np.float32), y=np.arange(n) % k,
-                subject=np.arange(n) // 3 + 10)
+    return dict(X=rng.normal(size=(n, c, s, t)).astype(np.float32), y=np.arange(n) % k, subject=np.arange(n) // 3 + 10)
 
 
 def test_windowset_round_trip_with_split(tmp_path):
@@ -32,8 +32,7 @@ def test_windowset_round_trip_with_split(tmp_path):
     np.testing.assert_array_equal(back.X, ws.X)
     np.testing.assert_array_equal(back.y, ws.y)
     np.testing.assert_array_equal(sp, split)
-    assert (back.label_names, back.channel_names, back.site_names) == (ws.label_names, ws.channel_names,
-                                                                       ws.site_names)
+    assert (back.label_names, back.channel_names, back.site_names) == (ws.label_names, ws.channel_names, ws.site_names)
     assert back.provenance == ws.provenance and back.source == "synthetic"
     with np.load(tmp_path / "w.npz", allow_pickle=False) as z:
         assert z["label_names"].dtype.kind == "U"
@@ -46,11 +45,23 @@ def test_windowset_round_trip_with_split(tmp_path):
 def test_windowset_rejects_inconsistent_arrays():
     a = _arrays()
     with pytest.raises(DataError, match="labels must lie in 0..1"):
-        WindowSet(**a, label_names=["a", "b"], channel_names=["x", "y", "z"], site_names=["p", "q"],
-                  sample_rate_hz=50, source="npz")
+        WindowSet(
+            **a,
+            label_names=["a", "b"],
+            channel_names=["x", "y", "z"],
+            site_names=["p", "q"],
+            sample_rate_hz=50,
+            source="npz",
+        )
     with pytest.raises(DataError, match="2 channel names for 3 channels"):
-        WindowSet(**a, label_names=list("abc"), channel_names=["x", "y"], site_names=["p", "q"],
-                  sample_rate_hz=50, source="npz")
+        WindowSet(
+            **a,
+            label_names=list("abc"),
+            channel_names=["x", "y"],
+            site_names=["p", "q"],
+            sample_rate_hz=50,
+            source="npz",
+        )
 
 
 def test_load_npz_valid_and_names(tmp_path):
@@ -65,16 +76,22 @@ def test_load_npz_valid_and_names(tmp_path):
     assert load_npz(tmp_path / "syn.npz").provenance["kind"] == "synthetic"
 
 
-@pytest.mark.parametrize("change,message", [
-    (dict(X=None), r"missing array\(s\) \['X'\]"),
-    (dict(X=np.zeros((12, 3, 10), np.float32)), r"looks like \(N, C, T\).*add a site axis with X\[:, :, None, :\]"),
-    (dict(X=np.zeros((12, 10, 3), np.float32)), r"looks like \(N, T, C\).*X\.transpose\(0, 2, 1\)\[:, :, None, :\]"),
-    (dict(y=np.arange(11)), r"y must have shape \(12,\)"),
-    (dict(subject=np.linspace(0, 1, 12)), "subject must be integers"),
-    (dict(label_names=np.array(["a", "b"])), r"label 2 at window 2 has no name"),
-    (dict(y=np.arange(12) - 1), "labels must be 0..K-1"),
-    (dict(sample_rate_hz=-5.0), "sample_rate_hz must be one positive number"),
-])
+@pytest.mark.parametrize(
+    "change,message",
+    [
+        (dict(X=None), r"missing array\(s\) \['X'\]"),
+        (dict(X=np.zeros((12, 3, 10), np.float32)), r"looks like \(N, C, T\).*add a site axis with X\[:, :, None, :\]"),
+        (
+            dict(X=np.zeros((12, 10, 3), np.float32)),
+            r"looks like \(N, T, C\).*X\.transpose\(0, 2, 1\)\[:, :, None, :\]",
+        ),
+        (dict(y=np.arange(11)), r"y must have shape \(12,\)"),
+        (dict(subject=np.linspace(0, 1, 12)), "subject must be integers"),
+        (dict(label_names=np.array(["a", "b"])), r"label 2 at window 2 has no name"),
+        (dict(y=np.arange(12) - 1), "labels must be 0..K-1"),
+        (dict(sample_rate_hz=-5.0), "sample_rate_hz must be one positive number"),
+    ],
+)
 def test_load_npz_errors(tmp_path, change, message):
     a = _arrays()
     a.update(sample_rate_hz=50.0)
@@ -165,8 +182,9 @@ def test_check_dataset_npz_and_unknown(tmp_path):
 
 
 def test_load_dataset_dispatch(tmp_path):
-    p = Params(synthetic_subjects=4, synthetic_windows_per_class=2, synthetic_channels=6,
-               synthetic_sites=1, window=40, seed=5)
+    p = Params(
+        synthetic_subjects=4, synthetic_windows_per_class=2, synthetic_channels=6, synthetic_sites=1, window=40, seed=5
+    )
     ws = load_dataset(p)
     assert ws.X.shape == (48, 6, 1, 40) and ws.provenance["seed"] == 5
     np.savez(tmp_path / "d.npz", **_arrays(), sample_rate_hz=50.0)
@@ -180,6 +198,7 @@ def test_load_dataset_dispatch(tmp_path):
 def test_preflight_rejects_before_any_run(tmp_path, hapt_dir):
     from workbench.config import load_params
     from workbench.data.preflight import preflight
+
     with pytest.raises(DataError, match="data_dir does not exist"):
         preflight(load_params([], {"dataset": "hapt", "data_dir": str(tmp_path / "nope")}))
     with pytest.raises(DataError, match=r"window=5000 is longer than every segment"):
@@ -192,8 +211,8 @@ def test_preflight_rejects_before_any_run(tmp_path, hapt_dir):
 def test_preflight_npz_window(tmp_path):
     from workbench.config import load_params
     from workbench.data.preflight import preflight
+
     f = tmp_path / "d.npz"
-    np.savez(f, X=np.zeros((2, 3, 1, 64), np.float32), y=np.zeros(2, int), subject=np.arange(2),
-             sample_rate_hz=50.0)
+    np.savez(f, X=np.zeros((2, 3, 1, 64), np.float32), y=np.zeros(2, int), subject=np.arange(2), sample_rate_hz=50.0)
     with pytest.raises(DataError, match="set window: 64"):
         preflight(load_params([], {"dataset": "npz", "data_dir": str(f), "window": 100}))

@@ -1,4 +1,5 @@
 """HAPT raw loader: a tiny generated fixture in the same layout (always) and the real folder (if present)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,8 +35,20 @@ def write_hapt(root: Path, recordings=RECORDINGS, with_names: bool = True) -> Pa
         lines += [f"{exp} {user} {a} {s} {e}" for a, s, e in segs]
     (raw / "labels.txt").write_text("\n".join(lines) + "\n")
     if with_names:
-        names = ["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING", "LAYING",
-                 "STAND_TO_SIT", "SIT_TO_STAND", "SIT_TO_LIE", "LIE_TO_SIT", "STAND_TO_LIE", "LIE_TO_STAND"]
+        names = [
+            "WALKING",
+            "WALKING_UPSTAIRS",
+            "WALKING_DOWNSTAIRS",
+            "SITTING",
+            "STANDING",
+            "LAYING",
+            "STAND_TO_SIT",
+            "SIT_TO_STAND",
+            "SIT_TO_LIE",
+            "LIE_TO_SIT",
+            "STAND_TO_LIE",
+            "LIE_TO_STAND",
+        ]
         (root / "activity_labels.txt").write_text("".join(f"{i} {n}\n" for i, n in enumerate(names, 1)))
     return root
 
@@ -47,9 +60,11 @@ def test_fixture_windows_counts_labels_and_boundaries(tmp_path):
     assert ws.label_names == ["SITTING", "WALKING", "STANDING"]
     assert ws.site_names == ["waist"] and ws.channel_names[:3] == ["acc_x", "acc_y", "acc_z"]
     # count by hand: floor((L - 20) / 10) + 1 per segment of the kept activities
-    expect = {0: (30 - 20) // 10 + 1 + (141 - 20) // 10 + 1,    # SITTING: exp1 131..160, exp3 10..150
-              1: (70 - 20) // 10 + 1 + (45 - 20) // 10 + 1,     # WALKING: exp1 61..130, exp2 1..45
-              2: (58 - 20) // 10 + 1 + (71 - 20) // 10 + 1}     # STANDING: exp1 3..60, exp2 50..120
+    expect = {
+        0: (30 - 20) // 10 + 1 + (141 - 20) // 10 + 1,  # SITTING: exp1 131..160, exp3 10..150
+        1: (70 - 20) // 10 + 1 + (45 - 20) // 10 + 1,  # WALKING: exp1 61..130, exp2 1..45
+        2: (58 - 20) // 10 + 1 + (71 - 20) // 10 + 1,
+    }  # STANDING: exp1 3..60, exp2 50..120
     assert {k: int(v) for k, v in zip(*np.unique(ws.y, return_counts=True))} == expect
     # every window is contiguous and inside one segment of its label
     seg = {(e, s, t): a for (e, _u, _r), ss in RECORDINGS.items() for a, s, t in ss}
@@ -67,7 +82,7 @@ def test_fixture_windows_counts_labels_and_boundaries(tmp_path):
 def test_first_window_starts_at_the_one_based_start(tmp_path):
     ws = load_hapt(write_hapt(tmp_path), window=20, hop=10, label_set=[5])
     starts = sorted(int(x) for x in ws.X[:, 0, 0, 0])
-    assert starts[0] == 3              # labels.txt "5 3 60": the first labelled sample is line 3
+    assert starts[0] == 3  # labels.txt "5 3 60": the first labelled sample is line 3
     assert max(int(x) for x in ws.X[:, 0, 0, -1]) <= 120
 
 
@@ -147,7 +162,7 @@ def test_check_dataset_summary_on_fixture(tmp_path):
 
 
 def test_check_dataset_fails_two_subjects(tmp_path):
-    root = write_hapt(tmp_path)   # users 1 and 2 only
+    root = write_hapt(tmp_path)  # users 1 and 2 only
     with pytest.raises(DataError, match=r"2 subject\(s\) with labelled windows \[1, 2\].*too few subjects"):
         check_dataset(root, window=20, hop=10)
 
@@ -156,17 +171,16 @@ def test_check_dataset_fails_two_subjects(tmp_path):
 @pytest.mark.skipif(not (REAL / "RawData").is_dir(), reason="real HAPT data not present")
 def test_real_hapt_counts_match_labels():
     ws = load_hapt(REAL)
-    lab = np.loadtxt(REAL / "RawData" / "labels.txt", dtype=np.int64)     # independent parse
+    lab = np.loadtxt(REAL / "RawData" / "labels.txt", dtype=np.int64)  # independent parse
     lengths = lab[:, 4] - lab[:, 3] + 1
     for k, act in enumerate(range(1, 7)):
         m = (lab[:, 2] == act) & (lengths >= 100)
         assert int(np.sum(ws.y == k)) == int(np.sum((lengths[m] - 100) // 50 + 1))
     assert ws.X.shape[1:] == (6, 1, 100)
     assert len(ws.subjects) == 30 and ws.subjects == list(range(1, 31))
-    assert ws.label_names == ["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING",
-                              "LAYING"]
+    assert ws.label_names == ["WALKING", "WALKING_UPSTAIRS", "WALKING_DOWNSTAIRS", "SITTING", "STANDING", "LAYING"]
     expected = expected_window_count(lab, 100, 50, range(1, 7))
     assert list(expected.values()) == list(ws.class_counts().values())
-    acc_norm = np.linalg.norm(ws.X[ws.y == 5, 0:3, 0], axis=1)              # LAYING: gravity only
+    acc_norm = np.linalg.norm(ws.X[ws.y == 5, 0:3, 0], axis=1)  # LAYING: gravity only
     assert abs(np.median(acc_norm) - 1.0) < 0.1
     assert ws.provenance["n_files"] == 123 and ws.provenance["dataset"] == "UCI HAPT v2.1 raw"

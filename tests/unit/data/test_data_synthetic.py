@@ -1,4 +1,5 @@
 """Synthetic IMU generator: determinism, shapes, physics, and that it is not trivially separable."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +51,7 @@ def test_euler_matrix_matches_scipy():
     rng = np.random.default_rng(0)
     ang = rng.uniform(-3, 3, (20, 3))
     ours = euler_to_matrix(ang[:, 0], ang[:, 1], ang[:, 2])
-    ref = Rotation.from_euler("ZYX", ang).as_matrix()   # intrinsic z-y'-x'' = Rz @ Ry @ Rx
+    ref = Rotation.from_euler("ZYX", ang).as_matrix()  # intrinsic z-y'-x'' = Rz @ Ry @ Rx
     np.testing.assert_allclose(ours, ref, atol=1e-12)
 
 
@@ -59,7 +60,7 @@ def test_sensor_model_constant_turn_and_tilt():
     tau = (np.arange(t_n + 2) - 1) / fs
     rate = 1.3
     yaw = (rate * tau)[None, :]
-    pitch = np.full_like(yaw, 0.4)          # nose up 0.4 rad, no roll
+    pitch = np.full_like(yaw, 0.4)  # nose up 0.4 rad, no roll
     roll = np.zeros_like(yaw)
     acc = np.zeros((1, 3, t_n + 2))
     sig = _sensors(yaw, pitch, roll, acc, np.eye(3)[None], fs, 9)[0]
@@ -73,9 +74,9 @@ def test_sensor_model_constant_turn_and_tilt():
 def test_rest_reads_one_g_and_no_rotation():
     ws = make_synthetic(6, 8, seed=3)
     rest = ws.X[ws.y == 0]
-    acc_norm = np.linalg.norm(rest[:, 0:3], axis=1)            # (n, sites, T)
+    acc_norm = np.linalg.norm(rest[:, 0:3], axis=1)  # (n, sites, T)
     assert abs(np.median(acc_norm) - 1.0) < 0.05
-    assert np.median(np.abs(rest[:, 3:6])) < 0.05               # rad/s
+    assert np.median(np.abs(rest[:, 3:6])) < 0.05  # rad/s
     mag_norm = np.linalg.norm(rest[:, 6:9], axis=1)
     assert abs(np.median(mag_norm) - np.linalg.norm(MAG_WORLD_UT)) < 8.0
     # moving classes are not at rest
@@ -84,15 +85,15 @@ def test_rest_reads_one_g_and_no_rotation():
 
 
 def test_walk_dominant_frequency_is_the_subjects_gait_frequency():
-    fs, window = 50.0, 500                                     # 10 s windows: 0.1 Hz bins
+    fs, window = 50.0, 500  # 10 s windows: 0.1 Hz bins
     ws = make_synthetic(4, 12, channels=3, sites=1, window=window, sample_rate_hz=fs, seed=5)
     prof = subject_profiles(4, seed=5)
     freqs = np.fft.rfftfreq(window, 1 / fs)
     for s in range(4):
-        w = ws.X[(ws.y == 1) & (ws.subject == s), :, 0]         # walk, back site
+        w = ws.X[(ws.y == 1) & (ws.subject == s), :, 0]  # walk, back site
         mag = np.linalg.norm(w, axis=1)
         spec = np.abs(np.fft.rfft(mag - mag.mean(-1, keepdims=True), axis=-1))
-        peaks = freqs[np.argmax(spec[:, 1:], axis=1) + 1]       # per window (each has a 6% jitter)
+        peaks = freqs[np.argmax(spec[:, 1:], axis=1) + 1]  # per window (each has a 6% jitter)
         assert abs(np.median(peaks) - prof[s]["walk_hz"]) <= 0.12, (s, peaks, prof[s]["walk_hz"])
         # nearer this subject's walk than its (faster) trot
         assert abs(np.median(peaks) - prof[s]["walk_hz"]) < abs(np.median(peaks) - prof[s]["trot_hz"])
@@ -103,8 +104,20 @@ def _features(X: np.ndarray) -> np.ndarray:
     n, c, s, t = X.shape
     z = X.reshape(n, c * s, t).astype(np.float64)
     acc = np.linalg.norm(X[:, 0:3], axis=1)
-    return np.concatenate([z.mean(-1), z.std(-1), z.min(-1), z.max(-1), np.abs(np.diff(z, axis=-1)).mean(-1),
-                           acc.mean(-1), acc.std(-1), acc.min(-1), acc.max(-1)], axis=1)
+    return np.concatenate(
+        [
+            z.mean(-1),
+            z.std(-1),
+            z.min(-1),
+            z.max(-1),
+            np.abs(np.diff(z, axis=-1)).mean(-1),
+            acc.mean(-1),
+            acc.std(-1),
+            acc.min(-1),
+            acc.max(-1),
+        ],
+        axis=1,
+    )
 
 
 def test_not_trivially_separable_on_held_out_subjects():

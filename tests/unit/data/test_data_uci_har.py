@@ -1,4 +1,5 @@
 """UCI HAR windowed loader on a generated fixture in exactly the published layout."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,16 +17,18 @@ def write_uci_har(parent: Path, n_train=5, n_test=3) -> Path:
     root = parent / "UCI HAR Dataset"
     (root / "activity_labels.txt").parent.mkdir(parents=True)
     (root / "activity_labels.txt").write_text(
-        "1 WALKING\n2 WALKING_UPSTAIRS\n3 WALKING_DOWNSTAIRS\n4 SITTING\n5 STANDING\n6 LAYING\n")
+        "1 WALKING\n2 WALKING_UPSTAIRS\n3 WALKING_DOWNSTAIRS\n4 SITTING\n5 STANDING\n6 LAYING\n"
+    )
     for split, n, subjects in (("train", n_train, [1, 3]), ("test", n_test, [2])):
         sig = root / split / "Inertial Signals"
         sig.mkdir(parents=True)
         for code, name in enumerate(SIGNALS):
             rows = code + np.arange(n)[:, None] / 100 + np.arange(128)[None, :] / 1e4
-            np.savetxt(sig / f"{name}_{split}.txt", rows, fmt="%15.7e")   # leading spaces, like the original
+            np.savetxt(sig / f"{name}_{split}.txt", rows, fmt="%15.7e")  # leading spaces, like the original
         (root / split / f"y_{split}.txt").write_text("".join(f"{(i % 6) + 1}\n" for i in range(n)))
         (root / split / f"subject_{split}.txt").write_text(
-            "".join(f"{subjects[i % len(subjects)]}\n" for i in range(n)))
+            "".join(f"{subjects[i % len(subjects)]}\n" for i in range(n))
+        )
     return root
 
 
@@ -39,7 +42,7 @@ def test_loads_total_acc_and_body_gyro(tmp_path):
         codes = np.floor(ws.X[:, :, 0, 0]).astype(int)
         np.testing.assert_array_equal(codes[0], [6, 7, 8, 3, 4, 5])
         np.testing.assert_allclose(ws.X[1, 0, 0, 5], 6 + 0.01 + 5e-4, rtol=1e-6)
-        np.testing.assert_array_equal(ws.y, [0, 1, 2, 3, 4, 0, 1, 2])     # 1-based files -> 0-based
+        np.testing.assert_array_equal(ws.y, [0, 1, 2, 3, 4, 0, 1, 2])  # 1-based files -> 0-based
         np.testing.assert_array_equal(ws.subject, [1, 3, 1, 3, 1, 2, 2, 2])
         assert ws.label_names[5] == "LAYING" and ws.sample_rate_hz == 50.0
         assert ws.provenance["official_test_subjects"] == [2] and ws.provenance["kind"] == "real"
@@ -68,7 +71,7 @@ def test_not_the_layout(tmp_path):
 
 
 def test_check_dataset_detects_uci_har(tmp_path):
-    write_uci_har(tmp_path)   # subjects 1, 2, 3: too few for train / val / conformal / test
+    write_uci_har(tmp_path)  # subjects 1, 2, 3: too few for train / val / conformal / test
     with pytest.raises(DataError, match=r"3 subject\(s\).*too few subjects \(3\)"):
         check_dataset(tmp_path)
     # a fourth subject in the training files makes the split possible

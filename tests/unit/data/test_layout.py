@@ -1,4 +1,5 @@
 """NCHW <-> NHWC helpers: non-square shapes so that a swapped axis cannot pass."""
+
 import numpy as np
 import pytest
 
@@ -21,10 +22,10 @@ def test_nchw_to_nhwc_shape_and_exact_element_mapping():
 
 
 def test_nhwc_to_nchw_inverts_and_maps_elements():
-    x = _x((2, 7, 3, 11))                  # NCHW
+    x = _x((2, 7, 3, 11))  # NCHW
     back = nhwc_to_nchw(nchw_to_nhwc(x))
     assert np.array_equal(back, x)
-    h = _x((4, 2, 5, 9))                   # NHWC (N, S, T, C)
+    h = _x((4, 2, 5, 9))  # NHWC (N, S, T, C)
     z = nhwc_to_nchw(h)
     assert z.shape == (4, 9, 2, 5)
     assert z[3, 8, 1, 4] == h[3, 1, 4, 8]

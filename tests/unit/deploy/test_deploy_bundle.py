@@ -1,6 +1,7 @@
 """Deploy bundles: verification refuses anything changed, missing or unlisted (fast, on a hand-made
 bundle); a real bundle from the smoke run carries what stage 08 fitted and reproduces stage 07
 in-process (slow); `workbench deploy` never writes into a run."""
+
 from __future__ import annotations
 
 import hashlib
@@ -31,9 +32,13 @@ def _hand_made(folder: Path) -> Path:
     folder.mkdir()
     for name, data in files.items():
         (folder / name).write_bytes(data)
-    manifest = {"format": FORMAT, "format_version": FORMAT_VERSION, "run_id": "r",
-                "backends": {"ort-int8-emulated": {"npu_file": "npu_int8.onnx"}},
-                "files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in files.items()}}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "run_id": "r",
+        "backends": {"ort-int8-emulated": {"npu_file": "npu_int8.onnx"}},
+        "files": {n: {"sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)} for n, d in files.items()},
+    }
     (folder / "deploy.json").write_text(json.dumps(manifest))
     return folder
 
@@ -42,13 +47,16 @@ def test_verification_accepts_an_intact_bundle(tmp_path):
     assert load_bundle(_hand_made(tmp_path / "b")).run_id == "r"
 
 
-@pytest.mark.parametrize("damage,needle", [
-    (lambda b: (b / "npu_int8.onnx").write_bytes(b"M"), "npu_int8.onnx: sha256"),
-    (lambda b: (b / "split.json").unlink(), "split.json: missing"),
-    (lambda b: (b / "extra.onnx").write_bytes(b"x"), "not listed in deploy.json: ['extra.onnx']"),
-    (lambda b: (b / "deploy.json").write_text("{not json"), "not valid JSON"),
-    (lambda b: (b / "deploy.json").unlink(), "deploy.json is missing"),
-])
+@pytest.mark.parametrize(
+    "damage,needle",
+    [
+        (lambda b: (b / "npu_int8.onnx").write_bytes(b"M"), "npu_int8.onnx: sha256"),
+        (lambda b: (b / "split.json").unlink(), "split.json: missing"),
+        (lambda b: (b / "extra.onnx").write_bytes(b"x"), "not listed in deploy.json: ['extra.onnx']"),
+        (lambda b: (b / "deploy.json").write_text("{not json"), "not valid JSON"),
+        (lambda b: (b / "deploy.json").unlink(), "deploy.json is missing"),
+    ],
+)
 def test_verification_refuses_a_changed_missing_or_unlisted_file(tmp_path, damage, needle):
     b = _hand_made(tmp_path / "b")
     damage(b)
@@ -72,8 +80,9 @@ def test_verification_refuses_an_unlisted_model_and_another_format(tmp_path):
 
 def test_conformal_predictor_round_trip_keeps_infinite_thresholds():
     from workbench.reliability.conformal import calibrate
+
     rng = np.random.default_rng(0)
-    p = rng.dirichlet(np.ones(4), 3)                 # 3 calibration windows at alpha 0.1: k > n, q = inf
+    p = rng.dirichlet(np.ones(4), 3)  # 3 calibration windows at alpha 0.1: k > n, q = inf
     pred = calibrate(p, np.array([0, 1, 2]), alpha=0.1)
     back = conformal_predictor({"method": "LAC marginal", **pred.to_dict()})
     assert np.isinf(back.thresholds).all()
@@ -92,10 +101,11 @@ def test_stage09_bundle_carries_stage08_calibration(smoke_run):
         assert entry["temperature"] == rel[name]["temperature"]["temperature"]
         assert entry["conformal"]["thresholds"] == rel[name]["conformal"]["LAC marginal"]["predictor"]["thresholds"]
     from workbench.data.windowset import WindowSet
+
     ws, _ = WindowSet.load(smoke_run.artifact("windows"))
     assert b.label_names == ws.label_names and b.input_shape == ws.X.shape[1:]
     assert b.fsq_levels == [8, 6, 5, 5, 4]
-    assert "hailo8-device" not in b.backends             # no HEF without the DFC
+    assert "hailo8-device" not in b.backends  # no HEF without the DFC
 
 
 @pytest.mark.slow
@@ -105,6 +115,7 @@ def test_predictor_reproduces_stage07_in_process(smoke_run, backend):
 
     from workbench.data.windowset import WindowSet
     from workbench.model.fsq import FSQ
+
     b = load_bundle(smoke_run.artifact("deploy_manifest").parent)
     p = Predictor(b, backend)
     with np.load(smoke_run.artifact(f"predictions_{p.backend}"), allow_pickle=False) as z:
@@ -116,18 +127,25 @@ def test_predictor_reproduces_stage07_in_process(smoke_run, backend):
     # code index cross-checked against the torch FSQ module (an independent implementation)
     assert got.code_index.tolist() == FSQ(b.fsq_levels).codes_to_indices(torch.from_numpy(got.levels)).tolist()
     from scipy.special import softmax
-    np.testing.assert_allclose(got.probabilities, softmax(ref["logits"].astype(np.float64) / p.temperature, axis=1),
-                               rtol=1e-9, atol=1e-15)
+
+    np.testing.assert_allclose(
+        got.probabilities, softmax(ref["logits"].astype(np.float64) / p.temperature, axis=1), rtol=1e-9, atol=1e-15
+    )
     q = p.conformal.thresholds
-    assert (got.sets == (1.0 - got.probabilities <= q[None, :])).all()     # LAC, recomputed here
+    assert (got.sets == (1.0 - got.probabilities <= q[None, :])).all()  # LAC, recomputed here
 
 
 @pytest.mark.slow
 def test_bad_windows_are_input_errors_naming_the_shape(smoke_run):
     p = Predictor(load_bundle(smoke_run.artifact("deploy_manifest").parent), "ort-int8", max_windows=4)
     good = np.zeros((9, 2, 100), np.float32)
-    cases = {"shape": good[:, :, :50], "dtype": np.zeros((9, 2, 100), bool), "empty": np.zeros((0, 9, 2, 100)),
-             "too_many": np.zeros((5, 9, 2, 100)), "not_finite": np.where(good == 0, np.nan, good)}
+    cases = {
+        "shape": good[:, :, :50],
+        "dtype": np.zeros((9, 2, 100), bool),
+        "empty": np.zeros((0, 9, 2, 100)),
+        "too_many": np.zeros((5, 9, 2, 100)),
+        "not_finite": np.where(good == 0, np.nan, good),
+    }
     for kind, x in cases.items():
         with pytest.raises(InferenceInputError, match=r"\(N, 9, 2, 100\)") as err:
             p.predict(x)
@@ -145,6 +163,7 @@ def test_without_stage08_probabilities_are_unscaled_and_there_is_no_set(smoke_ru
     p = Predictor(b, "ort-int8")
     got = p.predict(np.zeros((2, 9, 2, 100), np.float32))
     from scipy.special import softmax
+
     np.testing.assert_allclose(got.probabilities, softmax(got.logits.astype(np.float64), axis=1), rtol=1e-12)
     assert got.sets is None
 
@@ -152,7 +171,7 @@ def test_without_stage08_probabilities_are_unscaled_and_there_is_no_set(smoke_ru
 @pytest.mark.slow
 def test_auto_prefers_the_device_only_with_a_hef_and_a_device(smoke_run, tmp_path):
     b = load_bundle(smoke_run.artifact("deploy_manifest").parent)
-    assert choose_backend(b, "auto", lambda: (True, "a device"))[0] == "ort-int8-emulated"    # no HEF
+    assert choose_backend(b, "auto", lambda: (True, "a device"))[0] == "ort-int8-emulated"  # no HEF
     hef = tmp_path / "model.hef"
     hef.write_bytes(b"\x01HEFfake")
     withhef = load_bundle(build_bundle(sources_from_run(smoke_run, hef_path=hef), tmp_path / "b"))
@@ -164,7 +183,7 @@ def test_auto_prefers_the_device_only_with_a_hef_and_a_device(smoke_run, tmp_pat
     assert entry["calibrated_on"] == "ort-int8-emulated" and entry["borrowed"] is True
     with pytest.raises(BundleError, match="no hailo8-device backend"):
         choose_backend(b, "hailo8-device")
-    with pytest.raises(BackendUnavailable, match="HailoRT is not installed"):      # asked for, not there
+    with pytest.raises(BackendUnavailable, match="HailoRT is not installed"):  # asked for, not there
         choose_backend(withhef, "hailo8-device", lambda: (False, "HailoRT is not installed"))
     assert choose_backend(withhef, "hailo8-device", lambda: (True, "1 device"))[0] == "hailo8-device"
 
@@ -175,7 +194,7 @@ def test_deploy_cli_writes_a_new_folder_and_never_into_a_run(smoke_run, tmp_path
     out = tmp_path / "bundle"
     assert main(["deploy", str(smoke_run.path), "--out", str(out)]) == 0
     load_bundle(out)
-    assert main(["deploy", str(smoke_run.path), "--out", str(out)]) == 2              # not an empty folder
+    assert main(["deploy", str(smoke_run.path), "--out", str(out)]) == 2  # not an empty folder
     assert "not an empty folder" in capsys.readouterr().err
     assert main(["deploy", str(smoke_run.path), "--out", str(smoke_run.path / "artifacts" / "x")]) == 2
     assert "runs are never rewritten" in capsys.readouterr().err
@@ -187,6 +206,7 @@ def test_service_input_transform_equals_stage05s():
     """The service applies stage 05's host transform with its own numpy lines (no quantization toolchain on
     the Pi); they must compute what workbench.quant.transform.InputTransform computes."""
     from workbench.quant.transform import InputTransform
+
     x = np.random.default_rng(0).normal(0, 3, size=(5, 3, 2, 11)).astype(np.float32)
     for scale, clip in ([[0.5, 2.0, 1.0], [-1.5, 1.5]], [[0.25, 1.0, 4.0], None], [None, [-0.5, 0.5]], [None, None]):
         p = Predictor.__new__(Predictor)
@@ -201,9 +221,31 @@ def test_bundle_of_a_run_with_an_input_transform_reproduces_stage07(smoke_run):
     served INT8 answers equal stage 07's ort-int8-emulated predictions for the same windows."""
     from workbench.data.windowset import WindowSet
     from workbench.runs import Run
+
     root = smoke_run.path.parent
-    assert main(["run", "--outputs", str(root), "-f", "params/smoke.yaml", "-p", "quant_remedy", "equalize_clip",
-                 "-p", "run_label", "remedy", "--from", "05", "--parent", smoke_run.run_id, "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "run",
+                "--outputs",
+                str(root),
+                "-f",
+                "params/smoke.yaml",
+                "-p",
+                "quant_remedy",
+                "equalize_clip",
+                "-p",
+                "run_label",
+                "remedy",
+                "--from",
+                "05",
+                "--parent",
+                smoke_run.run_id,
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     child = next(Run(d) for d in root.iterdir() if d.name.split("-")[2:3] == ["remedy"])
     b = load_bundle(child.artifact("deploy_manifest").parent)
     entry = b.backend_entry("ort-int8-emulated")

@@ -2,6 +2,7 @@
 Docker daemon, no Hailo device): hadolint on the Dockerfile, the compose file parsed, the systemd unit
 parsed and run through systemd-analyze where it exists. Also: the requirements the Dockerfile installs
 are exactly the ones every bundle carries."""
+
 from __future__ import annotations
 
 import configparser
@@ -27,7 +28,7 @@ def test_dockerfile_runs_unprivileged_with_a_healthcheck_on_healthz():
     assert any(ln.startswith("FROM python:3.11") for ln in lines)
     user = [ln for ln in lines if ln.startswith("USER ")]
     assert user and user[-1].split()[1].split(":")[0] not in ("root", "0")
-    health = " ".join(lines[lines.index(next(ln for ln in lines if ln.startswith("HEALTHCHECK"))):][:2])
+    health = " ".join(lines[lines.index(next(ln for ln in lines if ln.startswith("HEALTHCHECK"))) :][:2])
     assert "/healthz" in health
     assert any("pip install --no-cache-dir --no-deps" in ln for ln in lines), "workbench without torch"
     assert not any("torch" in ln or "papermill" in ln for ln in lines if not ln.startswith("#"))
@@ -38,7 +39,7 @@ def test_requirements_file_is_the_bundles():
     pins = [ln for ln in SERVICE_REQUIREMENTS.splitlines() if ln and not ln.startswith("#")]
     assert all("==" in p for p in pins)
     numpy = next(p for p in pins if p.startswith("numpy=="))
-    assert int(numpy.split("==")[1].split(".")[0]) < 2            # HailoRT needs numpy<2
+    assert int(numpy.split("==")[1].split(".")[0]) < 2  # HailoRT needs numpy<2
 
 
 def test_compose_publishes_on_loopback_and_passes_the_device():
@@ -60,9 +61,13 @@ def test_systemd_unit_binds_loopback_and_is_confined():
     assert svc["DeviceAllow"].startswith("/dev/hailo0")
     assert svc["NoNewPrivileges"] == "yes" and svc["DynamicUser"] == "yes"
     analyze = shutil.which("systemd-analyze")
-    if analyze:   # the only complaint allowed here: the Pi's venv does not exist on this machine
-        out = subprocess.run([analyze, "verify", str(PI / "edgeinfer.service")], capture_output=True, text=True,
-                             timeout=60)
-        problems = [ln for ln in (out.stdout + out.stderr).splitlines()
-                    if ln.strip() and "/opt/edgeinfer/venv/bin/python" not in ln]
+    if analyze:  # the only complaint allowed here: the Pi's venv does not exist on this machine
+        out = subprocess.run(
+            [analyze, "verify", str(PI / "edgeinfer.service")], capture_output=True, text=True, timeout=60
+        )
+        problems = [
+            ln
+            for ln in (out.stdout + out.stderr).splitlines()
+            if ln.strip() and "/opt/edgeinfer/venv/bin/python" not in ln
+        ]
         assert problems == []

@@ -1,4 +1,5 @@
 """Every backend's outputs are checked for NaN/inf before a metric is computed from them."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -24,6 +25,7 @@ class _Host:
 
 class _Fixed(Backend):
     """A backend that returns a prepared NPU output (standing in for any real one)."""
+
     name = "ort-fp32"
     hardware = "test"
 
@@ -40,13 +42,25 @@ class _Fixed(Backend):
 
 def _ctx(tmp_path, host):
     split = {"cut": "after_bound", "npu_input_shape": [1, C, S, T], "npu_output_shape": [1, D], "fsq_levels": [3, 3, 3]}
-    return EvalContext(run_dir=tmp_path, split=split, host=host, checkpoint=tmp_path / "c.pt",
-                       npu_dynamic_onnx=tmp_path / "a.onnx", npu_int8_onnx=tmp_path / "b.onnx", compile_dir=tmp_path)
+    return EvalContext(
+        run_dir=tmp_path,
+        split=split,
+        host=host,
+        checkpoint=tmp_path / "c.pt",
+        npu_dynamic_onnx=tmp_path / "a.onnx",
+        npu_int8_onnx=tmp_path / "b.onnx",
+        compile_dir=tmp_path,
+    )
 
 
 def _data(n=5):
-    return EvalData(X=np.zeros((n, C, S, T), np.float32), y=np.zeros(n, np.int64), subject=np.arange(n),
-                    index=np.arange(n), label_names=["a", "b", "c"])
+    return EvalData(
+        X=np.zeros((n, C, S, T), np.float32),
+        y=np.zeros(n, np.int64),
+        subject=np.arange(n),
+        index=np.arange(n),
+        label_names=["a", "b", "c"],
+    )
 
 
 def test_nan_npu_output_stops_evaluation(tmp_path):
@@ -63,12 +77,25 @@ def test_inf_logits_from_the_host_stop_evaluation(tmp_path):
 
 
 def test_results_and_saved_predictions_refuse_nan(tmp_path):
-    good = dict(backend="x", index=np.arange(2), y=np.zeros(2, np.int64), subject=np.zeros(2, np.int64),
-                levels=np.zeros((2, D), np.float32), num_classes=K)
+    good = dict(
+        backend="x",
+        index=np.arange(2),
+        y=np.zeros(2, np.int64),
+        subject=np.zeros(2, np.int64),
+        levels=np.zeros((2, D), np.float32),
+        num_classes=K,
+    )
     with pytest.raises(ValueError, match="NaN/inf logits"):
         BackendResult(logits=np.array([[0, np.nan, 1], [1, 2, 3]], np.float32), **good)
     path = tmp_path / "predictions_x.npz"
-    np.savez(path, logits=np.array([[0, np.nan, 1], [1, 2, 3]], np.float32), levels=good["levels"], y=good["y"],
-             subject=good["subject"], index=good["index"], backend=np.array("x"))
+    np.savez(
+        path,
+        logits=np.array([[0, np.nan, 1], [1, 2, 3]], np.float32),
+        levels=good["levels"],
+        y=good["y"],
+        subject=good["subject"],
+        index=good["index"],
+        backend=np.array("x"),
+    )
     with pytest.raises(ValueError, match=rf"{path}: logits hold 1 NaN/inf"):
         load_predictions(path)

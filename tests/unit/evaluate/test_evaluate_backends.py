@@ -1,5 +1,6 @@
 """Stage-07 backends: selection rules, every backend returning the pre-Round tensor, and every
 prediction going through the one shared host post-processor."""
+
 from __future__ import annotations
 
 import json
@@ -29,7 +30,7 @@ from workbench.evaluate.backends import (
 )
 from workbench.evaluate.latency import measure_backend
 
-C, S, T, D, K = 3, 2, 5, 3, 4       # non-square on purpose: a swapped axis cannot pass
+C, S, T, D, K = 3, 2, 5, 3, 4  # non-square on purpose: a swapped axis cannot pass
 
 
 class RecordingHost:
@@ -48,9 +49,12 @@ class RecordingHost:
 def _mean_onnx(path, batch):
     """NPU-part stand-in: ReduceMean over (S, T) of an NCHW (N, C, S, T) input -> (N, C) = (N, D)."""
     node = helper.make_node("ReduceMean", ["imu"], ["bound"], axes=[2, 3], keepdims=0)
-    graph = helper.make_graph([node], "npu",
-                              [helper.make_tensor_value_info("imu", TensorProto.FLOAT, [batch, C, S, T])],
-                              [helper.make_tensor_value_info("bound", TensorProto.FLOAT, [batch, D])])
+    graph = helper.make_graph(
+        [node],
+        "npu",
+        [helper.make_tensor_value_info("imu", TensorProto.FLOAT, [batch, C, S, T])],
+        [helper.make_tensor_value_info("bound", TensorProto.FLOAT, [batch, D])],
+    )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
     model.ir_version = 8
     onnx.save(model, str(path))
@@ -59,11 +63,22 @@ def _mean_onnx(path, batch):
 def _ctx(tmp_path, host=None, **kw) -> EvalContext:
     compile_dir = tmp_path / "06_compile_hailo"
     compile_dir.mkdir(exist_ok=True)
-    split = {"cut": "after_bound", "npu_input_shape": [1, C, S, T], "npu_output_shape": [1, D],
-             "npu_output_tensor": "bound", "fsq_levels": [5, 5, 4]}
-    args = dict(run_dir=tmp_path, split=split, host=host or RecordingHost(),
-                checkpoint=tmp_path / "checkpoint.pt", npu_dynamic_onnx=tmp_path / "npu_dynamic.onnx",
-                npu_int8_onnx=tmp_path / "npu_int8.onnx", compile_dir=compile_dir)
+    split = {
+        "cut": "after_bound",
+        "npu_input_shape": [1, C, S, T],
+        "npu_output_shape": [1, D],
+        "npu_output_tensor": "bound",
+        "fsq_levels": [5, 5, 4],
+    }
+    args = dict(
+        run_dir=tmp_path,
+        split=split,
+        host=host or RecordingHost(),
+        checkpoint=tmp_path / "checkpoint.pt",
+        npu_dynamic_onnx=tmp_path / "npu_dynamic.onnx",
+        npu_int8_onnx=tmp_path / "npu_int8.onnx",
+        compile_dir=compile_dir,
+    )
     args.update(kw)
     return EvalContext(**args)
 
@@ -109,10 +124,9 @@ def test_nothing_available_is_an_error(tmp_path):
 
 
 # ---- CPU backends ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("cls,fname,batch", [(OrtFP32, "npu_dynamic.onnx", "N"),
-                                             (OrtInt8Emulated, "npu_int8.onnx", 1)])
+@pytest.mark.parametrize("cls,fname,batch", [(OrtFP32, "npu_dynamic.onnx", "N"), (OrtInt8Emulated, "npu_int8.onnx", 1)])
 def test_ort_backends_output_and_host_path(tmp_path, cls, fname, batch):
-    _mean_onnx(tmp_path / fname, batch)      # batch 1 = static graph, run window by window
+    _mean_onnx(tmp_path / fname, batch)  # batch 1 = static graph, run window by window
     host = RecordingHost()
     b = cls(_ctx(tmp_path, host=host))
     x = _x(6)
@@ -128,6 +142,7 @@ def test_ort_backends_output_and_host_path(tmp_path, cls, fname, batch):
 
 def test_stage05_input_transform_reaches_only_the_deployed_graph_backends(tmp_path):
     from workbench.quant.transform import InputTransform
+
     _mean_onnx(tmp_path / "npu_dynamic.onnx", "N")
     _mean_onnx(tmp_path / "npu_int8.onnx", "N")
     scale = [0.5, 1.0, 4.0]
@@ -136,7 +151,7 @@ def test_stage05_input_transform_reaches_only_the_deployed_graph_backends(tmp_pa
     x = _x(7, seed=3)
     np.testing.assert_allclose(OrtInt8Emulated(ctx).npu_output(x), t.apply(x).mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(OrtFP32(ctx).npu_output(x), x.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
-    assert Hailo8Device.deployed_graph and not HailoEmulator.deployed_graph   # the emulator replays stage 06's
+    assert Hailo8Device.deployed_graph and not HailoEmulator.deployed_graph  # the emulator replays stage 06's
     #                                                                         # outputs, computed on transformed input
 
 
@@ -146,12 +161,29 @@ def test_torch_backend_takes_the_cut_tensor(tmp_path):
 
     from workbench.model.checkpoint import save_checkpoint
     from workbench.model.network import FSQClassifier, ModelConfig
+
     torch.manual_seed(0)
-    cfg = ModelConfig(in_channels=C, sites=S, window=T, num_classes=K, encoder_channels=[4],
-                      kernel_time=3, fsq_levels=[5, 5, 4], head_hidden=0, dropout=0.0)
+    cfg = ModelConfig(
+        in_channels=C,
+        sites=S,
+        window=T,
+        num_classes=K,
+        encoder_channels=[4],
+        kernel_time=3,
+        fsq_levels=[5, 5, 4],
+        head_hidden=0,
+        dropout=0.0,
+    )
     model = FSQClassifier(cfg).eval()
-    save_checkpoint(tmp_path / "checkpoint.pt", model, cfg, {"mean": [0.0], "std": [1.0]},
-                    [f"c{i}" for i in range(K)], {"kind": "synthetic"}, {})
+    save_checkpoint(
+        tmp_path / "checkpoint.pt",
+        model,
+        cfg,
+        {"mean": [0.0], "std": [1.0]},
+        [f"c{i}" for i in range(K)],
+        {"kind": "synthetic"},
+        {},
+    )
     x = _x(5, seed=1)
     with torch.no_grad():
         parts = model.forward_parts(torch.from_numpy(x))
@@ -159,8 +191,7 @@ def test_torch_backend_takes_the_cut_tensor(tmp_path):
     np.testing.assert_allclose(b.npu_output(x), parts["bound"].numpy(), rtol=1e-6, atol=1e-6)
     ctx = _ctx(tmp_path)
     ctx.split["cut"] = "after_projection"
-    np.testing.assert_allclose(TorchFP32(ctx).npu_output(x), parts["projection"].numpy(), rtol=1e-6,
-                               atol=1e-6)
+    np.testing.assert_allclose(TorchFP32(ctx).npu_output(x), parts["projection"].numpy(), rtol=1e-6, atol=1e-6)
 
 
 # ---- hailo-emulator (replay of stage 06's stored outputs) -----------------------------------------
@@ -178,8 +209,13 @@ def test_emulator_replays_by_window_index_on_the_windows_it_covers(tmp_path):
     _emulator_files(ctx, stored_index, stored)
     b = HailoEmulator(ctx)
     assert b.available()[0]
-    data = EvalData(X=_x(4), y=np.array([0, 1, 2, 3]), subject=np.array([1, 1, 2, 2]),
-                    index=np.array([12, 33, 40, 41]), label_names=[f"c{i}" for i in range(K)])
+    data = EvalData(
+        X=_x(4),
+        y=np.array([0, 1, 2, 3]),
+        subject=np.array([1, 1, 2, 2]),
+        index=np.array([12, 33, 40, 41]),
+        label_names=[f"c{i}" for i in range(K)],
+    )
     np.testing.assert_array_equal(b.covers(data.index), [True, True, True, False])
     res = evaluate_backend(b, data)
     np.testing.assert_array_equal(res.index, [12, 33, 40])
@@ -226,7 +262,7 @@ class RecordingRunner:
 
     def infer(self, x_nhwc):
         self.inputs.append(np.array(x_nhwc, copy=True))
-        return x_nhwc.mean(axis=(1, 2)) + 0.25        # NHWC: mean over (S, T) -> (N, C)
+        return x_nhwc.mean(axis=(1, 2)) + 0.25  # NHWC: mean over (S, T) -> (N, C)
 
 
 def test_device_backend_feeds_nhwc_and_goes_through_host(tmp_path):
@@ -250,14 +286,25 @@ def test_device_backend_feeds_nhwc_and_goes_through_host(tmp_path):
 def _fake_hef(tmp_path, core, bits):
     """A fake HEF (tests/fakes format) over the hailo helper's tiny NPU graph, with an affine output grid."""
     from support import hailo as hailo_fakes
+
     split = hailo_fakes.make_tiny_npu_onnx(tmp_path / "npu.onnx")
     t = hailo_fakes.TINY
     calib = np.random.default_rng(5).normal(size=(64, t["C"], t["S"], t["T"])).astype(np.float32)
     scale, zp = core.grid_from(hailo_fakes.ort_reference(tmp_path / "npu.onnx", calib), bits)
-    meta = {"fake": True, "net_name": "net", "hw_arch": "hailo8",
-            "onnx_b64": core.onnx_b64((tmp_path / "npu.onnx").read_bytes()), "input_name": "net/input_layer1",
-            "input_shape": [t["S"], t["T"], t["C"]], "output_name": "net/output_layer1",
-            "output_shape": [t["D"]], "bits": bits, "qp_scale": scale, "qp_zp": zp, "norm": None}
+    meta = {
+        "fake": True,
+        "net_name": "net",
+        "hw_arch": "hailo8",
+        "onnx_b64": core.onnx_b64((tmp_path / "npu.onnx").read_bytes()),
+        "input_name": "net/input_layer1",
+        "input_shape": [t["S"], t["T"], t["C"]],
+        "output_name": "net/output_layer1",
+        "output_shape": [t["D"]],
+        "bits": bits,
+        "qp_scale": scale,
+        "qp_zp": zp,
+        "norm": None,
+    }
     (tmp_path / "model.hef").write_bytes(core.encode_hef(meta))
     return split, scale, zp
 
@@ -267,16 +314,18 @@ def test_device_backend_with_fake_hailort(tmp_path, monkeypatch, bits, legacy):
     """The real HailoRTRunner over the fake ``hailo_platform``: NHWC frames without batch dimension go
     in, the dequantized pre-Round tensor comes out, and predictions go through the host post-processor."""
     from support import hailo as hailo_fakes
+
     with hailo_fakes.installed_fakes() as core:
         import hailo_platform
-        if legacy:   # HailoRT < 4.18: no InferModel API, the runner must use InferVStreams
+
+        if legacy:  # HailoRT < 4.18: no InferModel API, the runner must use InferVStreams
             monkeypatch.delattr(hailo_platform.VDevice, "create_infer_model")
         split, scale, zp = _fake_hef(tmp_path, core, bits)
         t = hailo_fakes.TINY
         host = RecordingHost.__new__(RecordingHost)
         host.W, host.calls = np.linspace(-1, 1, t["D"] * K, dtype=np.float32).reshape(t["D"], K), []
-        ctx = _ctx(tmp_path, host=host, split=split)      # compile_dir/model.hef is not there:
-        ctx.hef_path = tmp_path / "model.hef"             # the HEF comes from params.hef_path
+        ctx = _ctx(tmp_path, host=host, split=split)  # compile_dir/model.hef is not there:
+        ctx.hef_path = tmp_path / "model.hef"  # the HEF comes from params.hef_path
         b = Hailo8Device(ctx)
         ok, reason = b.available()
         assert ok, reason
@@ -297,8 +346,10 @@ def test_device_backend_with_fake_hailort(tmp_path, monkeypatch, bits, legacy):
 
 def test_device_backend_unavailable_without_a_device(tmp_path, monkeypatch):
     from support import hailo as hailo_fakes
+
     with hailo_fakes.installed_fakes() as core:
         from hailo_platform.pyhailort import pyhailort
+
         monkeypatch.setattr(pyhailort, "SCAN_RESULT", [])
         split, _, _ = _fake_hef(tmp_path, core, 8)
         ctx = _ctx(tmp_path, split=split, hef_path=tmp_path / "model.hef")
@@ -319,12 +370,20 @@ class _Norm:
 
 def test_load_test_data_takes_the_test_split_and_normalises(tmp_path):
     from workbench.data.windowset import WindowSet
+
     rng = np.random.default_rng(0)
     n = 10
-    ws = WindowSet(X=rng.normal(size=(n, C, S, T)).astype(np.float32), y=np.arange(n) % K,
-                   subject=np.arange(n) // 2, label_names=[f"c{i}" for i in range(K)],
-                   channel_names=[f"ch{i}" for i in range(C)], site_names=[f"s{i}" for i in range(S)],
-                   sample_rate_hz=50.0, source="synthetic", provenance={"kind": "synthetic"})
+    ws = WindowSet(
+        X=rng.normal(size=(n, C, S, T)).astype(np.float32),
+        y=np.arange(n) % K,
+        subject=np.arange(n) // 2,
+        label_names=[f"c{i}" for i in range(K)],
+        channel_names=[f"ch{i}" for i in range(C)],
+        site_names=[f"s{i}" for i in range(S)],
+        sample_rate_hz=50.0,
+        source="synthetic",
+        provenance={"kind": "synthetic"},
+    )
     split = np.array(["train"] * 4 + ["val", "test", "test", "conformal", "test", "train"])
     ws.save(tmp_path / "windows.npz", split=split)
     norm = _Norm(mean=np.full((C, S, 1), 0.5, np.float32), std=np.full((C, S, 1), 2.0, np.float32))
@@ -340,7 +399,7 @@ def test_load_test_data_takes_the_test_split_and_normalises(tmp_path):
 
 def test_emulator_refuses_indices_that_are_not_test_windows(tmp_path):
     ctx = _ctx(tmp_path)
-    _emulator_files(ctx, np.array([0, 1, 2]), np.zeros((3, D)))   # positions, not windows.npz indices
+    _emulator_files(ctx, np.array([0, 1, 2]), np.zeros((3, D)))  # positions, not windows.npz indices
     b = HailoEmulator(ctx)
     with pytest.raises(RuntimeError, match=r"not test windows of windows\.npz \(e\.g\. \[0, 1\]\)"):
         b.verify_windows(np.array([2, 7, 9]))
@@ -362,8 +421,8 @@ def test_emulator_sanity_check_against_fp32(tmp_path):
     x = _x(4, seed=3)
     index = np.array([3, 8, 9, 20])
     ref = x.mean(axis=(2, 3))
-    quant = np.round(ref * 4) / 4                      # a coarse grid: the "quantized" outputs
-    order = np.array([2, 0, 1])                        # stored rows for windows 9, 3, 8 (not 20)
+    quant = np.round(ref * 4) / 4  # a coarse grid: the "quantized" outputs
+    order = np.array([2, 0, 1])  # stored rows for windows 9, 3, 8 (not 20)
     np.save(ctx.compile_dir / EMULATOR_QUANTIZED_FILE, quant[order].astype(np.float32))
     np.save(ctx.compile_dir / EMULATOR_FP_FILE, ref[order].astype(np.float32))
     np.save(ctx.compile_dir / EMULATOR_INDEX_FILE, index[order])

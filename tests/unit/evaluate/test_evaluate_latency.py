@@ -1,5 +1,6 @@
 """Latency statistics on a fake clock: the percentiles and the split into core / host time are
 computed right. No assertion depends on real timing."""
+
 from __future__ import annotations
 
 import statistics
@@ -62,7 +63,7 @@ def test_percentiles_reject_bad_input():
 
 def test_split_pipeline_on_fake_clock_warmup_untimed_and_batch_one():
     clock = FakeClock()
-    core_s = [0.001 * (i + 1) for i in range(10)]       # 1..10 ms, cycled
+    core_s = [0.001 * (i + 1) for i in range(10)]  # 1..10 ms, cycled
     core, host, calls = _fake_pipeline(clock, core_s, host_s=0.0005)
     x = np.zeros((4, 3, 2, 5), dtype=np.float32)
     e2e, core_t = time_split_pipeline(core, host, x, iterations=20, warmup=3, clock=clock)
@@ -129,8 +130,7 @@ def test_target_table_pass_fail_labels_backend_and_hardware():
     cpu = summarize("ort-fp32", "CPU (onnxruntime FP32)", [0.010, 0.020, 0.200], [0.005, 0.016, 0.009])
     emu = LatencyStats(backend="hailo-emulator", hardware="CPU (Hailo DFC emulator)", note="not meaningful")
     dev = summarize("hailo8-device", "Hailo-8 NPU (HailoRT)", [0.003] * 5, [0.002] * 5)
-    cli = {"measure_latency": {"hw_latency_ms": 0.8, "overall_latency_ms": 1.3, "fps": 900.0},
-           "benchmark": None}
+    cli = {"measure_latency": {"hw_latency_ms": 0.8, "overall_latency_ms": 1.3, "fps": 900.0}, "benchmark": None}
     t = target_table([cpu, emu, dev], target_core_ms=15.0, target_e2e_p95_ms=100.0, device_cli=cli)
     assert set(t["backend"]) == {"ort-fp32", "hailo-emulator", "hailo8-device"}
     cpu_rows = t[t.backend == "ort-fp32"].set_index("target")
@@ -141,7 +141,7 @@ def test_target_table_pass_fail_labels_backend_and_hardware():
     emu_rows = t[t.backend == "hailo-emulator"]
     assert emu_rows["passed"].isna().all() and emu_rows["measured_ms"].isna().all()
     dev_rows = t[t.backend == "hailo8-device"]
-    assert len(dev_rows) == 4                     # two from infer(), two from hailortcli
+    assert len(dev_rows) == 4  # two from infer(), two from hailortcli
     cli_core = dev_rows[dev_rows.statistic.str.contains("hailortcli run") & (dev_rows.target == "core inference")]
     assert cli_core["measured_ms"].tolist() == [0.8] and cli_core["passed"].tolist() == [True]
     # hailortcli's overall latency is a mean: shown, never judged against the p95 target
@@ -152,6 +152,7 @@ def test_target_table_pass_fail_labels_backend_and_hardware():
 def test_device_cli_without_hailortcli_reports_why(monkeypatch):
     import workbench.hailo.cli_tools as cli_tools
     from workbench.evaluate.latency import device_cli_measurements, device_cli_table
+
     monkeypatch.setattr(cli_tools, "hailortcli_available", lambda: (False, "hailortcli not on PATH"))
     cli = device_cli_measurements("model.hef", 2)
     assert cli["measure_latency"] is None and cli["benchmark"] is None
@@ -163,15 +164,23 @@ def test_device_cli_without_hailortcli_reports_why(monkeypatch):
 def test_device_cli_parsed_numbers_become_tagged_rows(monkeypatch):
     import workbench.hailo.cli_tools as cli_tools
     from workbench.evaluate.latency import device_cli_measurements, device_cli_table
+
     seen = []
     monkeypatch.setattr(cli_tools, "hailortcli_available", lambda: (True, "HailoRT-CLI version 4.20.0"))
 
     def fake_run(hef, seconds, multi_process_service=False):
         seen.append(("run", hef, seconds))
         assert multi_process_service is False
-        return {"fps": 1500.0, "hw_latency_ms": 0.41, "overall_latency_ms": 0.9, "power_avg_w": None,
-                "backend": "hailo8-device", "command": "hailortcli run ...", "power_error": "no power sensor",
-                "raw": "FPS: 1500"}
+        return {
+            "fps": 1500.0,
+            "hw_latency_ms": 0.41,
+            "overall_latency_ms": 0.9,
+            "power_avg_w": None,
+            "backend": "hailo8-device",
+            "command": "hailortcli run ...",
+            "power_error": "no power sensor",
+            "raw": "FPS: 1500",
+        }
 
     def fake_bench(hef, seconds, multi_process_service=False):
         raise RuntimeError("hailortcli benchmark exited 1")

@@ -1,4 +1,5 @@
 """Stage-07 task metrics on constructed inputs with known answers, cross-checked against torchmetrics."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,10 +26,7 @@ P = np.array([0, 1, 1, 1, 0])
 
 def test_confusion_matrix_known_counts_rows_are_truth():
     cm = confusion_matrix(Y, P, num_classes=4)
-    expected = np.array([[1, 1, 0, 0],
-                         [0, 2, 0, 0],
-                         [1, 0, 0, 0],
-                         [0, 0, 0, 0]])
+    expected = np.array([[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]])
     np.testing.assert_array_equal(cm, expected)
     assert cm.sum() == len(Y)
 
@@ -37,6 +35,7 @@ def test_confusion_matrix_known_counts_rows_are_truth():
 def test_confusion_matrix_matches_torchmetrics_on_random_labels():
     import torch
     from torchmetrics.classification import MulticlassConfusionMatrix
+
     rng = np.random.default_rng(3)
     y, p = rng.integers(0, 6, 300), rng.integers(0, 6, 300)
     ref = MulticlassConfusionMatrix(num_classes=6)(torch.from_numpy(p), torch.from_numpy(y)).numpy()
@@ -53,8 +52,9 @@ def test_macro_f1_known_value_leaves_out_absent_classes():
 def test_macro_f1_matches_torchmetrics(seed, k, n):
     import torch
     from torchmetrics.classification import MulticlassF1Score
+
     rng = np.random.default_rng(seed)
-    y = rng.integers(0, k - 1, n)              # class k-1 never in the labels
+    y = rng.integers(0, k - 1, n)  # class k-1 never in the labels
     p = np.where(rng.random(n) < 0.6, y, rng.integers(0, k, n))
     ref = float(MulticlassF1Score(num_classes=k, average="macro")(torch.from_numpy(p), torch.from_numpy(y)))
     assert macro_f1(y, p, k) == pytest.approx(ref, abs=1e-6)
@@ -86,8 +86,8 @@ def test_per_subject_accuracy():
 
 def test_prediction_flips_categories():
     y = np.array([0, 1, 2, 0, 1, 2])
-    ref = np.array([0, 1, 0, 0, 2, 1])   # right, right, wrong, right, wrong, wrong
-    new = np.array([0, 2, 2, 0, 0, 1])   # same, broken, fixed, same, wrong->other wrong, same
+    ref = np.array([0, 1, 0, 0, 2, 1])  # right, right, wrong, right, wrong, wrong
+    new = np.array([0, 2, 2, 0, 0, 1])  # same, broken, fixed, same, wrong->other wrong, same
     f = prediction_flips(y, new, ref)
     assert f == {"flips": 3, "flip_rate": 0.5, "broken": 1, "fixed": 1, "other": 1}
 
@@ -95,9 +95,9 @@ def test_prediction_flips_categories():
 def test_level_and_code_agreement():
     ref = np.array([[1, -2, 0], [3, 0, 1], [0, 0, 0], [-4, 2, 1]], dtype=np.float32)
     lv = ref.copy()
-    lv[1, 2] = 0          # one level differs in window 1
+    lv[1, 2] = 0  # one level differs in window 1
     lv[3, 0] = -3
-    lv[3, 1] = 1          # two differ in window 3
+    lv[3, 1] = 1  # two differ in window 3
     assert level_agreement(lv, ref) == pytest.approx(9 / 12)
     assert code_agreement(lv, ref) == pytest.approx(2 / 4)
     with pytest.raises(ValueError, match="same shape"):
@@ -108,8 +108,15 @@ def _result(name, index, y, pred, levels, subject=None, k=3):
     logits = np.full((len(pred), k), -1.0, dtype=np.float32)
     logits[np.arange(len(pred)), pred] = 1.0
     subject = np.zeros(len(y), dtype=np.int64) if subject is None else subject
-    return BackendResult(backend=name, index=np.asarray(index), y=np.asarray(y), subject=subject,
-                         levels=np.asarray(levels, dtype=np.float32), logits=logits, num_classes=k)
+    return BackendResult(
+        backend=name,
+        index=np.asarray(index),
+        y=np.asarray(y),
+        subject=subject,
+        levels=np.asarray(levels, dtype=np.float32),
+        logits=logits,
+        num_classes=k,
+    )
 
 
 def test_backend_table_aligns_a_subset_in_other_order_with_the_reference():
@@ -118,8 +125,7 @@ def test_backend_table_aligns_a_subset_in_other_order_with_the_reference():
     ref_lv = np.array([[0, 1], [1, 1], [2, 0], [1, -1]])
     ref = _result("torch-fp32", index, y, pred=[0, 1, 1, 1], levels=ref_lv)
     # replay backend covering windows 13, 11, 12 only (different order); window 13 flips 1 -> 2
-    sub = _result("hailo-emulator", [13, 11, 12], y[[3, 1, 2]], pred=[2, 1, 2],
-                  levels=[[1, 0], [1, 1], [2, 0]])
+    sub = _result("hailo-emulator", [13, 11, 12], y[[3, 1, 2]], pred=[2, 1, 2], levels=[[1, 0], [1, 1], [2, 0]])
     table = backend_table([ref, sub]).set_index("backend")
     assert table.loc["torch-fp32", "reference"] == "self"
     assert np.isnan(table.loc["torch-fp32", "code_agreement"])
@@ -129,7 +135,7 @@ def test_backend_table_aligns_a_subset_in_other_order_with_the_reference():
     assert row["n_windows"] == 3
     assert row["code_agreement"] == pytest.approx(2 / 3)
     assert row["level_agreement"] == pytest.approx(5 / 6)
-    assert row["flips"] == 2            # 13: 1->2 (broken), 12: 1->2 (fixed)
+    assert row["flips"] == 2  # 13: 1->2 (broken), 12: 1->2 (fixed)
     assert row["broken"] == 1 and row["fixed"] == 1
     assert row["accuracy"] == pytest.approx(2 / 3)
 
@@ -143,8 +149,7 @@ def test_no_reference_gives_nan_agreement():
 
 def test_per_subject_table_is_tagged_with_backend():
     a = _result("ort-fp32", [0, 1, 2], [0, 1, 2], [0, 1, 1], [[0], [0], [0]], subject=np.array([4, 4, 9]))
-    b = _result("ort-int8-emulated", [0, 1, 2], [0, 1, 2], [0, 0, 2], [[0], [0], [0]],
-                subject=np.array([4, 4, 9]))
+    b = _result("ort-int8-emulated", [0, 1, 2], [0, 1, 2], [0, 0, 2], [[0], [0], [0]], subject=np.array([4, 4, 9]))
     df = per_subject_table([a, b])
     assert set(df["backend"]) == {"ort-fp32", "ort-int8-emulated"}
     got = df.set_index(["backend", "subject"])["accuracy"]
@@ -152,8 +157,9 @@ def test_per_subject_table_is_tagged_with_backend():
 
 
 def test_predictions_round_trip(tmp_path):
-    r = _result("hailo8-device", [5, 2, 9], [0, 2, 1], [0, 2, 2], [[1, 0], [0, 0], [-1, 2]],
-                subject=np.array([1, 2, 3]))
+    r = _result(
+        "hailo8-device", [5, 2, 9], [0, 2, 1], [0, 2, 2], [[1, 0], [0, 0], [-1, 2]], subject=np.array([1, 2, 3])
+    )
     path = r.save(tmp_path / "predictions_hailo8-device.npz")
     back = load_predictions(path)
     assert back.backend == "hailo8-device"

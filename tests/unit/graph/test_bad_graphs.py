@@ -1,4 +1,5 @@
 """Parity never passes on non-finite outputs, and a damaged ONNX file is named in the error."""
+
 from __future__ import annotations
 
 import numpy as np

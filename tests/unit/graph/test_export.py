@@ -1,4 +1,5 @@
 """ONNX export: opset, names, static/dynamic shapes, BatchNorm folded, Round only, parity with torch."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,21 +21,32 @@ from workbench.graph.export import (
 )
 from workbench.model.network import FSQClassifier, ModelConfig
 
-SHAPE = (1, 3, 2, 24)          # non-square: C=3 channels, S=2 sites, T=24 samples
+SHAPE = (1, 3, 2, 24)  # non-square: C=3 channels, S=2 sites, T=24 samples
 
 
 def tiny_model(seed: int = 0) -> FSQClassifier:
     torch.manual_seed(seed)
-    m = FSQClassifier(ModelConfig(in_channels=3, sites=2, window=24, num_classes=4, encoder_channels=[4, 6],
-                                  kernel_time=3, fsq_levels=[8, 5, 4], head_hidden=8, dropout=0.0))
-    for mod in m.modules():   # non-trivial BN statistics so folding matters
+    m = FSQClassifier(
+        ModelConfig(
+            in_channels=3,
+            sites=2,
+            window=24,
+            num_classes=4,
+            encoder_channels=[4, 6],
+            kernel_time=3,
+            fsq_levels=[8, 5, 4],
+            head_hidden=8,
+            dropout=0.0,
+        )
+    )
+    for mod in m.modules():  # non-trivial BN statistics so folding matters
         if isinstance(mod, torch.nn.BatchNorm2d):
             mod.running_mean.uniform_(-0.5, 0.5)
             mod.running_var.uniform_(0.5, 2.0)
             mod.weight.data.uniform_(0.5, 1.5)
             mod.bias.data.uniform_(-0.2, 0.2)
     m.eval()
-    with torch.no_grad():            # spread the projection (std ~1.2, mean 0) so most FSQ levels occur
+    with torch.no_grad():  # spread the projection (std ~1.2, mean 0) so most FSQ levels occur
         x = torch.from_numpy(np.random.default_rng(123).normal(size=(256,) + SHAPE[1:]).astype(np.float32))
         z = m.embed(x)
         scale = 1.2 / z.std(0)
@@ -56,8 +68,10 @@ def windows() -> np.ndarray:
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, model):
     d = tmp_path_factory.mktemp("export")
-    return (export_onnx(model, d / "model.onnx", SHAPE),
-            export_onnx(model, d / "model_dynamic.onnx", SHAPE, dynamic_batch=True))
+    return (
+        export_onnx(model, d / "model.onnx", SHAPE),
+        export_onnx(model, d / "model_dynamic.onnx", SHAPE, dynamic_batch=True),
+    )
 
 
 def _dims(vi) -> list:
@@ -73,7 +87,7 @@ def test_static_export_names_shape_and_clean_graph(exported):
     ops = [n.op_type for n in proto.graph.node]
     assert "BatchNormalization" not in ops
     assert ops.count("Round") == 1
-    assert ops.count("Conv") == 3                       # 2 temporal + 1 site-mixing conv
+    assert ops.count("Conv") == 3  # 2 temporal + 1 site-mixing conv
     assert opset_of(proto) == 13
     onnx.checker.check_model(proto, full_check=True)
 
@@ -97,10 +111,10 @@ def test_bad_input_shape_is_refused(tmp_path, model):
 
 
 def test_training_mode_model_is_exported_in_eval(tmp_path):
-    m = tiny_model().train()           # STE + batch statistics if it were exported as is
+    m = tiny_model().train()  # STE + batch statistics if it were exported as is
     p = export_onnx(m, tmp_path / "m.onnx", SHAPE)
     verify_inference_graph(onnx.load(str(p)), opset=13)
-    assert m.training                  # the caller's model is untouched
+    assert m.training  # the caller's model is untouched
 
 
 def test_parity_on_windows_passes_and_levels_match(model, exported, windows):
@@ -118,7 +132,7 @@ def test_parity_on_windows_passes_and_levels_match(model, exported, windows):
 def test_parity_detects_a_wrong_graph(tmp_path, model, exported, windows):
     proto = onnx.load(str(exported[1]))
     last = sorted(i.name for i in proto.graph.initializer if i.name.startswith("head.") and i.name.endswith("bias"))[-1]
-    for init in proto.graph.initializer:            # corrupt the last head layer's bias
+    for init in proto.graph.initializer:  # corrupt the last head layer's bias
         if init.name == last:
             arr = onnx.numpy_helper.to_array(init).copy()
             arr[0] += 5.0
@@ -142,22 +156,36 @@ def test_simplify_onnxslim_keeps_parity_and_onnxsim_says_how_to_install(tmp_path
 
 
 def _graph(nodes, inits=(), opset=13):
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
-                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], list(inits))
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])],
+        list(inits),
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
 
 
 def test_verify_rejects_batchnorm_missing_round_ste_and_wrong_opset():
     with pytest.raises(ExportError, match="no Round"):
         verify_inference_graph(_graph([helper.make_node("Relu", ["x"], ["y"])]))
-    ste = _graph([helper.make_node("Round", ["x"], ["r"]), helper.make_node("Sub", ["r", "x"], ["d"]),
-                  helper.make_node("Add", ["x", "d"], ["y"])])
+    ste = _graph(
+        [
+            helper.make_node("Round", ["x"], ["r"]),
+            helper.make_node("Sub", ["r", "x"], ["d"]),
+            helper.make_node("Add", ["x", "d"], ["y"]),
+        ]
+    )
     with pytest.raises(ExportError, match="straight-through"):
         verify_inference_graph(ste)
     s = onnx.numpy_helper.from_array
-    bn = _graph([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["t"], name="bn0"),
-                 helper.make_node("Round", ["t"], ["y"])],
-                [s(np.ones(3, np.float32), n) for n in ("s", "b", "m", "v")])
+    bn = _graph(
+        [
+            helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["t"], name="bn0"),
+            helper.make_node("Round", ["t"], ["y"]),
+        ],
+        [s(np.ones(3, np.float32), n) for n in ("s", "b", "m", "v")],
+    )
     with pytest.raises(ExportError, match="BatchNormalization"):
         verify_inference_graph(bn)
     ok = _graph([helper.make_node("Round", ["x"], ["y"])], opset=17)
@@ -171,9 +199,17 @@ def test_heldout_windows_normalises_the_test_split(tmp_path):
 
     rng = np.random.default_rng(0)
     X = rng.normal(3.0, 2.0, size=(10, 3, 2, 24)).astype(np.float32)
-    ws = WindowSet(X=X, y=np.arange(10) % 2, subject=np.arange(10), label_names=["a", "b"],
-                   channel_names=["c0", "c1", "c2"], site_names=["s0", "s1"], sample_rate_hz=50.0,
-                   source="synthetic", provenance={"kind": "synthetic"})
+    ws = WindowSet(
+        X=X,
+        y=np.arange(10) % 2,
+        subject=np.arange(10),
+        label_names=["a", "b"],
+        channel_names=["c0", "c1", "c2"],
+        site_names=["s0", "s1"],
+        sample_rate_hz=50.0,
+        source="synthetic",
+        provenance={"kind": "synthetic"},
+    )
     split = np.array(["train"] * 6 + ["test"] * 4)
     ws.save(tmp_path / "w.npz", split)
     norm = Normalizer.fit(X[:6])

@@ -1,4 +1,5 @@
 """The numpy host post-processor against host.onnx (ONNX Runtime): random inputs and exact .5 ties."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ from workbench.graph.host import HostError, HostPostprocessor, compare_with_host
 from workbench.graph.split import host_onnx_outputs, split_model
 
 LEVELS = [8, 5, 4]
-MAX_LOGIT_ULP = 4       # in ulps of each row's largest logit: Gemm summation order differs (MLAS vs BLAS)
+MAX_LOGIT_ULP = 4  # in ulps of each row's largest logit: Gemm summation order differs (MLAS vs BLAS)
 
 
 @pytest.fixture(scope="module")
@@ -45,14 +46,14 @@ def test_matches_host_onnx_on_random_npu_outputs(splits, cut):
     rep = compare_with_host_onnx(post, lv_ref, lg_ref, x)
     assert rep["levels_bitwise"], rep
     assert rep["logits_max_row_ulp"] <= MAX_LOGIT_ULP, rep
-    assert len(np.unique(lv_ref[:, 0])) >= 8          # at least every level of the L=8 dimension
-    one_lv, one_lg = post(x[:1])                      # batch 1 takes the same path
+    assert len(np.unique(lv_ref[:, 0])) >= 8  # at least every level of the L=8 dimension
+    one_lv, one_lg = post(x[:1])  # batch 1 takes the same path
     assert np.array_equal(one_lv, lv_ref[:1]) and row_scaled_ulp(one_lg, lg_ref[:1]).max() <= MAX_LOGIT_ULP
 
 
 def test_exact_ties_after_bound_round_half_to_even(splits):
     info, post, host = splits["after_bound"]
-    ties = np.arange(-4.5, 4.0, 1.0, dtype=np.float32)              # -4.5, -3.5, ..., 3.5: all exact
+    ties = np.arange(-4.5, 4.0, 1.0, dtype=np.float32)  # -4.5, -3.5, ..., 3.5: all exact
     x = np.stack([ties, ties[::-1], ties + 0.0], axis=1).astype(np.float32)
     lv, lg = post(x)
     lv_ref, lg_ref = host_onnx_outputs(host, info, x)
@@ -76,7 +77,7 @@ def test_exact_ties_after_projection(splits):
     rows = []
     for j, L in enumerate(LEVELS):
         lo = -(L // 2)
-        for k in range(lo, lo + L - 1):                 # thresholds between consecutive levels
+        for k in range(lo, lo + L - 1):  # thresholds between consecutive levels
             target = k + 0.5
             z0 = np.arctanh((target + float(offset[j])) / float(half_l[j])) - float(shift[j])
             cand = np.float32(z0) + np.arange(-200, 201, dtype=np.float32) * np.spacing(np.float32(z0))
@@ -104,7 +105,7 @@ def test_accepts_nhwc_and_rejects_wrong_width(splits):
     assert a[1].shape == (4, 4) and a[0].dtype == np.float32
     with pytest.raises(HostError, match=r"expected \(N, 3\)"):
         post(np.zeros((4, 5), np.float32))
-    lv64, _ = post(x.astype(np.float64))                  # converted to float32 first
+    lv64, _ = post(x.astype(np.float64))  # converted to float32 first
     assert np.array_equal(lv64, a[0])
 
 
@@ -114,7 +115,7 @@ def test_outputs_are_fresh_arrays(splits):
     lv1, lg1 = post(x)
     keep = lg1.copy()
     post(x * 2.0)
-    assert np.array_equal(lg1, keep)                       # not overwritten by the next call
+    assert np.array_equal(lg1, keep)  # not overwritten by the next call
 
 
 def test_missing_files_and_program_errors(tmp_path, splits):
@@ -146,15 +147,25 @@ def test_linear_head_model_round_trips(tmp_path):
     from workbench.model.network import FSQClassifier, ModelConfig
 
     torch.manual_seed(2)
-    m = FSQClassifier(ModelConfig(in_channels=2, sites=3, window=16, num_classes=5, encoder_channels=[4],
-                                  kernel_time=3, fsq_levels=[7, 6], head_hidden=0)).eval()
+    m = FSQClassifier(
+        ModelConfig(
+            in_channels=2,
+            sites=3,
+            window=16,
+            num_classes=5,
+            encoder_channels=[4],
+            kernel_time=3,
+            fsq_levels=[7, 6],
+            head_hidden=0,
+        )
+    ).eval()
     shape = (1, 2, 3, 16)
     s = export_onnx(m, tmp_path / "m.onnx", shape)
     d = export_onnx(m, tmp_path / "md.onnx", shape, dynamic_batch=True)
     info = split_model(s, d, tmp_path / "split", cut="after_bound", fsq_levels=[7, 6])
     assert [st["op"] for st in info["host_program"]] == ["Round", "Div", "Gemm"]
     post = HostPostprocessor.from_files(tmp_path / "split" / "split.json", tmp_path / "split" / "host_weights.npz")
-    x = (np.random.default_rng(5).normal(size=(700, 2)) * 2.5).astype(np.float32)   # > chunk_rows: chunked path
+    x = (np.random.default_rng(5).normal(size=(700, 2)) * 2.5).astype(np.float32)  # > chunk_rows: chunked path
     lv_ref, lg_ref = host_onnx_outputs(tmp_path / "split" / "host.onnx", info, x)
     lv, lg = post(x)
     assert np.array_equal(lv, lv_ref) and row_scaled_ulp(lg, lg_ref).max() <= MAX_LOGIT_ULP
@@ -164,7 +175,7 @@ def test_linear_head_model_round_trips(tmp_path):
 def test_row_scaled_ulp_ignores_cancellation_near_zero():
     ref = np.array([[8.0, 1e-9]], np.float32)
     got = np.array([[8.0, 0.0]], np.float32)
-    assert ulp_distance(got, ref).max() > 1000               # plain ulp explodes near zero
-    assert row_scaled_ulp(got, ref).max() < 0.01             # but it is far below one ulp of 8.0
+    assert ulp_distance(got, ref).max() > 1000  # plain ulp explodes near zero
+    assert row_scaled_ulp(got, ref).max() < 0.01  # but it is far below one ulp of 8.0
     got2 = np.array([[np.nextafter(np.float32(8.0), np.float32(9.0)), 1e-9]], np.float32)
     assert row_scaled_ulp(got2, ref).max() == 1.0

@@ -1,4 +1,5 @@
 """Graph inspection: node table, histogram, parameters, MACs (cross-checked with torch), Hailo flags, drawing."""
+
 from __future__ import annotations
 
 import matplotlib
@@ -39,6 +40,7 @@ def _torch_macs(model) -> list[int]:
             macs.append(out.numel() * (mod.in_channels // mod.groups) * mod.kernel_size[0] * mod.kernel_size[1])
         elif isinstance(mod, torch.nn.Linear):
             macs.append(out.numel() * mod.in_features)
+
     hs = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
     with torch.no_grad():
         model(torch.zeros(SHAPE))
@@ -54,7 +56,7 @@ def test_node_table_has_every_node_with_shapes(model_and_path):
     assert len(t) == len(proto.graph.node)
     assert list(t.columns) == ["index", "op_type", "name", "inputs", "outputs", "output_shapes"]
     first_conv = t[t.op_type == "Conv"].iloc[0]
-    assert first_conv["output_shapes"] == "[1, 4, 2, 12]"     # T=24 -> 12 with stride 2, C 3 -> 4
+    assert first_conv["output_shapes"] == "[1, 4, 2, 12]"  # T=24 -> 12 with stride 2, C 3 -> 4
     assert "imu" in first_conv["inputs"]
     assert t[t.op_type == "Round"].iloc[0]["output_shapes"] == "[1, 3]"
 
@@ -66,11 +68,12 @@ def test_histogram_and_parameter_count(model_and_path):
     # after BN folding every conv gains a bias (C_out values); BN's 4 vectors disappear
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     lins = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    expected = (sum(c.weight.numel() + c.out_channels for c in convs)
-                + sum(p.numel() for lin in lins for p in lin.parameters()))
+    expected = sum(c.weight.numel() + c.out_channels for c in convs) + sum(
+        p.numel() for lin in lins for p in lin.parameters()
+    )
     pc = parameter_count(path)
     assert pc["initializer_values"] == expected
-    assert pc["constant_node_values"] == 4 * 3                  # shift, half_l, offset, half_width for 3 dims
+    assert pc["constant_node_values"] == 4 * 3  # shift, half_l, offset, half_width for 3 dims
 
 
 def test_macs_match_an_independent_torch_count(model_and_path):
@@ -102,10 +105,12 @@ def test_table_is_data_with_sources_and_evidence():
 
 
 def test_unknown_op_is_flagged_not_assumed():
-    g = helper.make_graph([helper.make_node("Erf", ["x"], ["y"], name="erf0"),
-                           helper.make_node("Floor", ["y"], ["z"], name="floor0")], "g",
-                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
-                          [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2])])
+    g = helper.make_graph(
+        [helper.make_node("Erf", ["x"], ["y"], name="erf0"), helper.make_node("Floor", ["y"], ["z"], name="floor0")],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2])],
+        [helper.make_tensor_value_info("z", TensorProto.FLOAT, [1, 2])],
+    )
     c = hailo_compatibility(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
     assert c.status.tolist() == ["unknown", "unsupported"]
     s = compat_summary(c)
@@ -114,6 +119,7 @@ def test_unknown_op_is_flagged_not_assumed():
 
 def test_drawings_full_and_zoomed(model_and_path):
     import matplotlib.pyplot as plt
+
     _, path = model_and_path
     status = status_by_op(hailo_compatibility(path))
     fig = draw_graph(path, status=status, highlight_tensor="/fsq/Sub_output_0", title="full")
@@ -121,7 +127,7 @@ def test_drawings_full_and_zoomed(model_and_path):
     zoom = draw_graph(path, status=status, focus_op="Round", radius=2)
     labels = [t.get_text() for t in zoom.axes[0].texts if t.get_text().startswith("[")]
     assert n_full == len([n for n in onnx.load(str(path)).graph.node if n.op_type != "Constant"])
-    assert any("Round" in s for s in labels) and len(labels) == 5      # Round and 2 layers either side
+    assert any("Round" in s for s in labels) and len(labels) == 5  # Round and 2 layers either side
     with pytest.raises(ValueError, match="no Floor node"):
         draw_graph(path, focus_op="Floor")
     plt.close("all")

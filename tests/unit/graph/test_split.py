@@ -1,4 +1,5 @@
 """Split at the FSQ Round: both cut kinds, split.json, bit-exact recomposition, error paths."""
+
 from __future__ import annotations
 
 import json
@@ -13,16 +14,29 @@ from workbench.graph.export import export_onnx
 from workbench.graph.fsq_detect import FsqNotFound
 from workbench.graph.split import SplitError, find_cut, prove_recomposition, split_model
 
-SPLIT_FIELDS = {"cut", "round_nodes", "npu_output_tensor", "npu_end_nodes", "npu_input_name", "npu_input_shape",
-                "npu_output_shape", "host_input_name", "host_output_names", "fsq_levels"}
+SPLIT_FIELDS = {
+    "cut",
+    "round_nodes",
+    "npu_output_tensor",
+    "npu_end_nodes",
+    "npu_input_name",
+    "npu_input_shape",
+    "npu_output_shape",
+    "host_input_name",
+    "host_output_names",
+    "fsq_levels",
+}
 
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     d = tmp_path_factory.mktemp("split")
     m = tiny_model()
-    return (export_onnx(m, d / "model.onnx", SHAPE), export_onnx(m, d / "model_dynamic.onnx", SHAPE,
-                                                                 dynamic_batch=True), d)
+    return (
+        export_onnx(m, d / "model.onnx", SHAPE),
+        export_onnx(m, d / "model_dynamic.onnx", SHAPE, dynamic_batch=True),
+        d,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +60,7 @@ def test_split_files_fields_and_bitwise_recomposition(models, windows, cut):
     full = onnx.load(str(static))
     producer = {t: n for n in full.graph.node for t in n.output}
     end = producer[info["npu_output_tensor"]]
-    assert info["npu_end_nodes"] == [end.name]          # the node that PRODUCES the cut tensor
+    assert info["npu_end_nodes"] == [end.name]  # the node that PRODUCES the cut tensor
     rnd = next(n for n in full.graph.node if n.op_type == "Round")
     assert info["round_nodes"] == [rnd.name]
     if cut == "after_bound":
@@ -73,14 +87,18 @@ def test_host_ops_other_than_round_moves_the_cut(models):
     static = onnx.load(str(models[0]))
     plan = find_cut(static, "after_bound", host_ops=["Tanh", "Round"])
     producer = {t: n for n in static.graph.node for t in n.output}
-    assert producer[plan.tensor].op_type == "Add"       # Tanh's input: z + shift
+    assert producer[plan.tensor].op_type == "Add"  # Tanh's input: z + shift
     assert [h["op_type"] for h in plan.host_op_nodes] == ["Tanh", "Round"]
 
 
 def _model(nodes, inits, out_shape=(1, 3)):
-    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("imu", TensorProto.FLOAT, [1, 3])],
-                          [helper.make_tensor_value_info("logits", TensorProto.FLOAT, list(out_shape))],
-                          [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()])
+    g = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("imu", TensorProto.FLOAT, [1, 3])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, list(out_shape))],
+        [numpy_helper.from_array(np.asarray(v, np.float32), k) for k, v in inits.items()],
+    )
     return helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
 
 
@@ -101,10 +119,12 @@ def test_bad_host_ops_are_refused_with_a_hint(models):
 
 
 def test_skip_connection_around_round_is_refused():
-    nodes = [helper.make_node("MatMul", ["imu", "w"], ["a"], name="scale"),
-             helper.make_node("Tanh", ["a"], ["b"], name="bound"),
-             helper.make_node("Round", ["b"], ["r"], name="round"),
-             helper.make_node("Add", ["r", "a"], ["logits"], name="skip_add")]     # reads 'a' from before the cut
+    nodes = [
+        helper.make_node("MatMul", ["imu", "w"], ["a"], name="scale"),
+        helper.make_node("Tanh", ["a"], ["b"], name="bound"),
+        helper.make_node("Round", ["b"], ["r"], name="round"),
+        helper.make_node("Add", ["r", "a"], ["logits"], name="skip_add"),
+    ]  # reads 'a' from before the cut
     m = _model(nodes, {"w": np.eye(3) * 2.0})
     # not an FSQ chain (no half_l scale): the cut must be named by hand
     with pytest.raises(SplitError, match=r"does not separate.*skip_add.*\['a'\]"):
@@ -115,8 +135,13 @@ def test_skip_connection_around_round_is_refused():
 
 
 def test_round_without_fsq_chain_lists_rounds_and_cut_tensor():
-    m = _model([helper.make_node("Mul", ["imu", "k"], ["a"], name="p"),
-                helper.make_node("Round", ["a"], ["logits"], name="round")], {"k": [2.0, 2.0, 2.0]})
+    m = _model(
+        [
+            helper.make_node("Mul", ["imu", "k"], ["a"], name="p"),
+            helper.make_node("Round", ["a"], ["logits"], name="round"),
+        ],
+        {"k": [2.0, 2.0, 2.0]},
+    )
     with pytest.raises(FsqNotFound, match=r"(?s)'round' \(node 1.*from Mul 'p'.*cut_tensor"):
         find_cut(m, "after_projection")
     with pytest.raises(SplitError, match="graph input"):

@@ -1,4 +1,5 @@
 """Model script generation and the DFC log / hailortcli parsers (pure text, no Hailo packages)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,28 +14,47 @@ FIX = Path(__file__).resolve().parents[2] / "fixtures" / "hailo"
 
 
 def _base(**kw):
-    args = dict(calibset_size=1024, calib_batch_size=8, optimization_level=2, compression_level=0,
-                output_layer=None, extra_16bit_layers=[], performance_max=False, input_is_normalized=True)
+    args = dict(
+        calibset_size=1024,
+        calib_batch_size=8,
+        optimization_level=2,
+        compression_level=0,
+        output_layer=None,
+        extra_16bit_layers=[],
+        performance_max=False,
+        input_is_normalized=True,
+    )
     args.update(kw)
     return make_model_script(**args)
 
 
 def test_default_script_lines_exact():
     lines = [ln for ln in _base().splitlines() if not ln.startswith("#")]
-    assert lines == ["model_optimization_config(calibration, batch_size=8, calibset_size=1024)",
-                     "model_optimization_flavor(optimization_level=2, compression_level=0)"]
+    assert lines == [
+        "model_optimization_config(calibration, batch_size=8, calibset_size=1024)",
+        "model_optimization_flavor(optimization_level=2, compression_level=0)",
+    ]
     assert "normalization" not in _base().replace("already normalised (no normalization layer)", "")
 
 
 def test_16bit_output_extra_layers_and_performance():
-    s = _base(calibset_size=300, calib_batch_size=4, optimization_level=0, compression_level=1,
-              output_layer="output_layer1", extra_16bit_layers=["fc1", "output_layer1"], performance_max=True)
+    s = _base(
+        calibset_size=300,
+        calib_batch_size=4,
+        optimization_level=0,
+        compression_level=1,
+        output_layer="output_layer1",
+        extra_16bit_layers=["fc1", "output_layer1"],
+        performance_max=True,
+    )
     lines = [ln for ln in s.splitlines() if not ln.startswith("#")]
-    assert lines == ["model_optimization_config(calibration, batch_size=4, calibset_size=300)",
-                     "model_optimization_flavor(optimization_level=0, compression_level=1)",
-                     "quantization_param(output_layer1, precision_mode=a16_w16)",
-                     "quantization_param(fc1, precision_mode=a16_w16)",
-                     "performance_param(compiler_optimization_level=max)"]
+    assert lines == [
+        "model_optimization_config(calibration, batch_size=4, calibset_size=300)",
+        "model_optimization_flavor(optimization_level=0, compression_level=1)",
+        "quantization_param(output_layer1, precision_mode=a16_w16)",
+        "quantization_param(fc1, precision_mode=a16_w16)",
+        "performance_param(compiler_optimization_level=max)",
+    ]
     assert script_calibset_size(s) == 300
     assert script_layers(s) == ["output_layer1", "fc1"]
 
@@ -48,13 +68,16 @@ def test_normalization_only_for_raw_data():
         _base(input_is_normalized=False, normalization=([0.0, 1.0], [1.0]))
 
 
-@pytest.mark.parametrize("kw,msg", [
-    (dict(calibset_size=0), "calibset_size must be >= 1"),
-    (dict(calibset_size=4, calib_batch_size=8), "larger than calibset_size"),
-    (dict(optimization_level=5), "optimization_level must be 0..4"),
-    (dict(compression_level=6), "compression_level must be 0..5"),
-    (dict(output_layer="net/output layer"), "not a model-script layer name"),
-])
+@pytest.mark.parametrize(
+    "kw,msg",
+    [
+        (dict(calibset_size=0), "calibset_size must be >= 1"),
+        (dict(calibset_size=4, calib_batch_size=8), "larger than calibset_size"),
+        (dict(optimization_level=5), "optimization_level must be 0..4"),
+        (dict(compression_level=6), "compression_level must be 0..5"),
+        (dict(output_layer="net/output layer"), "not a model-script layer name"),
+    ],
+)
 def test_bad_arguments(kw, msg):
     with pytest.raises(ValueError, match=msg):
         _base(**kw)
@@ -90,8 +113,10 @@ def test_dfc_log_explanation_names_both_reasons():
     gpu_only = parse_dfc_log((FIX / "dfc_optimize_nogpu.log").read_text(), calibset_size=1024)
     why = next(w for w in gpu_only["warnings"] if "optimization level to 0" in w)
     assert "no GPU" in why and "recommended" not in why and gpu_only["reduced_for_too_few_entries"] is False
-    few_only = parse_dfc_log("[warning] Reducing optimization level to 1 (x) because there's less data than the "
-                             "recommended amount (1024)\n[info] Using dataset with 100 entries for calibration")
+    few_only = parse_dfc_log(
+        "[warning] Reducing optimization level to 1 (x) because there's less data than the "
+        "recommended amount (1024)\n[info] Using dataset with 100 entries for calibration"
+    )
     why = next(w for w in few_only["warnings"] if "optimization level to 1" in w)
     assert "recommended 1024" in why and "GPU" not in why and few_only["reduced_for_no_gpu"] is False
 
@@ -101,7 +126,7 @@ def test_dfc_log_default_64_entries_4bit_low_snr():
     assert facts["optimization_level_reduced_to"] is None and facts["no_gpu"] is False
     assert facts["calibration_entries"] == 64
     assert facts["four_bit_ratio"] == pytest.approx(0.20)
-    assert len(facts["four_bit_lines"]) == 2          # "64-bit host" is not a 4-bit line
+    assert len(facts["four_bit_lines"]) == 2  # "64-bit host" is not a 4-bit line
     assert facts["snr_db"]["fsq_npu/output_layer1"] == pytest.approx(7.95)
     text = " | ".join(facts["warnings"])
     assert "used 64 calibration entries, but the calibration set has 1024" in text
@@ -118,8 +143,15 @@ def test_dfc_log_empty_says_nothing_invented():
 # ---- hailortcli -----------------------------------------------------------------------------------
 def test_run_output_with_power():
     r = parse_run_output((FIX / "hailortcli_run_power.txt").read_text())
-    assert r == {"fps": 1024.60, "hw_latency_ms": 0.37, "overall_latency_ms": 0.81, "power_avg_w": 1.18,
-                 "power_min_w": 1.05, "power_max_w": 1.34, "backend": "hailo8-device"}
+    assert r == {
+        "fps": 1024.60,
+        "hw_latency_ms": 0.37,
+        "overall_latency_ms": 0.81,
+        "power_avg_w": 1.18,
+        "power_min_w": 1.05,
+        "power_max_w": 1.34,
+        "backend": "hailo8-device",
+    }
 
 
 def test_run_output_missing_fields_are_none():

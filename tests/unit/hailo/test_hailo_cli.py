@@ -1,4 +1,5 @@
 """hailortcli runners: command lines, parsing, the power retry, and absence (a stand-in script on PATH)."""
+
 from __future__ import annotations
 
 import os
@@ -25,8 +26,8 @@ case "$1" in
   run) if [[ " $* " == *" --measure-power "* ]]; then
          echo "[HailoRT] [error] power measurement not supported" >&2; exit 3
        fi
-       cat {FIX / 'hailortcli_run_nopower.txt'};;
-  benchmark) cat {FIX / 'hailortcli_benchmark.txt'};;
+       cat {FIX / "hailortcli_run_nopower.txt"};;
+  benchmark) cat {FIX / "hailortcli_benchmark.txt"};;
   *) exit 9;;
 esac
 """)
@@ -58,5 +59,6 @@ def test_run_retries_without_power(fake_cli, tmp_path):
 def test_benchmark(fake_cli, tmp_path):
     res = cli_tools.benchmark(tmp_path / "m.hef", 3)
     assert [c for c in fake_cli.read_text().splitlines() if c.startswith("benchmark")] == [
-        f"benchmark {tmp_path / 'm.hef'} -t 3"]
+        f"benchmark {tmp_path / 'm.hef'} -t 3"
+    ]
     assert res["fps"] == 2047.4 and res["power_avg_w"] == 1.2 and res["overall_latency_ms"] is None

@@ -1,4 +1,5 @@
 """`workbench doctor`: verdicts here (no Hailo packages), with the fakes, and the pairing table."""
+
 from __future__ import annotations
 
 import json
@@ -16,10 +17,12 @@ from workbench.runs import Run
 ROOT = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.skipif(any(__import__("importlib").util.find_spec(n) for n in ("hailo_platform", "hailo_sdk_client")),
-                    reason="a Hailo package is installed on this machine")
+@pytest.mark.skipif(
+    any(__import__("importlib").util.find_spec(n) for n in ("hailo_platform", "hailo_sdk_client")),
+    reason="a Hailo package is installed on this machine",
+)
 def test_here_it_says_plainly_that_nothing_hailo_is_installed(capsys, monkeypatch):
-    monkeypatch.setattr(dr.shutil, "which", lambda name: None)     # no hailortcli either
+    monkeypatch.setattr(dr.shutil, "which", lambda name: None)  # no hailortcli either
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "Neither Hailo package is installed here" in out
@@ -72,6 +75,7 @@ def test_with_fakes_pairing_device_and_arch(hailo_fakes, tmp_path, monkeypatch):
 
 def test_device_held_elsewhere_is_explained(hailo_fakes, tmp_path):
     from workbench.hailo.runtime import HailoRTRunner
+
     hef = make_tiny_hef(tmp_path)
     with HailoRTRunner(hef):
         (check,) = dr.check_device(None)

@@ -1,4 +1,5 @@
 """import-hef: copy, provenance, refusal to overwrite, and files that are not HEFs."""
+
 from __future__ import annotations
 
 import hashlib
@@ -54,7 +55,7 @@ def test_empty_missing_and_wrong_magic(run, tmp_path):
     with pytest.raises(HefImportError, match="HEF magic 01 48 45 46"):
         import_hef(onnx_like, run.stage_dir("06"), run.run_id)
     little_endian = tmp_path / "le.hef"
-    little_endian.write_bytes(b"FEH\x01" + b"x" * 10)   # byte order matters: HailoRT reads it big-endian
+    little_endian.write_bytes(b"FEH\x01" + b"x" * 10)  # byte order matters: HailoRT reads it big-endian
     with pytest.raises(HefImportError, match="found 46 45 48 01"):
         import_hef(little_endian, run.stage_dir("06"), run.run_id)
     assert not (run.stage_dir("06") / "model.hef").exists()

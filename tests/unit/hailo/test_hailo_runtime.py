@@ -1,4 +1,5 @@
 """HailoRT runner against the fake hailo_platform: both APIs, FLOAT32 formats, buffers, dequantization."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,8 +19,14 @@ def _hef(tmp_path, bits16: bool):
     split = make_tiny_npu_onnx(onnx_path)
     rng = np.random.default_rng(3)
     calib_nchw = rng.normal(0, 1, (32, C, S, T)).astype(np.float32)
-    script = make_model_script(calibset_size=32, calib_batch_size=8, optimization_level=0, compression_level=0,
-                               output_layer="output_layer1" if bits16 else None, input_is_normalized=True)
+    script = make_model_script(
+        calibset_size=32,
+        calib_batch_size=8,
+        optimization_level=0,
+        compression_level=0,
+        output_layer="output_layer1" if bits16 else None,
+        input_is_normalized=True,
+    )
     res = compile_with_dfc(onnx_path, split, nchw_to_nhwc(calib_nchw), script, tmp_path / "06", "hailo8", "fsq")
     ycal = ort_reference(onnx_path, calib_nchw)
     return res.hef_path, onnx_path, ycal
@@ -27,11 +34,12 @@ def _hef(tmp_path, bits16: bool):
 
 def _grid(ycal, bits):
     lo, hi = min(ycal.min(), 0.0), max(ycal.max(), 0.0)
-    return (hi - lo) / (2 ** bits - 1), lo, hi
+    return (hi - lo) / (2**bits - 1), lo, hi
 
 
-@pytest.mark.skipif(__import__("importlib").util.find_spec("hailo_platform") is not None,
-                    reason="HailoRT is installed on this machine")
+@pytest.mark.skipif(
+    __import__("importlib").util.find_spec("hailo_platform") is not None, reason="HailoRT is installed on this machine"
+)
 def test_not_available_here():
     ok, why = hailort_available()
     assert ok is False and "not installed" in why
@@ -39,6 +47,7 @@ def test_not_available_here():
 
 def test_available_with_fake_and_no_device(hailo_fakes):
     import hailo_platform
+
     ok, why = hailort_available()
     assert ok and "0000:01:00.0" in why
     hailo_platform.pyhailort.pyhailort.SCAN_RESULT[:] = []
@@ -74,7 +83,7 @@ def test_infer_matches_onnx_on_nchw(hailo_fakes, tmp_path, api, bits16):
         expect = (q.astype(np.float64) - zp) * scale
         yq = r.infer_quantized(nchw_to_nhwc(x_nchw))
         np.testing.assert_allclose(yq, expect, rtol=1e-6, atol=1e-7)
-        np.testing.assert_allclose(yq, y, rtol=1e-6, atol=1e-7)   # host-side FLOAT32 path agrees
+        np.testing.assert_allclose(yq, y, rtol=1e-6, atol=1e-7)  # host-side FLOAT32 path agrees
         # switching back to the float pipeline still works (vstreams reopens it)
         np.testing.assert_allclose(r.infer(nchw_to_nhwc(x_nchw[:2])), y[:2])
 
@@ -84,7 +93,7 @@ def test_infer_model_calls(hailo_fakes, tmp_path):
     core = hailo_fakes
     core.reset()
     x = np.random.default_rng(0).normal(size=(3, S, T, C)).astype(np.float32)
-    x_f = np.asfortranarray(x)                           # the runner must make buffers C-contiguous
+    x_f = np.asfortranarray(x)  # the runner must make buffers C-contiguous
     with HailoRTRunner(hef, timeout_ms=1234) as r:
         r.infer(x_f)
     fmts = core.calls("set_format_type")
@@ -104,6 +113,7 @@ def test_infer_model_calls(hailo_fakes, tmp_path):
 def test_auto_picks_legacy_without_create_infer_model(hailo_fakes, tmp_path, monkeypatch):
     hef, onnx_path, _ = _hef(tmp_path, False)
     import hailo_platform
+
     monkeypatch.delattr(hailo_platform.VDevice, "create_infer_model")
     with HailoRTRunner(hef) as r:
         assert r.api == "vstreams"

@@ -25,7 +25,7 @@ def test_random_rotations_are_proper_and_bounded() -> None:
     # rotation angle from the trace: cos(a) = (tr R - 1) / 2
     angle = torch.rad2deg(torch.arccos(((R.diagonal(dim1=1, dim2=2).sum(1) - 1) / 2).clamp(-1, 1)))
     assert float(angle.max()) <= 20.0 + 1e-3
-    assert float(angle.max()) > 10.0        # angles really are spread over the range
+    assert float(angle.max()) > 10.0  # angles really are spread over the range
 
 
 def test_rotation_preserves_triplet_norms_in_physical_units_and_mixes_channels() -> None:
@@ -38,11 +38,13 @@ def test_rotation_preserves_triplet_norms_in_physical_units_and_mixes_channels()
     phys_out = (out.numpy() * std + mean).reshape(5, 2, 3, 2, 7)
     np.testing.assert_allclose(np.linalg.norm(phys_out, axis=2), np.linalg.norm(phys_in, axis=2), rtol=1e-4)
     assert not np.allclose(phys_out, phys_in, atol=1e-3)
+
     # acc and gyro of one window and site share one rotation: the angle between the triplets is kept
     def cos(p):  # (n, s, t)
         return (p[:, 0] * p[:, 1]).sum(1) / (np.linalg.norm(p[:, 0], axis=1) * np.linalg.norm(p[:, 1], axis=1))
+
     np.testing.assert_allclose(cos(phys_out), cos(phys_in), atol=1e-4)
-    assert not torch.equal(out, xn) and torch.equal(xn, _batch())    # input untouched
+    assert not torch.equal(out, xn) and torch.equal(xn, _batch())  # input untouched
 
 
 def test_scale_multiplies_each_triplet_by_one_bounded_factor() -> None:
@@ -71,7 +73,7 @@ def test_bad_input_is_rejected_with_a_clear_message() -> None:
     mean, std = _stats(c=4)
     with pytest.raises(ValueError, match="not a multiple of 3"):
         Augmenter(mean, std, rotation_deg=5.0)
-    Augmenter(mean, std)                                       # disabled: any channel count is fine
+    Augmenter(mean, std)  # disabled: any channel count is fine
     mean, std = _stats()
     with pytest.raises(ValueError, match=r"\[0, 1\)"):
         Augmenter(mean, std, scale=1.0)
@@ -83,14 +85,26 @@ def test_bad_input_is_rejected_with_a_clear_message() -> None:
 
 def _train(augment) -> tuple[dict, dict]:
     torch.manual_seed(0)
-    cfg = ModelConfig(in_channels=6, sites=1, window=16, num_classes=3, encoder_channels=[4], head_hidden=0,
-                      fsq_levels=[3, 3])
+    cfg = ModelConfig(
+        in_channels=6, sites=1, window=16, num_classes=3, encoder_channels=[4], head_hidden=0, fsq_levels=[3, 3]
+    )
     model = FSQClassifier(cfg)
     rng = np.random.default_rng(0)
     X = rng.normal(size=(40, 6, 1, 16)).astype(np.float32)
     y = rng.integers(0, 3, 40)
-    hist = train_model(model, (X, y), (X[:10], y[:10]), epochs=2, batch_size=16, learning_rate=1e-2,
-                       weight_decay=0.0, patience=5, seed=0, progress=False, augment=augment)
+    hist = train_model(
+        model,
+        (X, y),
+        (X[:10], y[:10]),
+        epochs=2,
+        batch_size=16,
+        learning_rate=1e-2,
+        weight_decay=0.0,
+        patience=5,
+        seed=0,
+        progress=False,
+        augment=augment,
+    )
     return hist, {k: v.clone() for k, v in model.state_dict().items()}
 
 
@@ -102,8 +116,10 @@ def test_train_model_applies_the_augmenter_and_stays_deterministic() -> None:
     _, w_off = _train(Augmenter(mean, std))
     _, w_aug1 = _train(aug)
     _, w_aug2 = _train(aug)
+
     def same(a, b):
         return all(torch.equal(a[k], b[k]) for k in a)
+
     assert same(w_aug1, w_aug2)
     assert not same(w_plain, w_aug1)
-    assert same(w_plain, w_off)     # a disabled Augmenter is an exact no-op
+    assert same(w_plain, w_off)  # a disabled Augmenter is an exact no-op

@@ -1,5 +1,6 @@
 """Checkpoints with non-finite weights or pickled code are refused with a message that names the problem
 (and never advises loading the file unsafely); NaN weights surface as such, not as an FSQ error."""
+
 from __future__ import annotations
 
 import os
@@ -11,8 +12,17 @@ import torch
 from workbench.model import CheckpointError, FSQClassifier, ModelConfig, load_checkpoint, save_checkpoint
 from workbench.model.checkpoint import NonFiniteModel, check_model_outputs
 
-CFG = ModelConfig(in_channels=3, sites=1, window=20, num_classes=3, encoder_channels=[4], kernel_time=3,
-                  fsq_levels=[5, 5, 4], head_hidden=0, dropout=0.0)
+CFG = ModelConfig(
+    in_channels=3,
+    sites=1,
+    window=20,
+    num_classes=3,
+    encoder_channels=[4],
+    kernel_time=3,
+    fsq_levels=[5, 5, 4],
+    head_hidden=0,
+    dropout=0.0,
+)
 NORM = {"mean": np.zeros((3, 1, 1), np.float32), "std": np.ones((3, 1, 1), np.float32)}
 
 
@@ -23,9 +33,19 @@ def _model(seed=0):
 
 def _save_raw(model, path):
     """A checkpoint as save_checkpoint writes it, but with whatever weights the model holds."""
-    torch.save({"format": "workbench-fsq-checkpoint", "format_version": 1, "config": CFG.to_dict(),
-                "state_dict": model.state_dict(), "normalizer": {k: v.tolist() for k, v in NORM.items()},
-                "label_names": ["a", "b", "c"], "provenance": {}, "metrics": {}}, path)
+    torch.save(
+        {
+            "format": "workbench-fsq-checkpoint",
+            "format_version": 1,
+            "config": CFG.to_dict(),
+            "state_dict": model.state_dict(),
+            "normalizer": {k: v.tolist() for k, v in NORM.items()},
+            "label_names": ["a", "b", "c"],
+            "provenance": {},
+            "metrics": {},
+        },
+        path,
+    )
     return path
 
 
@@ -37,7 +57,7 @@ def _poison(model, name, where=(0,), value=float("nan")):
 
 def test_nan_weights_are_named_at_load(tmp_path):
     m = _model()
-    bias = "head.0.bias"                                  # the classifier head's bias
+    bias = "head.0.bias"  # the classifier head's bias
     _poison(m, bias)
     first = next(k for k in m.state_dict() if m.state_dict()[k].is_floating_point())
     _poison(m, first, where=(0, 1), value=float("inf"))

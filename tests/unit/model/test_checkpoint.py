@@ -1,4 +1,5 @@
 """Checkpoints: weights_only round trip, mismatch errors that name tensors and fields, bad files."""
+
 from __future__ import annotations
 
 import pickle
@@ -9,8 +10,17 @@ import torch
 
 from workbench.model import CheckpointError, FSQClassifier, ModelConfig, load_checkpoint, save_checkpoint
 
-CFG = dict(in_channels=6, sites=1, window=50, num_classes=4, encoder_channels=[8, 16], kernel_time=3,
-           fsq_levels=[8, 5, 5, 5], head_hidden=12, dropout=0.1)
+CFG = dict(
+    in_channels=6,
+    sites=1,
+    window=50,
+    num_classes=4,
+    encoder_channels=[8, 16],
+    kernel_time=3,
+    fsq_levels=[8, 5, 5, 5],
+    head_hidden=12,
+    dropout=0.1,
+)
 LABELS = ["walk", "up", "down", "sit"]
 
 
@@ -24,15 +34,21 @@ def _saved(tmp_path, **overrides):
         m(torch.randn(16, 6, 1, 50))
     m.eval()
     norm = {"mean": np.full((6, 1, 1), 0.5, np.float32), "std": np.full((6, 1, 1), 2.0, np.float32)}
-    path = save_checkpoint(tmp_path / "ckpt" / "checkpoint.pt", m, cfg, norm, LABELS,
-                           provenance={"kind": "real", "source": "hapt", "subjects": np.arange(3)},
-                           metrics={"val_acc": np.float64(0.91), "history": {"loss": [1.0, 0.5]}})
+    path = save_checkpoint(
+        tmp_path / "ckpt" / "checkpoint.pt",
+        m,
+        cfg,
+        norm,
+        LABELS,
+        provenance={"kind": "real", "source": "hapt", "subjects": np.arange(3)},
+        metrics={"val_acc": np.float64(0.91), "history": {"loss": [1.0, 0.5]}},
+    )
     return path, m, cfg
 
 
 def test_round_trip_gives_identical_logits_and_metadata(tmp_path):
     path, m, cfg = _saved(tmp_path)
-    raw = torch.load(path, weights_only=True)          # plain types + tensors only
+    raw = torch.load(path, weights_only=True)  # plain types + tensors only
     assert raw["normalizer"]["mean"] == [[[0.5]]] * 6
     loaded, meta = load_checkpoint(path, expected=cfg)
     assert not loaded.training
@@ -62,7 +78,7 @@ def test_config_mismatch_names_fields_tensors_and_fix(tmp_path):
 
 def test_missing_and_unexpected_tensors_are_named(tmp_path):
     path, _, _ = _saved(tmp_path)
-    want = ModelConfig(**{**CFG, "head_hidden": 0})           # linear head: head.3.* disappear
+    want = ModelConfig(**{**CFG, "head_hidden": 0})  # linear head: head.3.* disappear
     with pytest.raises(CheckpointError, match=r"unexpected in the checkpoint: head\.3\.weight, head\.3\.bias"):
         load_checkpoint(path, expected=want)
     # A checkpoint whose tensors no longer fit its own config (edited file, changed code).

@@ -1,4 +1,5 @@
 """Stage-01 logic: artifacts written for later stages, and loading that cannot leak test subjects."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,17 @@ from workbench.runs import Run, Stage
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    params = load_params([], {"synthetic_subjects": 8, "synthetic_windows_per_class": 2, "epochs": 1,
-                              "encoder_channels": [4], "head_hidden": 0, "seed": 3})
+    params = load_params(
+        [],
+        {
+            "synthetic_subjects": 8,
+            "synthetic_windows_per_class": 2,
+            "epochs": 1,
+            "encoder_channels": [4],
+            "head_hidden": 0,
+            "seed": 3,
+        },
+    )
     data = prepare.prepare_data(params)
     model, config, hist = fit.fit_model(params, data, progress=False)
     stage = Stage(Run.create("t", tmp_path_factory.mktemp("out")), "01")
@@ -34,8 +44,9 @@ def test_loading_reuses_checkpoint_split_and_normaliser(trained):
     params, data, stage = trained
     meta = fit.peek_checkpoint(str(stage.artifact("checkpoint")))
     # another seed would draw other subjects; the checkpoint's split must win
-    other = load_params([], {**params.model_dump(), "seed": 11, "mode": "load",
-                             "checkpoint_path": str(stage.artifact("checkpoint"))})
+    other = load_params(
+        [], {**params.model_dump(), "seed": 11, "mode": "load", "checkpoint_path": str(stage.artifact("checkpoint"))}
+    )
     reloaded = prepare.prepare_data(other, checkpoint_meta=meta)
     for name in SPLIT_NAMES:
         assert np.array_equal(reloaded.splits.indices(name), data.splits.indices(name))
@@ -47,8 +58,7 @@ def test_loading_reuses_checkpoint_split_and_normaliser(trained):
 
 def test_unknown_subjects_for_a_checkpoint_split_are_an_error():
     with pytest.raises(DataError, match=r"subjects \[9\] are not in the checkpoint's recorded split"):
-        prepare.splits_from_subjects(np.array([1, 2, 9]), {"train": [1], "val": [2], "conformal": [],
-                                                           "test": []})
+        prepare.splits_from_subjects(np.array([1, 2, 9]), {"train": [1], "val": [2], "conformal": [], "test": []})
 
 
 def test_window_mismatch_is_named(trained):
@@ -60,6 +70,7 @@ def test_window_mismatch_is_named(trained):
 
 def test_normaliser_comes_from_training_windows_only(trained):
     from workbench.data import Normalizer
+
     _, data, _ = trained
     ws = data.windows
     assert np.allclose(data.normalizer.mean, Normalizer.fit(ws.X[data.splits.train]).mean)

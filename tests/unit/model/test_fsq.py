@@ -1,4 +1,5 @@
 """FSQ against REFERENCE.md section 1 and an independent implementation (vector-quantize-pytorch)."""
+
 from __future__ import annotations
 
 import math
@@ -43,8 +44,7 @@ def test_constants_match_the_formulas_and_are_float32():
     half_l = np.array([7 * 1.001 / 2, 4 * 1.001 / 2, 1 * 1.001 / 2])
     np.testing.assert_allclose(c["half_l"], half_l, rtol=1e-7)
     np.testing.assert_array_equal(c["offset"], [0.5, 0.0, 0.5])
-    np.testing.assert_allclose(c["shift"], [math.atanh(0.5 / half_l[0]), 0.0, math.atanh(0.5 / half_l[2])],
-                               rtol=1e-6)
+    np.testing.assert_allclose(c["shift"], [math.atanh(0.5 / half_l[0]), 0.0, math.atanh(0.5 / half_l[2])], rtol=1e-6)
     np.testing.assert_array_equal(c["half_width"], [4, 2, 1])
     fsq = FSQ([8, 5, 2])
     for name, value in c.items():
@@ -64,10 +64,10 @@ def test_even_L_is_asymmetric_and_extremes_match_half_l_minus_offset():
     assert torch.allclose(b[0], half_l - torch.tensor([0.5, 0.0]), atol=1e-5)
     assert torch.allclose(b[1], -half_l - torch.tensor([0.5, 0.0]), atol=1e-5)
     lv = fsq.levels_of(big)
-    assert lv[:, 0].tolist() == [3.0, -4.0]        # L=8: {-4..3}, not symmetric
-    assert lv[:, 1].tolist() == [2.0, -2.0]        # L=5: {-2..2}
+    assert lv[:, 0].tolist() == [3.0, -4.0]  # L=8: {-4..3}, not symmetric
+    assert lv[:, 1].tolist() == [2.0, -2.0]  # L=5: {-2..2}
     codes = fsq(big)
-    assert codes[:, 0].tolist() == [0.75, -1.0]    # level / (L // 2) with L // 2 = 4
+    assert codes[:, 0].tolist() == [0.75, -1.0]  # level / (L // 2) with L // 2 = 4
 
 
 @pytest.mark.parametrize("L", [2, 3, 4, 5, 6, 7, 8, 10])
@@ -75,8 +75,8 @@ def test_decision_thresholds_sit_at_half_integers(L):
     fsq = FSQ([L]).eval()
     c = fsq_numpy_constants([L])
     half_l, offset, shift = (float(c[k][0]) for k in ("half_l", "offset", "shift"))
-    for k in range(-(L // 2), L - 1 - L // 2):            # threshold between level k and k + 1
-        z_t = math.atanh((k + 0.5 + offset) / half_l) - shift   # bound(z_t) = k + 0.5 exactly
+    for k in range(-(L // 2), L - 1 - L // 2):  # threshold between level k and k + 1
+        z_t = math.atanh((k + 0.5 + offset) / half_l) - shift  # bound(z_t) = k + 0.5 exactly
         zs = torch.tensor([[z_t - 1e-3], [z_t], [z_t + 1e-3]], dtype=torch.float32)
         b = fsq.bound(zs)
         assert abs(float(b[1, 0]) - (k + 0.5)) < 2e-5
@@ -116,9 +116,9 @@ def test_indices_of_quantized_random_inputs_round_trip():
 def test_index_helpers_reject_bad_input():
     fsq = FSQ([8, 5])
     with pytest.raises(ValueError, match="non-integer"):
-        fsq.codes_to_indices(torch.tensor([[0.25, 0.5]]))      # normalised codes, not levels
+        fsq.codes_to_indices(torch.tensor([[0.25, 0.5]]))  # normalised codes, not levels
     with pytest.raises(ValueError, match="out of range"):
-        fsq.codes_to_indices(torch.tensor([[4, 0]]))           # L=8 tops out at 3
+        fsq.codes_to_indices(torch.tensor([[4, 0]]))  # L=8 tops out at 3
     with pytest.raises(ValueError, match="integer tensor"):
         fsq.indices_to_levels(torch.tensor([3.0]))
     with pytest.raises(ValueError, match=r"\[0, 39\]"):
@@ -141,7 +141,7 @@ def test_ste_passes_gradients_in_training_and_values_equal_eval():
     out.sum().backward()
     c = fsq_numpy_constants([8, 5, 4])
     t = torch.tanh(z.detach() + torch.from_numpy(c["shift"]))
-    expected = (1 - t ** 2) * torch.from_numpy(c["half_l"]) / torch.from_numpy(c["half_width"])
+    expected = (1 - t**2) * torch.from_numpy(c["half_l"]) / torch.from_numpy(c["half_width"])
     assert torch.allclose(z.grad, expected, rtol=1e-5, atol=1e-7)
     assert (z.grad.abs() > 0).all()
     fsq.eval()
@@ -152,13 +152,13 @@ def test_eval_mode_has_no_straight_through_path():
     fsq = FSQ([8, 5, 4]).eval()
     z = torch.randn(16, 3).requires_grad_(True)
     fsq(z).sum().backward()
-    assert torch.count_nonzero(z.grad) == 0      # plain Round: zero gradient, no STE arithmetic
+    assert torch.count_nonzero(z.grad) == 0  # plain Round: zero gradient, no STE arithmetic
     graph = torch.export.export(fsq, (torch.randn(2, 3),)).graph
     ops = [str(n.target) for n in graph.nodes if n.op == "call_function"]
     assert [o.split(".")[1] for o in ops] == ["add", "tanh", "mul", "sub", "round", "div"]
     fsq.train()
     graph = torch.export.export(fsq, (torch.randn(2, 3),)).graph
-    assert any("detach" in str(n.target) for n in graph.nodes)      # the STE exists in training only
+    assert any("detach" in str(n.target) for n in graph.nodes)  # the STE exists in training only
 
 
 def test_known_wrong_mapping_gives_L_plus_1_levels_ours_gives_L():
@@ -178,15 +178,15 @@ def test_known_wrong_mapping_gives_L_plus_1_levels_ours_gives_L():
 # principle round differently; random inputs never land there in practice), returns int32 indices
 # (ours int64), and refuses L=2 unless preserve_symmetry=True, which is a different quantizer - so
 # level sets with a 2 are not compared.
-@pytest.mark.parametrize("levels", [[8, 6, 5, 5, 4], [8, 5, 5, 5], [7, 5, 5, 5, 5], [8, 6, 5], [3, 4, 10]],
-                         ids=str)
+@pytest.mark.parametrize("levels", [[8, 6, 5, 5, 4], [8, 5, 5, 5], [7, 5, 5, 5, 5], [8, 6, 5], [3, 4, 10]], ids=str)
 def test_agrees_with_vector_quantize_pytorch(levels):
     import vector_quantize_pytorch as vqp
+
     theirs = vqp.FSQ(levels=levels).eval()
     ours = FSQ(levels).eval()
     z = torch.randn(8192, len(levels), generator=torch.Generator().manual_seed(3)) * 2.5
     with torch.no_grad():
-        t_codes, t_idx = theirs(z.unsqueeze(1))          # (N, 1, d) codes, (N, 1) indices
+        t_codes, t_idx = theirs(z.unsqueeze(1))  # (N, 1, d) codes, (N, 1) indices
     t_codes, t_idx = t_codes[:, 0], t_idx[:, 0]
     assert torch.equal(ours(z), t_codes)
     assert torch.equal(ours.codes_to_levels(t_codes), ours.levels_of(z))
@@ -204,6 +204,7 @@ def test_usage_and_perplexity():
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 50, size=1000) ** 2 % 37
     import scipy.stats as scipy_stats
+
     _, counts = np.unique(idx, return_counts=True)
     assert perplexity(idx) == pytest.approx(math.exp(scipy_stats.entropy(counts)), rel=1e-12)
     with pytest.raises(ValueError, match="integers"):
@@ -218,7 +219,7 @@ def test_numpy_host_side_constants_reproduce_torch_levels():
     levels = [8, 6, 5, 5, 4]
     c = fsq_numpy_constants(levels)
     z = np.random.default_rng(5).normal(0, 2, (5000, 5)).astype(np.float32)
-    host = np.round(np.tanh(z + c["shift"]) * c["half_l"] - c["offset"])     # float32, half to even
+    host = np.round(np.tanh(z + c["shift"]) * c["half_l"] - c["offset"])  # float32, half to even
     assert host.dtype == np.float32
     torch_levels = FSQ(levels).eval().levels_of(torch.from_numpy(z)).numpy()
     # numpy's and torch's tanh may differ by an ulp, which matters only within an ulp of a threshold.

@@ -1,4 +1,5 @@
 """Bring your own model: stage 01's import of ONNX files and PyTorch factories written elsewhere."""
+
 from __future__ import annotations
 
 import json
@@ -32,8 +33,10 @@ def _params(**over):
 
 def test_model_path_forms_and_their_errors(tmp_path, author):
     assert im.parse_model_path(str(author["onnx"])) == ("onnx", author["onnx"])
-    assert im.parse_model_path("support.byom_models:build_predecessor") == \
-        ("factory", ("support.byom_models", "build_predecessor"))
+    assert im.parse_model_path("support.byom_models:build_predecessor") == (
+        "factory",
+        ("support.byom_models", "build_predecessor"),
+    )
     with pytest.raises(ModelImportError, match="does not exist"):
         im.parse_model_path(str(tmp_path / "missing.onnx"))
     (tmp_path / "m.txt").write_text("x")
@@ -47,14 +50,17 @@ def test_model_path_forms_and_their_errors(tmp_path, author):
         load_params([], {"mode": "import"})
 
 
-@pytest.mark.parametrize("text, match", [
-    ('{"mean": [0, 0], "std": [1, 1]}', "has shape \\(2,\\)"),
-    ('{"mean": [0, 0, 0], "std": [1, 0, 1]}', "'std' must be > 0"),
-    ('{"mean": [0, NaN, 0], "std": [1, 1, 1]}', "NaN"),
-    ('{"mean": ["<script>", 0, 0], "std": [1, 1, 1]}', "not a list of numbers"),
-    ('{"avg": [0, 0, 0]}', 'must hold \\{"mean"'),
-    ("[1, 2", "not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ('{"mean": [0, 0], "std": [1, 1]}', "has shape \\(2,\\)"),
+        ('{"mean": [0, 0, 0], "std": [1, 0, 1]}', "'std' must be > 0"),
+        ('{"mean": [0, NaN, 0], "std": [1, 1, 1]}', "NaN"),
+        ('{"mean": ["<script>", 0, 0], "std": [1, 1, 1]}', "not a list of numbers"),
+        ('{"avg": [0, 0, 0]}', 'must hold \\{"mean"'),
+        ("[1, 2", "not valid JSON"),
+    ],
+)
 def test_normaliser_file_errors_name_the_problem(tmp_path, text, match):
     p = tmp_path / "n.json"
     p.write_text(text)
@@ -77,6 +83,7 @@ def test_one_d_layouts_are_mapped_explicitly(tmp_path, layout):
     """The adapted graph on (N, C, S, T) windows equals the author's graph on their own layout, with
     channel k = c * S + s; non-square sizes so a swapped axis cannot pass."""
     import torch
+
     c, s, t = 3, 2, 11
     torch.manual_seed(0)
     enc = bm.TcnEncoder(in_channels=c * s, time_major=layout == "NTC")
@@ -120,33 +127,42 @@ def test_fitted_normaliser_is_said_and_near_chance_is_warned(tmp_path, data, aut
     assert rec.normalizer_source.startswith("fitted") and any("fitted" in n for n in rec.notes)
     # a wildly wrong normaliser (the author's std times 1e4) feeds the model near-constant input
     bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps({"mean": author["norm"]["mean"],
-                               "std": (np.asarray(author["norm"]["std"]) * 1e4).tolist()}))
+    bad.write_text(
+        json.dumps({"mean": author["norm"]["mean"], "std": (np.asarray(author["norm"]["std"]) * 1e4).tolist()})
+    )
     (tmp_path / "b").mkdir()
-    rec, _ = im.import_into_stage(_params(model_path=str(author["onnx"]), normalizer_path=str(bad)), data,
-                                  tmp_path / "b")
+    rec, _ = im.import_into_stage(
+        _params(model_path=str(author["onnx"]), normalizer_path=str(bad)), data, tmp_path / "b"
+    )
     res = im.evaluate_split_import(tmp_path / "b", rec, data, "val")
-    assert len(np.unique(res["pred"])) == 1            # one class for everything: accuracy near chance
+    assert len(np.unique(res["pred"])) == 1  # one class for everything: accuracy near chance
     assert res["near_chance"] and "WARNING" in im.near_chance_warning("val", res, rec)
     assert "normaliser (file" in im.near_chance_warning("val", res, rec)
     assert im.near_chance_warning("val", {**res, "near_chance": False}, rec) is None
 
 
 def test_factory_import_exports_and_torch_bound_matches_ort(tmp_path, data, author):
-    p = _params(model_path="support.byom_models:build_predecessor", weights_path=str(author["weights"]),
-                normalizer_path=str(author["normalizer"]))
+    p = _params(
+        model_path="support.byom_models:build_predecessor",
+        weights_path=str(author["weights"]),
+        normalizer_path=str(author["normalizer"]),
+    )
     rec, model = im.import_into_stage(p, data, tmp_path)
     assert rec.kind == "torch-factory" and model is not None and (tmp_path / im.IMPORT_WEIGHTS).is_file()
     X, _ = data.arrays("val")
     rounds, logits = im.torch_round_inputs(model, X)
-    ort = im.run_outputs(im.with_batch(im.adapted_graph(tmp_path, rec, *X.shape[1:]), "batch"), X,
-                         [rec.fsq["bound_tensor"], rec.logits_output])
+    ort = im.run_outputs(
+        im.with_batch(im.adapted_graph(tmp_path, rec, *X.shape[1:]), "batch"),
+        X,
+        [rec.fsq["bound_tensor"], rec.logits_output],
+    )
     assert np.array_equal(np.rint(rounds[0]), np.rint(ort[rec.fsq["bound_tensor"]]))
     assert np.array_equal(logits.argmax(1), ort[rec.logits_output].argmax(1))
     assert im.load_run_model(tmp_path).reference_backend == "torch-fp32"
     with pytest.raises(ModelImportError, match="weights_only=True|do not fit"):
         bad = tmp_path / "bad.pt"
         import torch
+
         torch.save({"not": torch.zeros(1)}, bad)
         im.load_torch_model(("support.byom_models", "build_predecessor"), bad)
 
@@ -168,8 +184,7 @@ def test_static_batch_export_is_made_batch_dynamic(tmp_path, data):
     tr = data.splits.train
     f = bm.author_files(tmp_path / "a", "lucidrains", data.windows.X[tr], data.windows.y[tr], steps=10)
     bm.export(f["model"], tmp_path / "static.onnx", (1, 9, 2, 100), ["logits", "indices"], dynamic=False)
-    p = _params(model_path=str(tmp_path / "static.onnx"), normalizer_path=str(f["normalizer"]),
-                fsq_levels=[8, 5, 5, 5])
+    p = _params(model_path=str(tmp_path / "static.onnx"), normalizer_path=str(f["normalizer"]), fsq_levels=[8, 5, 5, 5])
     (tmp_path / "s").mkdir()
     rec, _ = im.import_into_stage(p, data, tmp_path / "s")
     res = im.evaluate_split_import(tmp_path / "s", rec, data, "val")

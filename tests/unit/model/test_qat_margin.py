@@ -3,6 +3,7 @@
 Hand-written math is checked against independent implementations: the margin against
 ``workbench.quant.analysis.boundary_margin`` (numpy), the fake quantizers against numpy quantize-dequantize.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -36,7 +37,7 @@ def test_bound_noise_only_while_training():
     fsq.train()
     torch.manual_seed(0)
     lv, _ = fsq.quantize_bound(b)
-    assert (lv == 1).any() and (lv == 0).any()           # 0.45 + U(-0.2, 0.2) crosses 0.5 sometimes
+    assert (lv == 1).any() and (lv == 0).any()  # 0.45 + U(-0.2, 0.2) crosses 0.5 sometimes
     fsq.eval()
     assert (fsq.quantize_bound(b)[0] == 0).all()
     with pytest.raises(ValueError, match="bound_noise"):
@@ -45,7 +46,7 @@ def test_bound_noise_only_while_training():
 
 def _qdq(x, lo, hi, bits):
     lo, hi = min(lo, 0.0), max(hi, 0.0)
-    q = 2 ** bits - 1
+    q = 2**bits - 1
     scale = (hi - lo) / q
     zp = np.clip(np.round(-lo / scale), 0, q)
     return (np.clip(np.round(x / scale) + zp, 0, q) - zp) * scale
@@ -53,11 +54,11 @@ def _qdq(x, lo, hi, bits):
 
 @pytest.mark.parametrize("bits", [8, 16])
 def test_fake_quant_activation_matches_numpy(bits):
-    x = np.random.default_rng(bits).uniform(-3, 7, 1001).astype(np.float32)   # random: no exact .5 ties
+    x = np.random.default_rng(bits).uniform(-3, 7, 1001).astype(np.float32)  # random: no exact .5 ties
     got = fake_quant_activation(torch.from_numpy(x), -2.0, 5.0, bits).numpy()
     np.testing.assert_allclose(got, _qdq(x.astype(np.float64), -2.0, 5.0, bits), atol=1e-5 if bits == 8 else 2e-4)
-    step = 7.0 / (2 ** bits - 1)
-    assert got.max() <= 5.0 + step and got.min() >= -2.0 - step       # saturates outside the range (zero on the grid)
+    step = 7.0 / (2**bits - 1)
+    assert got.max() <= 5.0 + step and got.min() >= -2.0 - step  # saturates outside the range (zero on the grid)
 
 
 def test_fake_quant_weight_matches_numpy_per_channel():
@@ -71,8 +72,17 @@ def test_fake_quant_weight_matches_numpy_per_channel():
 
 def _model(seed=0):
     torch.manual_seed(seed)
-    m = FSQClassifier(ModelConfig(in_channels=4, sites=2, window=24, num_classes=3, encoder_channels=[8, 8],
-                                  fsq_levels=[5, 4, 3], head_hidden=16))
+    m = FSQClassifier(
+        ModelConfig(
+            in_channels=4,
+            sites=2,
+            window=24,
+            num_classes=3,
+            encoder_channels=[8, 8],
+            fsq_levels=[5, 4, 3],
+            head_hidden=16,
+        )
+    )
     # non-trivial BatchNorm statistics, so a wrong fold would show
     for mod in m.modules():
         if isinstance(mod, torch.nn.BatchNorm2d):
@@ -116,8 +126,9 @@ def test_qat_finetune_changes_weights_keeps_batchnorm_stats():
     tr, va = _data(96, 1), _data(48, 2)
     bn_before = m.encoder[0].bn.running_mean.clone()
     w_before = m.encoder[1].conv.weight.detach().clone()
-    hist = qat_finetune(m, tr, va, tr[0][:32], epochs=2, learning_rate=1e-3, batch_size=32, seed=0,
-                        margin_weight=0.1, progress=False)
+    hist = qat_finetune(
+        m, tr, va, tr[0][:32], epochs=2, learning_rate=1e-3, batch_size=32, seed=0, margin_weight=0.1, progress=False
+    )
     assert hist["fake_quant"]["calibration_windows"] == 32 and hist["epochs_run"] == 2
     assert torch.equal(m.encoder[0].bn.running_mean, bn_before)
     assert not torch.equal(m.encoder[1].conv.weight, w_before)
@@ -128,16 +139,63 @@ def test_train_model_checks_the_new_arguments():
     m = _model()
     tr, va = _data(40, 3), _data(20, 4)
     with pytest.raises(ValueError, match="margin"):
-        train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0,
-                    progress=False, margin=0.7)
+        train_model(
+            m,
+            tr,
+            va,
+            epochs=1,
+            batch_size=20,
+            learning_rate=1e-3,
+            weight_decay=0,
+            patience=1,
+            seed=0,
+            progress=False,
+            margin=0.7,
+        )
     with pytest.raises(ValueError, match="bound_noise"):
-        train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0,
-                    progress=False, bound_noise=0.6)
+        train_model(
+            m,
+            tr,
+            va,
+            epochs=1,
+            batch_size=20,
+            learning_rate=1e-3,
+            weight_decay=0,
+            patience=1,
+            seed=0,
+            progress=False,
+            bound_noise=0.6,
+        )
     with pytest.raises(ValueError, match="margin_warmup"):
-        train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0,
-                    progress=False, margin_weight=0.2, margin_warmup=1.5)
-    hist = train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0,
-                       progress=False, margin_weight=0.2, bound_noise=0.1, margin_warmup=0.5)
+        train_model(
+            m,
+            tr,
+            va,
+            epochs=1,
+            batch_size=20,
+            learning_rate=1e-3,
+            weight_decay=0,
+            patience=1,
+            seed=0,
+            progress=False,
+            margin_weight=0.2,
+            margin_warmup=1.5,
+        )
+    hist = train_model(
+        m,
+        tr,
+        va,
+        epochs=1,
+        batch_size=20,
+        learning_rate=1e-3,
+        weight_decay=0,
+        patience=1,
+        seed=0,
+        progress=False,
+        margin_weight=0.2,
+        bound_noise=0.1,
+        margin_warmup=0.5,
+    )
     assert hist["margin_weight"] == 0.2 and hist["margin_warmup"] == 0.5 and m.fsq.bound_noise == 0.0
 
 
@@ -148,7 +206,18 @@ def test_margin_warmup_starts_from_plain_training():
     runs = []
     for kw in ({}, {"margin_weight": 5.0, "margin_warmup": 1.0}):
         m = _model(1).train()
-        train_model(m, tr, va, epochs=1, batch_size=20, learning_rate=1e-2, weight_decay=0, patience=1, seed=0,
-                    progress=False, **kw)
+        train_model(
+            m,
+            tr,
+            va,
+            epochs=1,
+            batch_size=20,
+            learning_rate=1e-2,
+            weight_decay=0,
+            patience=1,
+            seed=0,
+            progress=False,
+            **kw,
+        )
         runs.append(m.project.weight.detach().clone())
     assert torch.allclose(runs[0], runs[1])

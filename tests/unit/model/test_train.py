@@ -1,4 +1,5 @@
 """Training loop: learns a separable toy problem, is deterministic, stops early, restores the best."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,8 +10,17 @@ from workbench.model import FSQClassifier, ModelConfig, predict_logits, resolve_
 
 torch.set_num_threads(1)
 
-CFG = dict(in_channels=3, sites=2, window=16, num_classes=3, encoder_channels=[8], kernel_time=3,
-           fsq_levels=[8, 5, 5], head_hidden=16, dropout=0.1)
+CFG = dict(
+    in_channels=3,
+    sites=2,
+    window=16,
+    num_classes=3,
+    encoder_channels=[8],
+    kernel_time=3,
+    fsq_levels=[8, 5, 5],
+    head_hidden=16,
+    dropout=0.1,
+)
 FIT = dict(batch_size=32, learning_rate=1e-2, weight_decay=1e-4, seed=0, progress=False)
 
 
@@ -20,7 +30,7 @@ def _toy(n: int, seed: int, flip: bool = False) -> tuple[np.ndarray, np.ndarray]
     y = rng.integers(0, 3, n)
     X = rng.normal(0, 0.5, (n, 3, 2, 16)).astype(np.float32)
     X[np.arange(n), y] += 1.5
-    if flip:                 # validation labels that contradict the training rule
+    if flip:  # validation labels that contradict the training rule
         y = (y + 1) % 3
     return X, y.astype(np.int64)
 
@@ -41,7 +51,7 @@ def test_learns_a_separable_problem():
     for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"):
         assert len(hist[key]) == hist["epochs_run"]
     assert hist["backend"] == "torch-fp32" and hist["windows_per_s"] > 0 and hist["train_windows"] == 480
-    assert hist["lr"][0] != hist["lr"][-1]          # the schedule moves the learning rate
+    assert hist["lr"][0] != hist["lr"][-1]  # the schedule moves the learning rate
 
 
 def test_same_seed_gives_identical_weights_and_different_seed_does_not():
@@ -62,7 +72,7 @@ def test_early_stopping_restores_the_best_epoch():
     hist = train_model(m, _toy(480, 0), (Xv, yv), epochs=20, patience=3, **FIT)
     assert hist["epochs_run"] < 20 and hist["stop_reason"].startswith("early stop")
     assert hist["epochs_run"] == hist["best_epoch"] + 3
-    assert hist["val_acc"][-1] < hist["best_val_acc"]                   # the test means something
+    assert hist["val_acc"][-1] < hist["best_val_acc"]  # the test means something
     restored = float((predict_logits(m, Xv).argmax(1) == yv).mean())
     assert restored == pytest.approx(hist["best_val_acc"])
     assert hist["best_val_acc"] == max(hist["val_acc"])

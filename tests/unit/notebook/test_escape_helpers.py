@@ -1,4 +1,5 @@
 """Data-derived text in notebook output: escaped in Markdown and in pandas Styler tables."""
+
 from __future__ import annotations
 
 import pandas as pd
@@ -6,8 +7,15 @@ from nbconvert.filters import markdown2html
 
 from workbench.notebook import escape_markdown, styled
 
-NASTY = ["<script>alert(1)</script>", "<img src=x onerror=alert(2)>", "\"q\" & 'a'", "a_b*c", "[x](javascript:y)",
-         "# h", "&lt;"]
+NASTY = [
+    "<script>alert(1)</script>",
+    "<img src=x onerror=alert(2)>",
+    "\"q\" & 'a'",
+    "a_b*c",
+    "[x](javascript:y)",
+    "# h",
+    "&lt;",
+]
 
 
 def test_escape_markdown_renders_the_text_itself():
@@ -37,12 +45,14 @@ def test_styled_escapes_cells_index_columns_and_index_names():
 
 def test_names_are_drawn_as_text_not_tex():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     import workbench.notebook  # noqa: F401  (switches math text off, as in every notebook)
+
     fig, ax = plt.subplots()
-    ax.set_title(r"$\frac$")                   # malformed TeX: matplotlib's parser would raise
+    ax.set_title(r"$\frac$")  # malformed TeX: matplotlib's parser would raise
     ax.set_xticks([0])
     ax.set_xticklabels(["$^$"])
     fig.canvas.draw()

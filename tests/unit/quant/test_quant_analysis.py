@@ -1,4 +1,5 @@
 """Flip metrics, boundary margin, SQNR and codebook statistics on inputs with known answers."""
+
 import math
 
 import numpy as np
@@ -21,11 +22,11 @@ from workbench.quant.analysis import (
 
 
 def test_sqnr_known_signal_noise_pair():
-    x = np.full(100, 2.0)                  # ||x|| = 20
+    x = np.full(100, 2.0)  # ||x|| = 20
     noise = np.zeros(100)
-    noise[:4] = 1.0                        # ||e|| = 2  -> 20 log10(10) = 20 dB
+    noise[:4] = 1.0  # ||e|| = 2  -> 20 log10(10) = 20 dB
     assert sqnr_db(x, x + noise) == pytest.approx(20.0, abs=1e-12)
-    noise[:4] = 0.2                        # ||e|| = 0.4 -> 20 log10(50)
+    noise[:4] = 0.2  # ||e|| = 0.4 -> 20 log10(50)
     assert sqnr_db(x, x - noise) == pytest.approx(20 * math.log10(50), abs=1e-12)
     assert sqnr_db(x, x) == math.inf
 
@@ -53,7 +54,7 @@ def test_flip_rates_three_of_twenty():
     b = a.copy()
     b[0, 1] = 1
     b[0, 3] = -1
-    b[2, 4] = 2                            # 3 of 20 entries in 2 of 4 windows
+    b[2, 4] = 2  # 3 of 20 entries in 2 of 4 windows
     assert level_flip_rate(a, b) == pytest.approx(0.15)
     assert code_flip_rate(a, b) == pytest.approx(0.5)
     np.testing.assert_allclose(per_dim_flip_rate(a, b), [0, 0.25, 0, 0.25, 0.25])
@@ -72,7 +73,7 @@ def test_boundary_margin_values():
 def test_margin_histogram_counts_flips_per_bin():
     margin = np.array([0.01, 0.02, 0.03, 0.35, 0.45, 0.49])
     flipped = np.array([True, True, False, False, True, False])
-    h = margin_histogram(margin, flipped, bins=5)          # bins of width 0.1
+    h = margin_histogram(margin, flipped, bins=5)  # bins of width 0.1
     assert h["entries"].tolist() == [3, 0, 0, 1, 2]
     assert h["flipped"].tolist() == [2, 0, 0, 0, 1]
     assert h["flip_rate"].iloc[0] == pytest.approx(2 / 3) and np.isnan(h["flip_rate"].iloc[1])
@@ -82,6 +83,7 @@ def test_levels_to_indices_matches_the_model_fsq():
     import torch
 
     from workbench.model.fsq import FSQ
+
     levels = [8, 6, 5, 5, 4]
     fsq = FSQ(levels)
     all_lv = fsq.all_levels().numpy()
@@ -94,6 +96,7 @@ def test_levels_to_indices_matches_the_model_fsq():
 
 def test_codebook_stats_against_model_perplexity():
     from workbench.model.fsq import codebook_usage, perplexity
+
     idx = np.array([0, 0, 1, 1, 2, 2, 2, 2, 7])
     st = codebook_stats(idx, 16)
     assert st["unique_codes"] == 4 and st["usage"] == pytest.approx(4 / 16)
@@ -118,14 +121,14 @@ def test_compare_npu_outputs_known_flips():
     assert s["backend"] == "ort-int8-emulated" and s["reference_backend"] == "ort-fp32"
     assert s["sqnr_db"] == pytest.approx(sqnr_db(fp, q))
     assert rep.per_dim["level_flip_rate"].tolist() == [0.25, 0.25]
-    assert s["flipped_margin_max"] == pytest.approx(0.05, abs=1e-6)     # 0.45 and -1.48 -> margins 0.05, 0.02
+    assert s["flipped_margin_max"] == pytest.approx(0.05, abs=1e-6)  # 0.45 and -1.48 -> margins 0.05, 0.02
     assert rep.margin_hist["flipped"].sum() == 2
     assert {"accuracy_fp32", "accuracy_int8", "accuracy_change"} <= set(s)
 
 
 def test_select_eval_indices_defaults_to_validation_and_caps_within_the_split():
     split = np.array(["train"] * 5 + ["test"] * 10 + ["val"] * 3 + ["test"] * 4)
-    assert select_eval_indices(split).tolist() == [15, 16, 17]          # selection happens on validation
+    assert select_eval_indices(split).tolist() == [15, 16, 17]  # selection happens on validation
     all_test = select_eval_indices(split, split_name="test")
     assert all_test.tolist() == list(range(5, 15)) + list(range(18, 22))
     capped = select_eval_indices(split, cap=6, seed=1, split_name="test")
@@ -139,6 +142,7 @@ def test_select_eval_indices_defaults_to_validation_and_caps_within_the_split():
 def test_split_windows_normalises_one_split():
     from workbench.data import Normalizer
     from workbench.quant.analysis import split_windows
+
     X = np.arange(6 * 2 * 1 * 3, dtype=np.float32).reshape(6, 2, 1, 3)
     w = {"X": X, "y": np.arange(6), "split": np.array(["train", "val", "test", "val", "train", "test"])}
     norm = Normalizer(mean=np.full((2, 1, 1), 1.0, np.float32), std=np.full((2, 1, 1), 2.0, np.float32))

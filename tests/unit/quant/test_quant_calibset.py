@@ -1,4 +1,5 @@
 """Quantization calibration set builder: training split only, balance, NHWC layout, JSON, errors."""
+
 import json
 from collections import Counter
 
@@ -16,7 +17,7 @@ from workbench.quant.calibset import (
     select_indices,
 )
 
-C, S, T = 5, 3, 7                      # non-square so a swapped axis cannot pass
+C, S, T = 5, 3, 7  # non-square so a swapped axis cannot pass
 
 
 @pytest.fixture()
@@ -26,7 +27,7 @@ def data():
     ys, subs = [], []
     for s in range(10):
         for k in range(4):
-            n = 3 + (s * 7 + k * 3) % 5 + (6 if k == 0 else 0)   # class 0 over-represented
+            n = 3 + (s * 7 + k * 3) % 5 + (6 if k == 0 else 0)  # class 0 over-represented
             ys += [k] * n
             subs += [s] * n
     y, subject = np.array(ys), np.array(subs)
@@ -44,7 +45,7 @@ def test_only_training_windows_are_used(data, strategy, seed):
     idx = select_indices(data["y"], data["subject"], data["split"], strategy, n_train - 3, seed)
     assert set(data["split"][idx]) == {"train"}
     assert not set(data["subject"][idx]) & {6, 7, 8, 9}
-    assert len(np.unique(idx)) == len(idx)                        # no duplicates
+    assert len(np.unique(idx)) == len(idx)  # no duplicates
 
 
 def test_assert_train_only_names_the_leak(data):
@@ -78,8 +79,9 @@ def test_stratified_fills_up_when_a_class_runs_out(data):
 def test_too_large_size_names_available_count(data):
     n_train = int((data["split"] == "train").sum())
     with pytest.raises(CalibSetError, match=f"exceeds the {n_train} training windows"):
-        build_calibset(data["X"], data["y"], data["subject"], data["split"], data["mean"], data["std"],
-                       "stratified", n_train + 1)
+        build_calibset(
+            data["X"], data["y"], data["subject"], data["split"], data["mean"], data["std"], "stratified", n_train + 1
+        )
 
 
 def test_unknown_strategy_and_bad_normaliser(data):
@@ -92,8 +94,7 @@ def test_unknown_strategy_and_bad_normaliser(data):
 
 def test_nhwc_layout_dtype_and_normalisation_exact(data):
     d = data
-    cs = build_calibset(d["X"], d["y"], d["subject"], d["split"], d["mean"], d["std"], "random_windows", 10,
-                        seed=5)
+    cs = build_calibset(d["X"], d["y"], d["subject"], d["split"], d["mean"], d["std"], "random_windows", 10, seed=5)
     idx = np.array(cs.info["indices"])
     assert cs.x_nhwc.shape == (10, S, T, C) and cs.x_nhwc.dtype == np.float32
     n, s, t, c = 7, 2, 5, 4
@@ -105,8 +106,18 @@ def test_nhwc_layout_dtype_and_normalisation_exact(data):
 
 def test_json_contents_and_roundtrip(data, tmp_path):
     d = data
-    cs = build_calibset(d["X"], d["y"], d["subject"], d["split"], d["mean"], d["std"], "stratified", 16,
-                        seed=1, label_names=["a", "b", "c", "d"])
+    cs = build_calibset(
+        d["X"],
+        d["y"],
+        d["subject"],
+        d["split"],
+        d["mean"],
+        d["std"],
+        "stratified",
+        16,
+        seed=1,
+        label_names=["a", "b", "c", "d"],
+    )
     npy, js = save_calibset(cs, tmp_path / "calibset_nhwc.npy")
     assert js.name == "calibset_nhwc.json"
     info = json.loads(js.read_text())
@@ -123,8 +134,7 @@ def test_json_contents_and_roundtrip(data, tmp_path):
 
 def test_gaussian_noise_is_labelled_and_uses_no_windows(data):
     d = data
-    cs = build_calibset(d["X"], d["y"], d["subject"], d["split"], d["mean"], d["std"], "gaussian_noise", 500,
-                        seed=0)
+    cs = build_calibset(d["X"], d["y"], d["subject"], d["split"], d["mean"], d["std"], "gaussian_noise", 500, seed=0)
     assert cs.x_nhwc.shape == (500, S, T, C) and cs.x_nhwc.dtype == np.float32
     assert cs.info["indices"] is None and cs.info["class_counts"] is None
     assert "comparison only" in cs.info["note"] and "noise" in cs.info["source_split"]
@@ -142,10 +152,19 @@ def test_seed_reproducible_and_changes_selection(data):
 def test_load_windows_npz_needs_the_split(data, tmp_path):
     from workbench.data.windowset import WindowSet
     from workbench.quant.calibset import load_windows_npz
+
     d = data
-    ws = WindowSet(X=d["X"], y=d["y"], subject=d["subject"], label_names=list("abcd"),
-                   channel_names=[f"c{i}" for i in range(C)], site_names=[f"s{i}" for i in range(S)],
-                   sample_rate_hz=50.0, source="synthetic", provenance={"kind": "synthetic"})
+    ws = WindowSet(
+        X=d["X"],
+        y=d["y"],
+        subject=d["subject"],
+        label_names=list("abcd"),
+        channel_names=[f"c{i}" for i in range(C)],
+        site_names=[f"s{i}" for i in range(S)],
+        sample_rate_hz=50.0,
+        source="synthetic",
+        provenance={"kind": "synthetic"},
+    )
     ws.save(tmp_path / "w.npz", split=d["split"])
     w = load_windows_npz(tmp_path / "w.npz")
     assert np.array_equal(w["split"], d["split"]) and w["label_names"] == list("abcd")

@@ -1,4 +1,5 @@
 """Subject-level bootstrap (workbench.reliability.bootstrap)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,7 @@ from workbench.reliability.metrics import ReliabilityInputError
 
 
 def test_resamples_whole_subjects_not_windows():
-    subject = np.repeat([3, 5, 9, 20], [4, 7, 2, 5])   # unequal sizes
+    subject = np.repeat([3, 5, 9, 20], [4, 7, 2, 5])  # unequal sizes
     uniq, groups = B.subject_groups(subject)
     assert uniq.tolist() == [3, 5, 9, 20]
     rng = np.random.default_rng(0)

@@ -1,4 +1,5 @@
 """Split conformal prediction (workbench.reliability.conformal): exact quantile, coverage, variants."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -16,7 +17,7 @@ def test_rank_and_quantile_off_by_one_cases():
     s9 = rng.uniform(size=9)
     q, k, n = C.conformal_quantile(s9, 0.1)
     assert (k, n) == (9, 9) and q == s9.max()
-    assert q == np.quantile(s9, 0.9, method="higher")          # the idiom agrees here by coincidence
+    assert q == np.quantile(s9, 0.9, method="higher")  # the idiom agrees here by coincidence
     # n = 8: k = ceil(8.1) = 9 > n -> q = inf (every set is the full label set).
     s8 = rng.uniform(size=8)
     q, k, n = C.conformal_quantile(s8, 0.1)
@@ -29,15 +30,17 @@ def test_rank_and_quantile_off_by_one_cases():
     assert np.quantile(s11, 0.9, method="higher") == np.sort(s11)[9] < q
 
 
-@pytest.mark.parametrize("n,alpha,k", [(9, 0.1, 9), (8, 0.1, 9), (99, 0.1, 90), (19, 0.05, 19),
-                                       (1000, 0.1, 901), (0, 0.1, 1), (29, 0.3, 21)])
+@pytest.mark.parametrize(
+    "n,alpha,k", [(9, 0.1, 9), (8, 0.1, 9), (99, 0.1, 90), (19, 0.05, 19), (1000, 0.1, 901), (0, 0.1, 1), (29, 0.3, 21)]
+)
 def test_conformal_rank_exact(n, alpha, k):
     assert C.conformal_rank(n, alpha) == k
 
 
 def test_quantile_is_kth_smallest_with_ties():
-    s = np.array([0.3, 0.1, 0.1, 0.2, 0.9, 0.5, 0.5, 0.7, 0.2, 0.4, 0.6, 0.8, 0.05, 0.95, 0.35, 0.45, 0.55,
-                  0.65, 0.75, 0.85])
+    s = np.array(
+        [0.3, 0.1, 0.1, 0.2, 0.9, 0.5, 0.5, 0.7, 0.2, 0.4, 0.6, 0.8, 0.05, 0.95, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85]
+    )
     q, k, n = C.conformal_quantile(s, 0.2)  # k = ceil(21 * 0.8) = 17
     assert k == 17 and q == np.sort(s)[16]
 
@@ -121,8 +124,9 @@ def test_scores_and_sets_by_hand():
     assert pred.predict_sets(p).tolist() == [[True, True, False], [True, False, True]]
     pred_inf = C.ConformalPredictor("lac", 0.1, False, False, np.full(3, np.inf), 8, 9)
     assert pred_inf.predict_sets(p).all()
-    m = C.set_metrics(np.array([[True, True, False], [False, False, False]]), np.array([1, 2]),
-                      subject=np.array([7, 8]))
+    m = C.set_metrics(
+        np.array([[True, True, False], [False, False, False]]), np.array([1, 2]), subject=np.array([7, 8])
+    )
     assert m["coverage"] == 0.5 and m["set_size_histogram"] == [1, 0, 1, 0] and m["empty_set_rate"] == 0.5
     assert [s["coverage"] for s in m["per_subject"]] == [1.0, 0.0]
     with pytest.raises(ReliabilityInputError, match="3 classes"):
@@ -131,6 +135,7 @@ def test_scores_and_sets_by_hand():
 
 def test_coverage_interval_beta():
     from scipy import stats
+
     iv = C.coverage_interval(100, 0.1, n_test=500)
     k = 91
     assert iv["k"] == k and iv["mean"] == pytest.approx(k / 101)
@@ -163,7 +168,7 @@ def test_subject_level_quantile_matches_brute_force(n_subjects, delta):
     q, k, rows = C.subject_level_quantile(scores, subject, 0.1, delta)
     assert q == _brute_subject_threshold(scores, subject, 0.1, delta)
     assert len(rows) == n_subjects and k == C.conformal_rank(n_subjects, delta)
-    for r in rows:   # every calibration subject's own coverage at its own quantile is >= 1 - alpha
+    for r in rows:  # every calibration subject's own coverage at its own quantile is >= 1 - alpha
         own = scores[subject == r["subject"]]
         assert np.mean(own <= r["q"]) >= 0.9
 
@@ -175,12 +180,12 @@ def test_subject_level_guarantee_on_heterogeneous_subjects():
     k, alpha, delta = 6, 0.1, 0.2
     share_plain, share_subj = [], []
     for _ in range(300):
-        sharp = rng.lognormal(0.0, 0.6, size=9)       # 8 calibration subjects + 1 new one
+        sharp = rng.lognormal(0.0, 0.6, size=9)  # 8 calibration subjects + 1 new one
         subs = []
         for s in range(9):
             z = rng.normal(size=(60, k)) * 1.5
             y = (np.cumsum(softmax(z), 1) > rng.uniform(size=(60, 1))).argmax(1)
-            subs.append((softmax(z * sharp[s]), y))    # each subject mis-calibrated its own way
+            subs.append((softmax(z * sharp[s]), y))  # each subject mis-calibrated its own way
         p = np.concatenate([s[0] for s in subs[:8]])
         y = np.concatenate([s[1] for s in subs[:8]])
         sid = np.repeat(np.arange(8), 60)

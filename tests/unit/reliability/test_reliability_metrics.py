@@ -1,4 +1,5 @@
 """Probability-calibration metrics (workbench.reliability.metrics) against torchmetrics and by hand."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,12 +19,14 @@ def _random_probs(rng, n, k, scale=2.0):
 def test_ece_mce_match_torchmetrics(seed, n, k, norm):
     import torch
     from torchmetrics.functional.classification import multiclass_calibration_error
+
     # torchmetrics applies softmax only when some value lies outside [0, 1]; logits that happen to lie
     # in [0, 1] would be read as probabilities. We pass PROBABILITIES so both sides see the same input.
     rng = np.random.default_rng(seed)
     p, y = _random_probs(rng, n, k)
-    ref = float(multiclass_calibration_error(torch.from_numpy(p), torch.from_numpy(y), num_classes=k,
-                                             n_bins=15, norm=norm))
+    ref = float(
+        multiclass_calibration_error(torch.from_numpy(p), torch.from_numpy(y), num_classes=k, n_bins=15, norm=norm)
+    )
     fn = M.expected_calibration_error if norm == "l1" else M.maximum_calibration_error
     ours = fn(p, y, n_bins=15)
     assert ours.value == pytest.approx(ref, abs=1e-6)  # torchmetrics bins in float32
@@ -35,6 +38,7 @@ def test_ece_mce_match_torchmetrics(seed, n, k, norm):
 def test_torchmetrics_logits_quirk_is_why_we_pass_probabilities():
     import torch
     from torchmetrics.functional.classification import multiclass_calibration_error
+
     # Logits that all lie in [0, 1] are NOT softmaxed by torchmetrics: it would report the ECE of
     # the raw numbers. Our functions refuse logits outside [0, 1] and rows that do not sum to 1.
     rng = np.random.default_rng(0)
@@ -53,7 +57,7 @@ def test_ece_by_hand_and_bin_edges():
     # 4 windows, 2 classes, 5 bins ((0,.2],(.2,.4],...): confidences .6 (bin 2), .8 (bin 3, edge:
     # Guo's bins are right-closed), .9 and 1.0 (bin 4).
     p = np.array([[0.6, 0.4], [0.2, 0.8], [0.9, 0.1], [0.0, 1.0]])
-    y = np.array([0, 0, 0, 1])   # correct, wrong, correct, correct
+    y = np.array([0, 0, 0, 1])  # correct, wrong, correct, correct
     r = M.expected_calibration_error(p, y, n_bins=5)
     assert r.bins.count.tolist() == [0, 0, 1, 1, 2]
     expected = (1 * abs(1 - 0.6) + 1 * abs(0 - 0.8) + 2 * abs(1 - 0.95)) / 4
@@ -78,12 +82,18 @@ def test_equal_mass_bins_are_balanced_and_differ_from_equal_width():
 def test_classwise_ece_matches_per_class_binary_torchmetrics():
     import torch
     from torchmetrics.functional.classification import binary_calibration_error
+
     rng = np.random.default_rng(5)
     p, y = _random_probs(rng, 400, 3)
     ours = M.classwise_ece(p, y, n_bins=15)
-    ref = [float(binary_calibration_error(torch.from_numpy(np.ascontiguousarray(p[:, c])),
-                                          torch.from_numpy((y == c).astype(np.int64)),
-                                          n_bins=15)) for c in range(3)]
+    ref = [
+        float(
+            binary_calibration_error(
+                torch.from_numpy(np.ascontiguousarray(p[:, c])), torch.from_numpy((y == c).astype(np.int64)), n_bins=15
+            )
+        )
+        for c in range(3)
+    ]
     assert ours.extra["per_class"] == pytest.approx(ref, abs=1e-9)
     assert ours.value == pytest.approx(np.mean(ref), abs=1e-9)
 
@@ -112,6 +122,7 @@ def test_debiased_l2_matches_torchmetrics_debias_formula_on_equal_width():
 
     # torchmetrics' private _ce_compute(debias=True) implements the same Kumar et al. estimator.
     from torchmetrics.functional.classification.calibration_error import _ce_compute
+
     rng = np.random.default_rng(7)
     p, y = _random_probs(rng, 600, 4)
     conf, correct, _ = M.top_label(p, y)
@@ -126,7 +137,7 @@ def test_nll_and_brier_by_hand():
     p = np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]])
     y = np.array([0, 1])
     assert M.nll(p, y).value == pytest.approx(-(np.log(0.7) + np.log(0.1)) / 2)
-    b = ((0.3 ** 2 + 0.2 ** 2 + 0.1 ** 2) + (0.1 ** 2 + 0.9 ** 2 + 0.8 ** 2)) / 2
+    b = ((0.3**2 + 0.2**2 + 0.1**2) + (0.1**2 + 0.9**2 + 0.8**2)) / 2
     assert M.brier(p, y).value == pytest.approx(b)
     z = np.log(p)
     assert M.nll_from_logits(z, y) == pytest.approx(M.nll(p, y).value)
@@ -141,13 +152,16 @@ def test_softmax_temperature_and_saturation():
         M.softmax(z2, 0.0)
 
 
-@pytest.mark.parametrize("bad,msg", [
-    (dict(probs=np.full((3,), 0.5)), "2-D"),
-    (dict(labels=np.array([0, 1])), r"shape \(3,\)"),
-    (dict(labels=np.array([0, 1, 3])), r"0\.\.2"),
-    (dict(labels=np.array([0.5, 1, 2])), "integer"),
-    (dict(probs=np.array([[np.nan, .5, .5]] * 3)), "NaN"),
-])
+@pytest.mark.parametrize(
+    "bad,msg",
+    [
+        (dict(probs=np.full((3,), 0.5)), "2-D"),
+        (dict(labels=np.array([0, 1])), r"shape \(3,\)"),
+        (dict(labels=np.array([0, 1, 3])), r"0\.\.2"),
+        (dict(labels=np.array([0.5, 1, 2])), "integer"),
+        (dict(probs=np.array([[np.nan, 0.5, 0.5]] * 3)), "NaN"),
+    ],
+)
 def test_bad_input_raises_clear_error(bad, msg):
     kwargs = dict(probs=np.full((3, 3), 1 / 3), labels=np.array([0, 1, 2]))
     kwargs.update(bad)
@@ -165,6 +179,7 @@ def test_bad_bins():
 
 def test_all_metrics_keys_and_json():
     import json
+
     rng = np.random.default_rng(0)
     p, y = _random_probs(rng, 120, 6)
     res = M.all_metrics(p, y, n_bins=15)

@@ -1,4 +1,5 @@
 """Vector / matrix scaling and their selection by leaving subjects out (workbench.reliability.scaling)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,14 @@ def test_matrix_scaling_without_penalty_matches_torch_multinomial_regression():
     with torch.no_grad():
         lin.weight.copy_(torch.eye(4, dtype=torch.float64))
         lin.bias.zero_()
-    opt = torch.optim.LBFGS(lin.parameters(), lr=1, max_iter=500, tolerance_grad=1e-10,
-                            tolerance_change=1e-14, line_search_fn="strong_wolfe")
+    opt = torch.optim.LBFGS(
+        lin.parameters(),
+        lr=1,
+        max_iter=500,
+        tolerance_grad=1e-10,
+        tolerance_change=1e-14,
+        line_search_fn="strong_wolfe",
+    )
     tz, ty = torch.tensor(z), torch.tensor(y)
 
     def closure():
@@ -76,7 +83,7 @@ def test_penalty_shrinks_toward_identity_and_handles_separable_data():
     rng = np.random.default_rng(3)
     y = rng.integers(0, 3, 300)
     z = rng.uniform(-1, 1, size=(300, 3))
-    z[np.arange(300), y] += 5                      # separable: unpenalised scaling would diverge
+    z[np.arange(300), y] += 5  # separable: unpenalised scaling would diverge
     strong = S.fit_calibrator(z, y, "vector", lam=10.0)
     weak = S.fit_calibrator(z, y, "vector", lam=1e-3)
     assert np.all(np.isfinite(weak.weight)) and weak.converged
@@ -87,7 +94,7 @@ def test_penalty_shrinks_toward_identity_and_handles_separable_data():
 
 def test_selection_uses_held_out_subjects_only_and_can_choose_identity():
     rng = np.random.default_rng(4)
-    z, y = _data(rng, 2400, 4)                     # already calibrated: nothing should beat identity much
+    z, y = _data(rng, 2400, 4)  # already calibrated: nothing should beat identity much
     subject = np.repeat(np.arange(6), 400)
     sel = S.select_calibrator(z, y, subject, backend="ort-int8-emulated")
     names = [c["name"] for c in sel.candidates]
@@ -103,7 +110,7 @@ def test_selection_uses_held_out_subjects_only_and_can_choose_identity():
 
 def test_selection_finds_miscalibration_shared_by_subjects():
     rng = np.random.default_rng(5)
-    z, y = _data(rng, 3000, 4, w=np.array([0.4, 0.4, 1.5, 1.0]))   # class-dependent mis-scaling
+    z, y = _data(rng, 3000, 4, w=np.array([0.4, 0.4, 1.5, 1.0]))  # class-dependent mis-scaling
     subject = np.repeat(np.arange(5), 600)
     sel = S.select_calibrator(z, y, subject, criterion="ece")
     ident = next(c for c in sel.candidates if c["kind"] == "identity")

@@ -1,5 +1,6 @@
 """Stage 08's sources: logits of every backend must cover the same windows before they are compared
 (notebook hygiene is tested once, in tests/notebooks/test_notebooks.py)."""
+
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,5 @@
 """Temperature scaling (workbench.reliability.temperature)."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -31,7 +32,7 @@ def test_recovers_known_temperature(t_true):
 
 def test_scaling_reduces_ece_on_miscalibrated_logits_and_keeps_accuracy():
     rng = np.random.default_rng(1)
-    z, y = _simulate(rng, 4000, 5, 2.0)   # model logits are twice too sharp
+    z, y = _simulate(rng, 4000, 5, 2.0)  # model logits are twice too sharp
     fit = T.fit_temperature(z[:2000], y[:2000])
     before = expected_calibration_error(softmax(z[2000:]), y[2000:]).value
     after = expected_calibration_error(T.apply_temperature(z[2000:], fit.temperature), y[2000:]).value
@@ -78,7 +79,7 @@ def test_leave_subjects_out_cv():
 # ------------------------------------------------------------------------------------------------
 def _separable(rng, n=400, k=4, margin=30.0):
     y = rng.integers(0, k, n)
-    z = rng.uniform(-1, 1, size=(n, k)) * min(1.0, margin / 4)   # noise below the margin: all correct
+    z = rng.uniform(-1, 1, size=(n, k)) * min(1.0, margin / 4)  # noise below the margin: all correct
     z[np.arange(n), y] += margin
     return z, y
 
@@ -92,7 +93,7 @@ def _nll_brute(z, y, t):
     return total / len(y)
 
 
-@pytest.mark.parametrize("margin", [30.0, 0.5])   # huge margins (NLL underflows to 0) and small ones
+@pytest.mark.parametrize("margin", [30.0, 0.5])  # huge margins (NLL underflows to 0) and small ones
 def test_perfectly_separated_logits_are_reported_not_identifiable(margin):
     rng = np.random.default_rng(7)
     z, y = _separable(rng, margin=margin)
@@ -111,10 +112,10 @@ def test_single_class_present():
     rng = np.random.default_rng(8)
     z = rng.normal(size=(300, 3))
     y = np.zeros(300, dtype=int)
-    z[:, 0] += 6.0                          # every window says class 0: separable, one class only
+    z[:, 0] += 6.0  # every window says class 0: separable, one class only
     fit = T.fit_temperature(z, y)
     assert not fit.identifiable and fit.temperature == 1.0
-    z[:, 0] -= 5.0                          # now some windows are wrong: T is identifiable again
+    z[:, 0] -= 5.0  # now some windows are wrong: T is identifiable again
     assert not (z.argmax(1) == 0).all()
     fit2 = T.fit_temperature(z, y)
     assert fit2.identifiable and 0.05 < fit2.temperature < 20
@@ -128,7 +129,7 @@ def test_uninformative_logits_are_reported_not_identifiable():
     rng = np.random.default_rng(9)
     y = rng.integers(0, 3, 300)
     z = rng.normal(size=(300, 3))
-    z[np.arange(300), y] -= 2.0             # the true class is systematically the LOWEST logit
+    z[np.arange(300), y] -= 2.0  # the true class is systematically the LOWEST logit
     fit = T.fit_temperature(z, y)
     assert not fit.identifiable and fit.temperature == 1.0 and "infinity" in fit.reason
 

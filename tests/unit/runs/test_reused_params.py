@@ -1,5 +1,6 @@
 """`--from NN --parent R` refuses parameters that the reused stages used with other values, and only those:
 stage 01 reads quant_calib_size and cut for quantization-aware fine-tuning alone."""
+
 import json
 
 from workbench.config import Params
@@ -27,6 +28,7 @@ def test_calibration_size_is_refused_when_the_parent_fine_tuned_with_it(tmp_path
 
 def test_architecture_and_cut_changes_are_refused(tmp_path):
     parent = _parent(tmp_path)
-    diffs = reused_param_differences(Params(fsq_levels=[8, 5], cut="after_projection"), parent,
-                                     ["01", "02", "03", "04"])
-    assert set(diffs) == {"fsq_levels", "cut"}       # cut through stage 04, which always uses it
+    diffs = reused_param_differences(
+        Params(fsq_levels=[8, 5], cut="after_projection"), parent, ["01", "02", "03", "04"]
+    )
+    assert set(diffs) == {"fsq_levels", "cut"}  # cut through stage 04, which always uses it

@@ -1,4 +1,5 @@
 """Files named by parameters that other domains own are checked before a run directory exists."""
+
 from __future__ import annotations
 
 import pytest
@@ -18,10 +19,10 @@ def test_hef_path_missing_or_not_a_hef(tmp_path):
     real_magic = tmp_path / "ok.hef"
     real_magic.write_bytes(bytes.fromhex("01484546") + b"\0" * 60)
     notes = preflight(load_params([], {"hef_path": str(real_magic), "quant_calib_size": 64})).notes
-    assert any("hailo8-device cannot run it" in n for n in notes)   # HailoRT is not installed here
+    assert any("hailo8-device cannot run it" in n for n in notes)  # HailoRT is not installed here
 
 
 def test_reused_stage_01_keeps_the_parents_sample_rate():
-    child = load_params([], {"quant_calib_size": 64})          # sample_rate_hz unset
+    child = load_params([], {"quant_calib_size": 64})  # sample_rate_hz unset
     checked = preflight(child, ["05", "06"], parent_params={"sample_rate_hz": 100.0})
     assert checked.params.sample_rate_hz == 100.0
