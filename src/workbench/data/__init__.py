@@ -22,19 +22,7 @@ _WHERE = {
     "windowset": ("DataError", "WindowSet"),
 }
 
-__all__ = [
-    "DataError",
-    "WindowSet",
-    "Normalizer",
-    "Splits",
-    "split_by_subject",
-    "make_synthetic",
-    "load_hapt",
-    "load_uci_har",
-    "load_npz",
-    "load_dataset",
-    "check_dataset",
-]
+__all__ = [name for names in _WHERE.values() for name in names]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)

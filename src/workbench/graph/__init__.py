@@ -37,39 +37,7 @@ _WHERE = {
     "split": ("CUT_KINDS", "SplitError", "find_cut", "host_onnx_outputs", "prove_recomposition", "split_model"),
 }
 
-__all__ = [
-    "BACKEND_ORT",
-    "BACKEND_TORCH",
-    "INPUT_NAME",
-    "OUTPUT_NAME",
-    "ExportError",
-    "ParityError",
-    "check_and_infer",
-    "check_parity",
-    "export_onnx",
-    "heldout_windows",
-    "ort_session",
-    "simplify_onnx",
-    "verify_inference_graph",
-    "HostError",
-    "HostPostprocessor",
-    "compare_with_host_onnx",
-    "ulp_distance",
-    "levels_to_indices",
-    "compat_summary",
-    "hailo_compatibility",
-    "load_hailo_ops",
-    "macs_per_layer",
-    "node_table",
-    "op_histogram",
-    "parameter_count",
-    "CUT_KINDS",
-    "SplitError",
-    "find_cut",
-    "host_onnx_outputs",
-    "prove_recomposition",
-    "split_model",
-]
+__all__ = [name for names in _WHERE.values() for name in names]
 
 
 __getattr__, __dir__ = lazy_exports(__name__, _WHERE)
