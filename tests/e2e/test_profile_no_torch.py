@@ -73,7 +73,8 @@ def probe_env(tmp_path_factory) -> dict:
 
 def _cli_run(env: dict, outputs: Path, *args: str) -> Path:
     """`workbench run ...` in a fresh interpreter; returns the new run directory. The interpreter also
-    reports whether the pipeline process itself imported torch."""
+    reports whether the pipeline process itself imported torch. Every call names a parent, whose
+    params.yaml the run starts from (the parent may have skipped stage-05 passes that 06-08 do not read)."""
     code = (
         "import sys\nfrom workbench.cli import main\nrc = main(sys.argv[1:])\n"
         f"print('PIPELINE', '{MARK}', 'torch' in sys.modules)\nsys.exit(rc)"
@@ -85,8 +86,6 @@ def _cli_run(env: dict, outputs: Path, *args: str) -> Path:
             "-c",
             code,
             "run",
-            "-f",
-            str(ROOT / "params" / "smoke.yaml"),
             "--outputs",
             str(outputs),
             "--no-progress",
