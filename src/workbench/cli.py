@@ -45,7 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--to", dest="to_stage", default=None, metavar="NN", help="last stage (default: the last, 09)")
     r.add_argument("--parent", metavar="RUN", help="run whose earlier-stage artifacts are reused")
     r.add_argument("--outputs", metavar="DIR", help="where run directories go (default outputs/)")
-    r.add_argument("--no-progress", action="store_true", help="no per-cell progress bars")
+    r.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no per-cell progress (by default a live bar on a terminal, a line every few seconds elsewhere)",
+    )
     r.add_argument(
         "--dry-run", action="store_true", help="print the resolved parameters and the stage plan, run nothing"
     )
@@ -198,6 +202,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 def _cmd_run(args, root: Optional[Path]) -> int:
     from workbench.runs.pipeline import run_pipeline
+    from workbench.runs.progress import progress_mode
 
     files = args.file or [_default_params_file(args.parent, root)]
     params = load_params(files, _parse_p(args.param))
@@ -213,7 +218,7 @@ def _cmd_run(args, root: Optional[Path]) -> int:
         to_stage=to_stage,
         parent=args.parent,
         root=root,
-        progress=not args.no_progress and sys.stderr.isatty(),
+        progress=progress_mode(args.no_progress, sys.stderr),
     )
     from workbench.runs.plan import closing_table
 

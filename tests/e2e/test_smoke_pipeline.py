@@ -93,7 +93,9 @@ def test_index_page(smoke_run):
         assert f"{name}.html" in index and f"{name}.results.html" in index
 
 
-def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capsys):
+def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capfd):
+    """Also the terminal of a run whose output is not a TTY (here captured, as in a log file): whole
+    progress lines per stage, no carriage-return fragments, no kernel TCP warning."""
     root = smoke_run.path.parent
     before = set(root.iterdir())  # the shared smoke run has other children made by other tests
     code = main(
@@ -110,10 +112,16 @@ def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capsys):
             "05",
             "--parent",
             smoke_run.run_id,
-            "--no-progress",
         ]
     )
     assert code == 0
+    terminal = capfd.readouterr()
+    progress = [ln for ln in terminal.err.splitlines() if ln.startswith("[0")]
+    assert {ln.split()[0] for ln in progress} == {"[05]", "[06]", "[07]", "[08]", "[09]"}, terminal.err[-2000:]
+    assert all("cell" in ln for ln in progress), progress
+    assert any("100%" in ln for ln in progress if ln.startswith("[05]")), progress
+    assert "\r" not in terminal.err and "\x1b[" not in terminal.err
+    assert "without encryption" not in terminal.err + terminal.out
     (new,) = set(root.iterdir()) - before
     child = Run(new)
     assert child.manifest().get("parent") == smoke_run.run_id
@@ -121,7 +129,7 @@ def test_rerun_from_stage_05_and_compare(smoke_run, tmp_path, capsys):
     assert man["reused_from_parent"] == [STAGE_NAMES[s] for s in ("01", "02", "03", "04")]
     assert json.loads(child.artifact("calibset_info").read_text())["strategy"] == "random_windows"
     assert main(["compare", "--outputs", str(root), smoke_run.run_id, child.run_id]) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     cmp_dir = Path(out.strip().split("comparison written: ")[1]).parent
     assert "quant_calib_strategy" in (cmp_dir / "params_diff.csv").read_text()
     assert (cmp_dir / "compare_runs.html").exists()

@@ -36,6 +36,9 @@ def confusion(
         ax=ax,
         annot_kws={"fontsize": 7},
     )
+    # long class names (HAPT's WALKING_DOWNSTAIRS, STAND_TO_SIT, ...) must not run into each other
+    ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=8)
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
     fig.tight_layout()
     return fig

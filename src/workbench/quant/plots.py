@@ -69,17 +69,20 @@ def sensitivity_bars(sens: pd.DataFrame) -> plt.Figure:
 def plot_comparison(df: pd.DataFrame, metric: str = "code_flip_rate") -> plt.Figure:
     """Grouped bars: ``metric`` per calibration configuration, one panel per cut, bars per output bits."""
     cuts = list(dict.fromkeys(df.cut))
-    fig, axes = plt.subplots(1, len(cuts), figsize=(6 * len(cuts), 4), squeeze=False, sharey=True)
+    n_configs = max(int(df[df.cut == c][["strategy", "calib_size"]].drop_duplicates().shape[0]) for c in cuts)
+    panel_w = max(6.0, 0.55 * n_configs + 2)  # room for every "strategy / size" label side by side
+    fig, axes = plt.subplots(1, len(cuts), figsize=(panel_w * len(cuts), 4.4), squeeze=False, sharey=True)
     for ax, cut in zip(axes[0], cuts):
         sub = df[df.cut == cut].copy()
-        sub["config"] = sub.strategy + "\n" + sub.calib_size.astype(str)
+        sub["config"] = sub.strategy + " / " + sub.calib_size.astype(str)
         piv = sub.pivot_table(index="config", columns="output_bits", values=metric, sort=False)
         xs = np.arange(len(piv))
         width = 0.8 / max(len(piv.columns), 1)
         for i, bits in enumerate(piv.columns):
             ax.bar(xs + i * width, piv[bits].values, width, label=f"{bits}-bit output")
         ax.set_xticks(xs + width * (len(piv.columns) - 1) / 2)
-        ax.set_xticklabels(piv.index, fontsize=8)
+        ax.set_xticklabels(piv.index, fontsize=8, rotation=40, ha="right", rotation_mode="anchor")
+        ax.set_xlabel("strategy / calibration windows")
         ax.set_title(f"cut = {cut}")
         ax.set_ylabel(f"{metric} (ort-int8-emulated vs ort-fp32)")
         ax.legend()

@@ -127,6 +127,11 @@ def run_labels(runs: Sequence[Run], diff: pd.DataFrame) -> list[str]:
     return labels if len(set(labels)) == len(labels) else [r.run_id for r in runs]
 
 
+def run_names(runs: Sequence[Run], diff: pd.DataFrame) -> dict[str, str]:
+    """``run_labels`` keyed by run id, for renaming columns and legends."""
+    return dict(zip([r.run_id for r in runs], run_labels(runs, diff)))
+
+
 def _show(v) -> str:
     return v if isinstance(v, str) else json.dumps(v)
 
@@ -314,12 +319,15 @@ def accuracy_bars(table: pd.DataFrame):
 
     if table.empty or "accuracy" not in table.index.get_level_values("metric"):
         return None
-    acc = table.xs("accuracy", level="metric").droplevel("stage").T
-    fig, ax = plt.subplots(figsize=(9, 3.5))
-    acc.plot.bar(ax=ax, rot=0)
-    ax.set_ylabel("test accuracy")
+    acc = table.xs("accuracy", level="metric").droplevel("stage").T  # rows: runs, columns: backends
+    # horizontal bars: runs are named by their differing settings, which are long
+    fig, ax = plt.subplots(figsize=(9, 1.2 + 0.3 * acc.size))
+    acc.plot.barh(ax=ax)
+    ax.invert_yaxis()  # first run on top, as in the tables
+    ax.set_xlabel("test accuracy")
     ax.set_title("test accuracy per run and backend (stage 07)")
-    ax.set_ylim(max(0.0, float(np.nanmin(acc.values)) - 0.1), 1.0)
+    ax.set_xlim(max(0.0, float(np.nanmin(acc.values)) - 0.1), 1.0)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
 
@@ -350,8 +358,9 @@ def quant_flip_bars(pivot: pd.DataFrame):
     return fig
 
 
-def reliability_overlay(curves: pd.DataFrame):
-    """Reliability curves of every run, one panel per backend, before (solid) and after (dashed) T."""
+def reliability_overlay(curves: pd.DataFrame, names: Optional[dict[str, str]] = None):
+    """Reliability curves of every run, one panel per backend, before (solid) and after (dashed) T. Each
+    run is named by ``names`` (run id -> label, from ``run_names``), else by its whole id."""
     import matplotlib.pyplot as plt
 
     backends = sorted(curves["backend"].unique())
@@ -365,7 +374,7 @@ def reliability_overlay(curves: pd.DataFrame):
                 marker="o",
                 ms=3,
                 ls="--" if when == "after" else "-",
-                label=f"{run[-12:]} {when}",
+                label=f"{(names or {}).get(run, run)} {when}",
             )
         ax.set_title(b)
         ax.set_xlabel("confidence")

@@ -18,10 +18,11 @@ import threading
 import time
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from workbench.config import Params, dump_params
 from workbench.errors import RunError, RunInterrupted, StageFailed
+from workbench.runs.progress import ProgressMode, papermill_progress
 from workbench.runs.store import (
     STAGE_NAMES,
     STAGES,
@@ -178,10 +179,11 @@ def run_pipeline(
     parent: Optional[str] = None,
     root: Optional[Path] = None,
     notebooks_dir: Path = NOTEBOOK_DIR,
-    progress: bool = True,
+    progress: Union[ProgressMode, bool] = True,
     log=print,
 ) -> Run:
-    """Run stages [from_stage, to_stage] into a new run directory and return it."""
+    """Run stages [from_stage, to_stage] into a new run directory and return it. ``progress``: ``bar``
+    (or True) a live per-cell bar, ``lines`` a line at most every few seconds (for logs), ``off``/False."""
     stages = select_stages(from_stage, to_stage)
     earlier = [n for n, _ in STAGES][: [n for n, _ in STAGES].index(stages[0])]
     notebooks = {s: notebook_for(s, notebooks_dir) for s in stages}  # fail before creating anything
@@ -337,7 +339,9 @@ def _safe_index(run: Run, log) -> None:
         log(f"warning: could not write the HTML index: {exc}")
 
 
-def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, progress: bool, log) -> None:
+def _run_stage(
+    run: Run, s: str, nb_path: Path, params: Params, manifest: dict, progress: Union[ProgressMode, bool], log
+) -> None:
     import papermill as pm
 
     from workbench.runs.kernel import kernel_options
@@ -359,7 +363,7 @@ def _run_stage(run: Run, s: str, nb_path: Path, params: Params, manifest: dict, 
             parameters=injected,
             kernel_name=KERNEL_NAME,
             cwd=str(nb_path.parent),
-            progress_bar=progress,
+            progress_bar=papermill_progress(progress, f"[{s}] {name}", sys.stderr),
             log_output=False,
             **kernel_options(),
         )
