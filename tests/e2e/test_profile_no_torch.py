@@ -156,3 +156,36 @@ def test_from_07_on_the_copied_run_without_torch(from_06, probe_env, tmp_path_fa
     assert json.loads((run07 / "manifest.json").read_text())["status"] == "succeeded"
     assert _probe_results(run07) == {"07_evaluate_on_device": "False", "08_reliability": "False", "09_deploy": "False"}
     _check_07(run07)
+
+
+def test_the_bundle_serves_stage07_answers_without_torch(from_06, probe_env):
+    """The Pi's last step in this environment: `workbench serve` on stage 09's bundle (CPU INT8 path, as
+    on a Pi without a Hailo-8) answers /infer with stage 07's ort-int8-emulated levels. The DFC profile
+    does not install the service, and says so by skipping."""
+    pytest.importorskip("fastapi", reason="the service is not installed here: make install-pi installs it")
+    import io
+    import urllib.request
+
+    import numpy as np
+
+    from support.serving import Served
+    from workbench.data.windowset import WindowSet
+    from workbench.runs import Run
+
+    run = Run(from_06)
+    with np.load(run.artifact("predictions_ort-int8-emulated"), allow_pickle=False) as z:
+        index, levels = z["index"][:32], z["levels"][:32]
+    ws, _ = WindowSet.load(run.artifact("windows"))
+    body = io.BytesIO()
+    np.save(body, ws.X[index], allow_pickle=False)
+    server = Served(run.artifact("deploy_manifest").parent, "--backend", "ort-int8", env=probe_env).wait_ready()
+    try:
+        req = urllib.request.Request(
+            server.url + "/infer", data=body.getvalue(), headers={"content-type": "application/octet-stream"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            got = json.loads(resp.read())
+    finally:
+        server.stop()
+    assert got["backend"] == "ort-int8-emulated" and got["run_id"] == from_06.name
+    assert np.array_equal(np.array([p["fsq_levels"] for p in got["predictions"]], dtype=np.float32), levels)

@@ -89,7 +89,7 @@ def compare_with_stage07(bundle: Bundle, windows_npz: Path, predictions: dict[st
 def example_response(bundle: Bundle, windows_npz: Path, n: int = 2) -> dict[str, Any]:
     """What POST /infer answers for the first ``n`` windows (CPU backend chosen like ``auto`` would)."""
     from workbench.data.windowset import WindowSet
-    from workbench.deploy.service import prediction_body
+    from workbench.deploy.predictor import prediction_body
 
     ws, _ = WindowSet.load(windows_npz)
     predictor = Predictor(bundle, "auto")

@@ -292,3 +292,38 @@ def _as_array(obj: Any, expected: str) -> np.ndarray:
     if x.dtype == object:
         raise InputError("shape", f"'windows' is ragged or mixes types; expected {expected}")
     return x
+
+
+def prediction_body(pred: Prediction, predictor: Predictor) -> dict[str, Any]:
+    """The /infer response: shared facts once, then one object per window."""
+    labels = predictor.label_names
+    cls = pred.class_index.tolist()
+    probs = pred.probabilities.tolist()
+    levels = pred.levels.astype(np.int64).tolist()
+    codes = pred.code_index.tolist()
+    logits = pred.logits.tolist()
+    if pred.sets is not None:
+        sets: list[Optional[list[str]]] = [[lab for lab, m in zip(labels, row) if m] for row in pred.sets.tolist()]
+    else:
+        sets = [None] * len(cls)
+    conformal = predictor.conformal_info
+    return {
+        "backend": pred.backend,
+        "run_id": predictor.bundle.run_id,
+        "n": len(cls),
+        "labels": labels,
+        "temperature": predictor.temperature,
+        "conformal": conformal,
+        "predictions": [
+            {
+                "label": labels[c],
+                "class_index": c,
+                "probabilities": p,
+                "fsq_levels": lv,
+                "code_index": k,
+                "conformal_set": s,
+                "logits": z,
+            }
+            for c, p, lv, k, s, z in zip(cls, probs, levels, codes, sets, logits)
+        ],
+    }

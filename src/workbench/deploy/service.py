@@ -26,7 +26,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from workbench.deploy.metrics import CONTENT_TYPE_LATEST, ServiceMetrics
-from workbench.deploy.predictor import Prediction, Predictor
+from workbench.deploy.predictor import Predictor, prediction_body
 from workbench.errors import InferenceInputError as InputError
 
 JSON_TYPES = ("application/json",)
@@ -43,41 +43,6 @@ def _json(obj: Any, status: int = 200) -> Response:
     return Response(
         orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY), status_code=status, media_type="application/json"
     )
-
-
-def prediction_body(pred: Prediction, predictor: Predictor) -> dict[str, Any]:
-    """The /infer response: shared facts once, then one object per window."""
-    labels = predictor.label_names
-    cls = pred.class_index.tolist()
-    probs = pred.probabilities.tolist()
-    levels = pred.levels.astype(np.int64).tolist()
-    codes = pred.code_index.tolist()
-    logits = pred.logits.tolist()
-    if pred.sets is not None:
-        sets: list[Optional[list[str]]] = [[lab for lab, m in zip(labels, row) if m] for row in pred.sets.tolist()]
-    else:
-        sets = [None] * len(cls)
-    conformal = predictor.conformal_info
-    return {
-        "backend": pred.backend,
-        "run_id": predictor.bundle.run_id,
-        "n": len(cls),
-        "labels": labels,
-        "temperature": predictor.temperature,
-        "conformal": conformal,
-        "predictions": [
-            {
-                "label": labels[c],
-                "class_index": c,
-                "probabilities": p,
-                "fsq_levels": lv,
-                "code_index": k,
-                "conformal_set": s,
-                "logits": z,
-            }
-            for c, p, lv, k, s, z in zip(cls, probs, levels, codes, sets, logits)
-        ],
-    }
 
 
 class InferHandler:
