@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 PARAMS ?= params/default.yaml
 ARGS   ?=
+TEST_WORKERS ?= 2
 # JupyterLab is installed on first `make lab` (not every test machine needs it); same pin as environment.yml.
 JUPYTERLAB := jupyterlab==4.6.6
 # Containers usually run as root, where Jupyter refuses to start without --allow-root.
@@ -27,8 +28,9 @@ run: $(STAMP)
 smoke: $(STAMP)
 	$(PY) -m workbench run -f params/smoke.yaml $(ARGS)
 
+# On TEST_WORKERS processes (pytest-xdist); tests that read the shared smoke run stay on one of them.
 test: $(STAMP)
-	$(PY) -m pytest $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(ARGS)
 
 # Everything not marked slow (no papermill pipeline runs): under a minute here.
 test-fast: $(STAMP)

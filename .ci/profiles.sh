@@ -25,11 +25,13 @@ rm -rf "$OUT"
 mkdir -p "$OUT"
 t0=$SECONDS
 
-echo "== parent run: stages 01-05 in the default environment (torch)"
+# The parent run and the two installs are independent, and so are the two test sessions: each pair runs
+# side by side (two cores here), with its output kept in a log that is printed whole afterwards.
+echo "== parent run: stages 01-05 in the default environment (torch), in the background"
 # (the quantization comparison and sensitivity passes of stage 05 are skipped: stages 06-08 do not read them)
 .venv/bin/python -m workbench run -f params/smoke.yaml -p run_label profile-parent -p quant_compare false \
-  -p quant_sensitivity false --to 05 --outputs "$OUT/outputs" --no-progress
-PARENT=$(ls -d "$OUT"/outputs/*/ | head -n 1)
+  -p quant_sensitivity false --to 05 --outputs "$OUT/outputs" --no-progress >"$OUT/parent.log" 2>&1 &
+parent_pid=$!
 
 echo "== DFC profile: Python 3.10, numpy 1.23.3 (the DFC 3.30 wheel's pin), make install-dfc"
 "$PY310" -m venv "$OUT/dfc-env"
@@ -40,6 +42,11 @@ make --no-print-directory install-dfc DFC_PYTHON="$OUT/dfc-env/bin/python"
 echo "== Pi profile: system Python 3.11, make install-pi"
 make --no-print-directory install-pi PI_PYTHON="$PY311" PI_VENV="$OUT/pi-env"
 
+if ! wait "$parent_pid"; then cat "$OUT/parent.log"; echo "ERROR: the parent run failed" >&2; exit 1; fi
+tail -n 3 "$OUT/parent.log"
+PARENT=$(ls -d "$OUT"/outputs/*/ | head -n 1)
+
+pids=()
 for env in dfc-env pi-env; do
   py="$OUT/$env/bin/python"
   "$py" -m pip install --quiet pytest==9.2.0
@@ -50,8 +57,18 @@ assert int(numpy.__version__.split(".")[0]) < 2, f"numpy {numpy.__version__}: th
 assert importlib.util.find_spec("torch") is None, "torch is installed in a Hailo profile"
 print(f"Python {sys.version.split()[0]}, numpy {numpy.__version__}, no torch")
 PY
-  echo "== $env: tests"
+  echo "== $env: tests (in the background, log $OUT/$env-tests.log)"
   # shellcheck disable=SC2086
-  WORKBENCH_NO_TORCH=1 WORKBENCH_PARENT_RUN="$PARENT" "$py" -m pytest -p no:cacheprovider -q $TESTS
+  WORKBENCH_NO_TORCH=1 WORKBENCH_PARENT_RUN="$PARENT" "$py" -m pytest -p no:cacheprovider -q \
+    --basetemp "$OUT/$env-pytest" $TESTS >"$OUT/$env-tests.log" 2>&1 &
+  pids+=($!)
+done
+failed=0
+for i in 0 1; do
+  env=$([ "$i" = 0 ] && echo dfc-env || echo pi-env)
+  if wait "${pids[$i]}"; then status=passed; else status=FAILED; failed=1; fi
+  echo "== $env: tests $status"
+  cat "$OUT/$env-tests.log"
 done
 echo "profiles done in $((SECONDS - t0)) s"
+exit "$failed"

@@ -88,6 +88,7 @@ def smoke_run_fake_hailo(smoke_run):
 # WORKBENCH_NO_TORCH=1 there, and only then are `@pytest.mark.torch` tests skipped (with that reason in
 # the -ra summary). Everywhere else they run, so a missing torch fails loudly instead of skipping.
 def pytest_collection_modifyitems(config, items):
+    _one_worker_for_the_smoke_run(items)
     if os.environ.get("WORKBENCH_NO_TORCH") != "1":
         return
     import importlib.util
@@ -100,3 +101,17 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "torch" in item.keywords:
             item.add_marker(skip)
+
+
+# ---- make test runs on several processes (pytest-xdist, --dist loadgroup) ------------------------------
+# Session fixtures are per process. Every test that reads the shared smoke run goes to one worker, so the
+# suite's most expensive fixture is still paid once; the other workers take the independent tests.
+SMOKE_FIXTURES = {"smoke_run", "smoke_run_fake_hailo"}
+
+
+def _one_worker_for_the_smoke_run(items) -> None:
+    for item in items:
+        uses = SMOKE_FIXTURES & set(getattr(item, "fixturenames", ()))
+        # the profile module asks for smoke_run at run time (getfixturevalue) when no parent run is given
+        if uses or item.nodeid.startswith("tests/e2e/test_profile_no_torch.py"):
+            item.add_marker(pytest.mark.xdist_group("smoke_run"))

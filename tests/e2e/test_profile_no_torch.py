@@ -30,7 +30,7 @@ MARK = "WORKBENCH_TORCH_LOADED"
 PROBE = f'import sys\nprint("{MARK}", "torch" in sys.modules)'
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def parent_run(request) -> Path:
     ref = os.environ.get("WORKBENCH_PARENT_RUN")
     if ref:
@@ -45,7 +45,7 @@ def parent_run(request) -> Path:
     return request.getfixturevalue("smoke_run").path  # the suite's one smoke run (stages 01-08)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def probe_env(tmp_path_factory) -> dict:
     """Notebooks with the probe cell, fakes on PYTHONPATH and PATH, torch blocked where installed."""
     tmp = tmp_path_factory.mktemp("probe")
@@ -122,7 +122,7 @@ def _check_07(run_dir: Path) -> None:
     assert cli["errors"] == {} and cli["measure_latency"] and cli["benchmark"], cli
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def from_06(parent_run, probe_env, tmp_path_factory) -> Path:
     return _cli_run(probe_env, tmp_path_factory.mktemp("runs06"), "--from", "06", "--parent", str(parent_run))
 

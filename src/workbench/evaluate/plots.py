@@ -12,8 +12,6 @@ def confusion(
     cm: np.ndarray, label_names: Sequence[str], title: str = "", normalize: bool = True, ax: Optional[plt.Axes] = None
 ) -> plt.Figure:
     """Row-normalised confusion matrix (recall per true class) with counts in the cells."""
-    import seaborn as sns
-
     fig = (
         ax.figure
         if ax is not None
@@ -22,23 +20,24 @@ def confusion(
     ax = ax or fig.add_subplot(111)
     rows = cm.sum(axis=1, keepdims=True)
     shown = np.divide(cm, rows, out=np.zeros_like(cm, dtype=float), where=rows > 0) if normalize else cm
-    annot = np.array([[f"{v:.2f}\n({int(n)})" for v, n in zip(r, rc)] for r, rc in zip(shown, cm)])
-    sns.heatmap(
-        shown,
-        annot=annot,
-        fmt="",
-        cmap="Blues",
-        vmin=0,
-        vmax=1 if normalize else None,
-        xticklabels=label_names,
-        yticklabels=label_names,
-        cbar=False,
-        ax=ax,
-        annot_kws={"fontsize": 7},
-    )
+    top = 1.0 if normalize else max(float(np.max(shown)), 1.0)
+    ax.imshow(shown, cmap="Blues", vmin=0, vmax=top, aspect="auto", interpolation="nearest")
+    for (i, j), v in np.ndenumerate(shown):
+        ax.text(
+            j,
+            i,
+            f"{v:.2f}\n({int(cm[i, j])})" if normalize else f"{int(cm[i, j])}",
+            ha="center",
+            va="center",
+            fontsize=7,
+            color="white" if v > 0.6 * top else "black",
+        )
+    ticks = np.arange(len(label_names))
+    ax.set_xticks(ticks)
+    ax.set_yticks(ticks)
     # long class names (HAPT's WALKING_DOWNSTAIRS, STAND_TO_SIT, ...) must not run into each other
-    ax.set_xticklabels(ax.get_xticklabels(), rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
-    ax.set_yticklabels(ax.get_yticklabels(), rotation=0, fontsize=8)
+    ax.set_xticklabels(label_names, rotation=45, ha="right", rotation_mode="anchor", fontsize=8)
+    ax.set_yticklabels(label_names, fontsize=8)
     ax.set_xlabel("predicted"), ax.set_ylabel("true"), ax.set_title(title)
     fig.tight_layout()
     return fig

@@ -12,7 +12,7 @@ from .metrics import CalibrationMetric
 
 def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: CalibrationMetric, title: str = "") -> None:
     """Per-bin accuracy bars against confidence, the gap to the diagonal shaded (red = over-confident,
-    blue = under-confident), and, on ``ax_hist``, the share of windows per confidence bin."""
+    green = under-confident), and, on ``ax_hist``, the share of windows per confidence bin."""
     b = ece.bins
     if b is None:
         raise ValueError("this CalibrationMetric carries no bins; use expected_calibration_error()")
@@ -26,28 +26,22 @@ def draw_reliability(ax: plt.Axes, ax_hist: Optional[plt.Axes], ece: Calibration
     ax.bar(left[ok], acc[ok], width=width[ok], align="edge", color="#4c72b0", edgecolor="white")
     over = ok & (conf > acc)
     under = ok & (conf <= acc)
-    ax.bar(
-        left[over],
-        (conf - acc)[over],
-        bottom=acc[over],
-        width=width[over],
-        align="edge",
-        color="#dd4444",
-        alpha=0.35,
-        hatch="//",
-        edgecolor="#aa2222",
-    )
-    ax.bar(
-        left[under],
-        (acc - conf)[under],
-        bottom=conf[under],
-        width=width[under],
-        align="edge",
-        color="#55a868",
-        alpha=0.35,
-        hatch="\\\\",
-        edgecolor="#2d7a3e",
-    )
+    # the gap from the bar to the diagonal: over-confident bins red, under-confident green
+    for mask, bottom, height, color, hatch, edge in (
+        (over, acc, conf - acc, "#dd4444", "//", "#aa2222"),
+        (under, conf, acc - conf, "#55a868", "\\\\", "#2d7a3e"),
+    ):
+        ax.bar(
+            left[mask],
+            height[mask],
+            bottom=bottom[mask],
+            width=width[mask],
+            align="edge",
+            color=color,
+            alpha=0.35,
+            hatch=hatch,
+            edgecolor=edge,
+        )
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1)
     ax.scatter(conf[ok], acc[ok], s=8, color="black", zorder=3)
     ax.set_xlim(0, 1)

@@ -135,67 +135,28 @@ def test_qat_finetune_changes_weights_keeps_batchnorm_stats():
     assert m.fsq.bound_noise == 0.0 and not m.training
 
 
-def test_train_model_checks_the_new_arguments():
-    m = _model()
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"margin": 0.7}, "margin"),
+        ({"bound_noise": 0.6}, "bound_noise"),
+        ({"margin_weight": 0.2, "margin_warmup": 1.5}, "margin_warmup"),
+    ],
+)
+def test_train_model_refuses_out_of_range_margin_arguments(bad, match):
+    with pytest.raises(ValueError, match=match):
+        _train_one_epoch(_model(), **bad)
+
+
+def _train_one_epoch(m, **extra):
     tr, va = _data(40, 3), _data(20, 4)
-    with pytest.raises(ValueError, match="margin"):
-        train_model(
-            m,
-            tr,
-            va,
-            epochs=1,
-            batch_size=20,
-            learning_rate=1e-3,
-            weight_decay=0,
-            patience=1,
-            seed=0,
-            progress=False,
-            margin=0.7,
-        )
-    with pytest.raises(ValueError, match="bound_noise"):
-        train_model(
-            m,
-            tr,
-            va,
-            epochs=1,
-            batch_size=20,
-            learning_rate=1e-3,
-            weight_decay=0,
-            patience=1,
-            seed=0,
-            progress=False,
-            bound_noise=0.6,
-        )
-    with pytest.raises(ValueError, match="margin_warmup"):
-        train_model(
-            m,
-            tr,
-            va,
-            epochs=1,
-            batch_size=20,
-            learning_rate=1e-3,
-            weight_decay=0,
-            patience=1,
-            seed=0,
-            progress=False,
-            margin_weight=0.2,
-            margin_warmup=1.5,
-        )
-    hist = train_model(
-        m,
-        tr,
-        va,
-        epochs=1,
-        batch_size=20,
-        learning_rate=1e-3,
-        weight_decay=0,
-        patience=1,
-        seed=0,
-        progress=False,
-        margin_weight=0.2,
-        bound_noise=0.1,
-        margin_warmup=0.5,
-    )
+    common = dict(epochs=1, batch_size=20, learning_rate=1e-3, weight_decay=0, patience=1, seed=0, progress=False)
+    return train_model(m, tr, va, **common, **extra)
+
+
+def test_train_model_records_the_margin_arguments():
+    m = _model()
+    hist = _train_one_epoch(m, margin_weight=0.2, bound_noise=0.1, margin_warmup=0.5)
     assert hist["margin_weight"] == 0.2 and hist["margin_warmup"] == 0.5 and m.fsq.bound_noise == 0.0
 
 
