@@ -30,7 +30,7 @@ smoke: $(STAMP)
 
 # On TEST_WORKERS processes (pytest-xdist); tests that read the shared smoke run stay on one of them.
 test: $(STAMP)
-	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=20 $(ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --durations=20 $(ARGS)
 
 # Everything not marked slow (no papermill pipeline runs): under a minute here.
 test-fast: $(STAMP)

@@ -5,8 +5,9 @@
 
 Reads each run's metrics.json (stage 05: the remedy picked on validation windows, flips and accuracy of
 that remedy on test windows; stage 07: the ort-int8-emulated backend's test accuracy) and stage 05's
-quant_ladder.csv (every rung, validation and test). Prints Markdown: the headline table with the goal
-checks, then the ladder averaged over seeds. Every column names its backend.
+quant_ladder.csv (every rung, validation and test); stage 08: ECE and conformal coverage of the deployed INT8
+model (ort-int8-emulated) on test subjects. Prints Markdown: the headline table with the goal checks, the
+probability table with its goal checks, then the ladder averaged over seeds. Every column names its backend.
 """
 
 from __future__ import annotations
@@ -62,6 +63,77 @@ def headline(runs: list[Run]) -> pd.DataFrame:
     return pd.DataFrame(rows).sort_values("seed").reset_index(drop=True)
 
 
+PROBABILITY_GOALS = {
+    "ECE <= 0.02 after the selected calibrator, every seed": lambda d: (d["ece_selected"] <= 0.02).all(),
+    "LAC coverage >= 0.90 in at least 4 of 5 seeds": lambda d: int((d["coverage_lac"] >= 0.90).sum()) >= 4,
+    "subject-level LAC coverage >= 0.90 in at least 4 of 5 seeds": lambda d: (
+        int((d["coverage_lac_subject_level"] >= 0.90).sum()) >= 4
+    ),
+}
+INT8 = "ort-int8-emulated"
+
+
+def probability(runs: list[Run]) -> pd.DataFrame:
+    """Stage 08 on test subjects for the deployed INT8 model; empty when no run reached stage 08."""
+    rows = []
+    for r in runs:
+        sel = _metric(r, "08", "ece_after_selected", INT8)
+        if sel is None:
+            continue
+        row: dict = {"seed": r.params().get("seed"), "calibrator": sel.get("calibrator"), "ece_selected": sel["value"]}
+        for name in (
+            "ece_before_ts",
+            "ece_after_ts",
+            "coverage_lac",
+            "set_size_lac",
+            "coverage_lac_subject_level",
+            "set_size_lac_subject_level",
+            "min_subject_coverage_lac_subject_level",
+            "min_subject_coverage_lac_marginal_pooled",
+        ):
+            row[name] = (_metric(r, "08", name, INT8) or {}).get("value")
+        rows.append(row)
+    return pd.DataFrame(rows).sort_values("seed").reset_index(drop=True) if rows else pd.DataFrame()
+
+
+def probability_markdown(prob: pd.DataFrame) -> list[str]:
+    if prob.empty:
+        return ["", "No run reached stage 08: no probability table."]
+    lines = [
+        "",
+        "Stage 08, test subjects, `ort-int8-emulated` (the deployed INT8 model); calibrators are selected by "
+        "leaving validation/calibration subjects out, never on test:",
+        "",
+        "| seed | ECE raw | ECE after T | ECE after selected (calibrator) | LAC coverage / set size | "
+        "subject-level LAC coverage / set size | worst subject, subject-level | worst subject, pooled LAC |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for _, r in prob.iterrows():
+        lines.append(
+            f"| {r['seed']} | {_acc(r['ece_before_ts'])} | {_acc(r['ece_after_ts'])} | "
+            f"{_acc(r['ece_selected'])} ({r['calibrator']}) | {_acc(r['coverage_lac'])} / {_num(r['set_size_lac'])} | "
+            f"{_acc(r['coverage_lac_subject_level'])} / {_num(r['set_size_lac_subject_level'])} | "
+            f"{_acc(r['min_subject_coverage_lac_subject_level'])} | "
+            f"{_acc(r['min_subject_coverage_lac_marginal_pooled'])} |"
+        )
+    lines.append(
+        f"| **mean** | {_acc(prob['ece_before_ts'].mean())} | {_acc(prob['ece_after_ts'].mean())} | "
+        f"{_acc(prob['ece_selected'].mean())} | {_acc(prob['coverage_lac'].mean())} / "
+        f"{_num(prob['set_size_lac'].mean())} | {_acc(prob['coverage_lac_subject_level'].mean())} / "
+        f"{_num(prob['set_size_lac_subject_level'].mean())} | | |"
+    )
+    lines += [
+        "",
+        "Goals (issue 14): "
+        + "; ".join(f"{k}: {'met' if f(prob) else 'NOT met'}" for k, f in PROBABILITY_GOALS.items()),
+    ]
+    return lines
+
+
+def _num(v) -> str:
+    return "" if v is None or pd.isna(v) else f"{float(v):.2f}"
+
+
 def ladder_mean(runs: list[Run]) -> pd.DataFrame:
     parts = []
     for r in runs:
@@ -90,7 +162,7 @@ def _acc(v) -> str:
     return "" if v is None or pd.isna(v) else f"{float(v):.4f}"
 
 
-def markdown(head: pd.DataFrame, ladder: pd.DataFrame) -> str:
+def markdown(head: pd.DataFrame, ladder: pd.DataFrame, prob: pd.DataFrame) -> str:
     lines = [
         "| seed | remedy (picked on val) | code flips val | code flips test | prediction agreement test | "
         "FP32 acc test (`ort-fp32`) | INT8 acc test (`ort-int8-emulated`) | stage 07 INT8 acc / code agreement "
@@ -112,6 +184,7 @@ def markdown(head: pd.DataFrame, ladder: pd.DataFrame) -> str:
     )
     lines.append("")
     lines.append("Goals (issue 14): " + "; ".join(f"{k}: {'met' if f(head) else 'NOT met'}" for k, f in GOALS.items()))
+    lines += probability_markdown(prob)
     if not ladder.empty:
         lines += [
             "",
@@ -140,7 +213,7 @@ def main() -> None:
             runs += [Run.open(v["run"], root) for v in spec["variations"] if v.get("run")]
         else:
             runs.append(Run.open(src, Path(a.outputs) if a.outputs else None))
-    print(markdown(headline(runs), ladder_mean(runs)))
+    print(markdown(headline(runs), ladder_mean(runs), probability(runs)))
 
 
 if __name__ == "__main__":

@@ -33,6 +33,22 @@ def _single_thread_torch():
     yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_fake_hailo_device(tmp_path_factory) -> Iterator[None]:
+    """One fake Hailo-8 per test process. The fakes model one physical device per checkout, so two pytest
+    processes of one checkout (xdist workers, the two profiles of `make test-profiles`) would take it from
+    each other like two programs on a real Pi. Kernels and subprocesses a test starts inherit the path,
+    so within a process the device is shared exactly as before."""
+    if os.environ.get("HAILO_FAKE_DEVICE_LOCK"):
+        yield
+        return
+    os.environ["HAILO_FAKE_DEVICE_LOCK"] = str(tmp_path_factory.getbasetemp() / "hailo-fake-device.lock")
+    try:
+        yield
+    finally:
+        os.environ.pop("HAILO_FAKE_DEVICE_LOCK", None)
+
+
 @pytest.fixture
 def hailo_fakes() -> Iterator[object]:
     """The fake hailo_sdk_client / hailo_platform (tests/fakes) importable for one test; yields the
@@ -88,7 +104,7 @@ def smoke_run_fake_hailo(smoke_run):
 # WORKBENCH_NO_TORCH=1 there, and only then are `@pytest.mark.torch` tests skipped (with that reason in
 # the -ra summary). Everywhere else they run, so a missing torch fails loudly instead of skipping.
 def pytest_collection_modifyitems(config, items):
-    _one_worker_for_the_smoke_run(items)
+    _check_smoke_modules(items)
     if os.environ.get("WORKBENCH_NO_TORCH") != "1":
         return
     import importlib.util
@@ -103,15 +119,40 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-# ---- make test runs on several processes (pytest-xdist, --dist loadgroup) ------------------------------
-# Session fixtures are per process. Every test that reads the shared smoke run goes to one worker, so the
-# suite's most expensive fixture is still paid once; the other workers take the independent tests.
+# ---- make test runs on several processes (pytest-xdist) ------------------------------------------------
+# Session fixtures are per process. The modules that read the shared smoke run form one unit of work, so
+# one worker makes the suite's most expensive fixture and the other workers take every other test one by
+# one. (xdist's own `xdist_group` mark does not take effect with pytest 9: it rewrites a node attribute
+# pytest 9 no longer reads.) The scheduler sees node ids only, hence a list of modules, and collection
+# fails if a test elsewhere starts using the smoke run, so the list cannot go stale.
 SMOKE_FIXTURES = {"smoke_run", "smoke_run_fake_hailo"}
+SMOKE_MODULES = (
+    "tests/e2e/test_smoke_pipeline.py",
+    "tests/e2e/test_run_page.py",
+    "tests/e2e/test_serve.py",
+    "tests/e2e/test_run_contract.py",
+    "tests/e2e/test_profile_no_torch.py",  # asks for smoke_run at run time when no parent run is given
+    "tests/unit/deploy/test_deploy_bundle.py",
+)
+SMOKE_UNIT = "smoke_run"
 
 
-def _one_worker_for_the_smoke_run(items) -> None:
+def _check_smoke_modules(items) -> None:
     for item in items:
-        uses = SMOKE_FIXTURES & set(getattr(item, "fixturenames", ()))
-        # the profile module asks for smoke_run at run time (getfixturevalue) when no parent run is given
-        if uses or item.nodeid.startswith("tests/e2e/test_profile_no_torch.py"):
-            item.add_marker(pytest.mark.xdist_group("smoke_run"))
+        if SMOKE_FIXTURES & set(getattr(item, "fixturenames", ())) and not item.nodeid.startswith(SMOKE_MODULES):
+            raise pytest.UsageError(
+                f"{item.nodeid} uses the shared smoke run: add its module to SMOKE_MODULES in tests/conftest.py"
+            )
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist, which the no-torch profiles do not install
+def pytest_xdist_make_scheduler(config, log):
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SmokeRunScheduling(LoadScopeScheduling):
+        """One work unit for the smoke-run modules, one per test for everything else."""
+
+        def _split_scope(self, nodeid: str) -> str:
+            return SMOKE_UNIT if nodeid.startswith(SMOKE_MODULES) else nodeid
+
+    return SmokeRunScheduling(config, log)
