@@ -105,7 +105,8 @@ def probability_markdown(prob: pd.DataFrame) -> list[str]:
         "leaving validation/calibration subjects out, never on test:",
         "",
         "| seed | ECE raw | ECE after T | ECE after selected (calibrator) | LAC coverage / set size | "
-        "subject-level LAC coverage / set size | worst subject, subject-level | worst subject, LAC marginal (pooled protocol) |",
+        "subject-level LAC coverage / set size | worst subject, subject-level | "
+        "worst subject, LAC marginal (pooled protocol) |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in prob.iterrows():
