@@ -75,13 +75,15 @@ def smoke_run(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_run_fake_hailo(smoke_run):
     """Stages 06-09 again, as a child of ``smoke_run``, with the fake Hailo packages (tests/fakes) on the
-    kernels' path: a compiled (fake) HEF, hailo8-device predictions from stage 07, a bundle with model.hef."""
+    kernels' path and the fake ``hailortcli`` on PATH: a compiled (fake) HEF, hailo8-device predictions
+    from stage 07, hailortcli measurements, a bundle with model.hef."""
     from workbench.config import load_params
     from workbench.runs.pipeline import run_pipeline
 
-    fakes = str(PROJECT_ROOT / "tests" / "fakes")
-    before = os.environ.get("PYTHONPATH")
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [fakes, before]))
+    fakes = PROJECT_ROOT / "tests" / "fakes"
+    before = {k: os.environ.get(k) for k in ("PYTHONPATH", "PATH")}
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(fakes), before["PYTHONPATH"]]))
+    os.environ["PATH"] = os.pathsep.join(filter(None, [str(fakes / "bin"), before["PATH"]]))
     try:
         params = load_params([PROJECT_ROOT / "params" / "smoke.yaml"], {"run_label": "fake-hailo"})
         return run_pipeline(
@@ -93,10 +95,11 @@ def smoke_run_fake_hailo(smoke_run):
             log=lambda *_: None,
         )
     finally:
-        if before is None:
-            os.environ.pop("PYTHONPATH", None)
-        else:
-            os.environ["PYTHONPATH"] = before
+        for k, v in before.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
 
 
 # ---- tests that need torch (stages 01-02, cross-checks against torchmetrics) ------------------------

@@ -11,9 +11,7 @@ import nbformat
 import pytest
 
 from workbench.cli import main
-from workbench.config import load_params
 from workbench.runs import STAGE_NAMES, Run
-from workbench.runs.pipeline import run_pipeline
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -150,24 +148,11 @@ def test_index_renders_in_headless_chromium(smoke_run, tmp_path):
     assert (tmp_path / "index.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_hailo_stages_with_fake_dfc_and_hailort(smoke_run, monkeypatch):
+def test_hailo_stages_with_fake_dfc_and_hailort(smoke_run_fake_hailo):
     """Stages 06-08 where hailo_sdk_client and hailo_platform import (the fakes from tests/fakes, which
     compute real outputs with ONNX Runtime): a HEF is compiled, stage 07 adds the emulator and device
     backends, stage 08 analyses the device and lists the emulator as replay-only instead of crashing."""
-    import os
-
-    fakes = Path(__file__).resolve().parents[1] / "fakes"
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(fakes), os.environ.get("PYTHONPATH")])))
-    monkeypatch.setenv("PATH", os.pathsep.join([str(fakes / "bin"), os.environ.get("PATH", "")]))  # fake hailortcli
-    params = load_params([ROOT / "params" / "smoke.yaml"], {"run_label": "with-fakes"})
-    run = run_pipeline(
-        params,
-        from_stage="06",
-        parent=smoke_run.run_id,
-        root=smoke_run.path.parent,
-        progress=False,
-        log=lambda *_: None,
-    )
+    run = smoke_run_fake_hailo
     stages = run.manifest()["stages"]
     assert stages["06_compile_hailo"]["status"] == "compiled"
     assert run.artifact("hef").read_bytes()[:4] == b"\x01HEF"
